@@ -1,0 +1,98 @@
+"""The ``directlpi`` command line.
+
+* ``directlpi run`` -- the main job.  Until the kernel layer exists it is the
+  hardware-level Direct LPI walkthrough on the default hardware.
+* ``directlpi bench`` -- the figures of ``bench/``.
+
+Errors print one line (``directlpi: error: ...``) and exit non-zero; a traceback
+is shown only with ``DIRECTLPI_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from directlpi.errors import DirectLPIError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="directlpi",
+        description="MSIs on an Arm GICv3 without an ITS (Direct LPI): an executable model.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="the main job: a Direct LPI delivered, register by register")
+    run.add_argument("--cpus", type=int, default=8, help="number of PEs (default 8)")
+    run.add_argument("--cpu", type=int, default=1, help="PE that receives the LPI (default 1)")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    bench = sub.add_parser("bench", help="run the benchmarks in bench/")
+    bench.add_argument("--json", action="store_true", help="print {key: value} as JSON")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
+    bench.add_argument("--bench-dir", type=Path, default=None,
+                       help="directory of bench_*.py modules (default: the checkout's bench/)")
+    bench.add_argument("--only", action="append", default=[], metavar="MODULE",
+                       help="run only these bench modules (e.g. bench_hw); repeatable")
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from directlpi.sim.walkthrough import run_walkthrough
+
+    w = run_walkthrough(cpus=args.cpus, cpu=args.cpu)
+    if args.json:
+        print(json.dumps(w.as_dict(), indent=2))
+    else:
+        print(w.render())
+    return EXIT_OK if all(s.ok for s in w.steps) else EXIT_FAILED
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from directlpi.benchkit import default_bench_dir, run_benchmarks
+
+    only = set(args.only)
+    figures = run_benchmarks(args.bench_dir or default_bench_dir(), quick=args.quick,
+                             only=(lambda name: name in only) if only else None)
+    if args.json:
+        print(json.dumps({f.key: f.value for f in figures}, indent=2))
+    else:
+        width = max((len(f.key) for f in figures), default=10)
+        for f in figures:
+            print(f"{f.key:<{width}}  {f.value:>14,.3f} {f.unit:<10} {f.what}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``directlpi`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_USAGE
+    handlers = {"run": _cmd_run, "bench": _cmd_bench}
+    try:
+        return handlers[args.command](args)
+    except DirectLPIError as exc:
+        print(f"directlpi: error: {exc} [{exc.errno_name}]", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("directlpi: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in directlpi, not in the user's input
+        if os.environ.get("DIRECTLPI_DEBUG"):
+            traceback.print_exc()
+        print(f"directlpi: internal error: {type(exc).__name__}: {exc} "
+              "(set DIRECTLPI_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""GICv3 CPU interface: the ICC_* system registers of one PE (Arm IHI 0069).
+
+Choices this module makes where the architecture allows several:
+
+* **Priority ties go to the lowest INTID.**  Which of several pending
+  interrupts of equal priority is the highest priority pending interrupt is
+  IMPLEMENTATION DEFINED; every source (SGI/PPI, SPI, LPI) is compared on the
+  one key ``priority << 24 | INTID``, so the lowest INTID wins.
+* **Priority bits.**  ``priority_bits`` (default 5, as many Cortex-A cores)
+  bits are implemented, for priorities and for preemption (PREbits = PRIbits):
+  unimplemented low bits of PMR, IPRIORITYR and LPI priorities read as zero.
+* **Group enables at the CPU interface filter candidates.**  The highest
+  priority pending interrupt is chosen among interrupts whose group is enabled
+  both in GICD_CTLR and in ICC_IGRPEN<n>_EL1; HPPIR1 and IAR1 return 1023 when
+  that interrupt is Group 0.
+* **EOI of an interrupt other than the highest priority active one**
+  (UNPREDICTABLE) drops the highest active priority anyway, deactivates the
+  named INTID when EOImode is 0, and is reported.  EOIR with no active priority,
+  DIR while EOImode is 0, and EOIR whose highest active priority is in the other
+  group are ignored and reported UNPREDICTABLE.
+* ICC_SRE_EL1 reads 0x7 (system register interface only; RAO/WI).
+
+Nothing is cached: the highest priority pending interrupt is recomputed from the
+redistributor's LPI heap, its SGI/PPI masks and the distributor's ready sets
+when a register that needs it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from directlpi.errors import UnknownSysregError
+from directlpi.hw.distributor import NO_PENDING
+from directlpi.hw.events import Event, EventHub, EventKind
+from directlpi.hw.regs import ICC, INTID_SPURIOUS, LPI_BASE
+
+if TYPE_CHECKING:
+    from directlpi.hw.distributor import Distributor
+    from directlpi.hw.gic import GIC
+    from directlpi.hw.redistributor import Redistributor
+
+_EV_ACK = EventKind.ACK
+_EV_EOI = EventKind.EOI
+_IDLE = 0xFF
+_CBPR = ICC.CTLR.CBPR.mask
+_EOIMODE = ICC.CTLR.EOImode.mask
+
+
+class CPUInterface:
+    """The GIC CPU interface of PE ``cpu`` (AArch64 system registers)."""
+
+    __slots__ = (
+        "_active", "_bpr0", "_bpr1", "_ctlr", "_dist", "_gic", "_hub", "_igrpen",
+        "_min_bpr0", "_on", "_rd", "_readers", "_sgi", "_writers", "cpu", "id_bits",
+        "mpidr", "pmr", "prio_mask", "priority_bits",
+    )
+
+    def __init__(self, gic: GIC, hub: EventHub, *, cpu: int, mpidr: int, rd: Redistributor,
+                 dist: Distributor, priority_bits: int, id_bits: int) -> None:
+        self._gic = gic
+        self._hub = hub
+        self._on = hub.on
+        self.cpu = cpu
+        self.mpidr = mpidr
+        self._rd = rd
+        self._sgi = rd.sgi
+        self._dist = dist
+        self.priority_bits = priority_bits
+        self.id_bits = id_bits
+        self.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
+        self._min_bpr0 = 7 - priority_bits
+        self.pmr = 0
+        self._bpr0 = self._min_bpr0
+        self._bpr1 = self._min_bpr0 + 1
+        self._ctlr = 0
+        #: Group enables (bit 0: ICC_IGRPEN0_EL1, bit 1: ICC_IGRPEN1_EL1).
+        self._igrpen = 0
+        #: Active priorities, innermost last: ``group_priority << 25 | group << 24 | INTID``.
+        self._active: list[int] = []
+        self._readers: dict[str, Callable[[], int]] = {
+            ICC.IAR0.name: self._read_iar0,
+            ICC.IAR1.name: self._read_iar1,
+            ICC.HPPIR0.name: lambda: self._hppir(0),
+            ICC.HPPIR1.name: lambda: self._hppir(1),
+            ICC.PMR.name: lambda: self.pmr,
+            ICC.RPR.name: self.running_priority,
+            ICC.BPR0.name: lambda: self._bpr0,
+            ICC.BPR1.name: self._read_bpr1,
+            ICC.CTLR.name: self._read_ctlr,
+            ICC.IGRPEN0.name: lambda: self._igrpen & 1,
+            ICC.IGRPEN1.name: lambda: (self._igrpen >> 1) & 1,
+            ICC.SRE.name: lambda: 0x7,
+        }
+        self._writers: dict[str, Callable[[int], None]] = {
+            ICC.EOIR0.name: lambda v: self._write_eoir(v, 0),
+            ICC.EOIR1.name: lambda v: self._write_eoir(v, 1),
+            ICC.DIR.name: self._write_dir,
+            ICC.PMR.name: self._write_pmr,
+            ICC.BPR0.name: self._write_bpr0,
+            ICC.BPR1.name: self._write_bpr1,
+            ICC.CTLR.name: self._write_ctlr,
+            ICC.IGRPEN0.name: lambda v: self._write_igrpen(v, 0),
+            ICC.IGRPEN1.name: lambda v: self._write_igrpen(v, 1),
+            ICC.SRE.name: lambda v: None,
+            ICC.SGI1R.name: self._write_sgi1r,
+        }
+
+    # -- the public accessors -------------------------------------------------------
+
+    def read_sysreg(self, name: str) -> int:
+        """``MRS`` of ICC register ``name`` (e.g. "ICC_IAR1_EL1").
+
+        Raises :class:`~directlpi.errors.UnknownSysregError` for a name this CPU
+        interface does not implement or cannot read.
+        """
+        fn = self._readers.get(name)
+        if fn is None:
+            raise self._unknown(name, "read")
+        return fn()
+
+    def write_sysreg(self, name: str, value: int) -> None:
+        """``MSR`` of ICC register ``name``.  Raises UnknownSysregError like read_sysreg."""
+        fn = self._writers.get(name)
+        if fn is None:
+            raise self._unknown(name, "write")
+        fn(value & 0xFFFFFFFFFFFFFFFF)
+
+    def _unknown(self, name: str, op: str) -> UnknownSysregError:
+        if op == "read" and name in self._writers:
+            return UnknownSysregError(f"{name} is write-only: it cannot be read")
+        if op == "write" and name in self._readers:
+            return UnknownSysregError(f"{name} is read-only: it cannot be written")
+        known = ", ".join(sorted(set(self._readers) | set(self._writers)))
+        return UnknownSysregError(f"unknown system register {name!r}; the CPU interface "
+                                  f"implements: {known}")
+
+    @property
+    def sysreg_names(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self._readers) | set(self._writers)))
+
+    # -- highest priority pending interrupt ----------------------------------------
+
+    def _groups(self) -> int:
+        return self._dist.en_grp & self._igrpen
+
+    def highest_pending(self) -> int:
+        """Key ``priority << 24 | INTID`` of the HPPI for this PE, or NO_PENDING."""
+        rd = self._rd
+        if rd._sleep:
+            return NO_PENDING
+        groups = self._dist.en_grp & self._igrpen
+        if not groups:
+            return NO_PENDING
+        best = rd.best_lpi_key() if groups & 2 and rd._heap else NO_PENDING
+        sgi = self._sgi
+        if sgi.latch | sgi.line:
+            k = sgi.best_key(groups)
+            if k < best:
+                best = k
+        dist = self._dist
+        if dist.ready[self.cpu] or dist.ready_any:
+            k = dist.best_key(self.cpu, groups)
+            if k < best:
+                best = k
+        return best
+
+    def _group_of(self, intid: int) -> int:
+        if intid >= LPI_BASE:
+            return 1
+        if intid < 32:
+            return (self._sgi.group >> intid) & 1
+        return self._dist.group[intid]
+
+    def _gprio_mask(self, group: int) -> int:
+        if group == 0 or self._ctlr & _CBPR:
+            return (0xFF << (self._bpr0 + 1)) & 0xFF
+        return (0xFF << self._bpr1) & 0xFF
+
+    def running_priority(self) -> int:
+        """ICC_RPR_EL1: group priority of the highest priority active interrupt, 0xFF if idle."""
+        return self._active[-1] >> 25 if self._active else _IDLE
+
+    def can_signal(self, group: int) -> bool:
+        """Whether this PE's IRQ (group 1) or FIQ (group 0) line is asserted."""
+        key = self.highest_pending()
+        if key == NO_PENDING:
+            return False
+        intid = key & 0xFFFFFF
+        if self._group_of(intid) != group:
+            return False
+        return self._preempts(key >> 24, group)
+
+    def _preempts(self, prio: int, group: int) -> bool:
+        if prio >= self.pmr:
+            return False
+        if not self._active:
+            return True
+        mask = self._gprio_mask(group)
+        return (prio & mask) < ((self._active[-1] >> 25) & mask)
+
+    def irq_pending(self) -> bool:
+        """The PE's IRQ signal: a Group 1 interrupt can be acknowledged now."""
+        return self.can_signal(1)
+
+    # -- acknowledge -------------------------------------------------------------------
+
+    def _acknowledge(self, group: int) -> int:
+        key = self.highest_pending()
+        if key == NO_PENDING:
+            return INTID_SPURIOUS
+        intid = key & 0xFFFFFF
+        prio = key >> 24
+        if intid >= LPI_BASE:
+            if group != 1:
+                return INTID_SPURIOUS
+        elif self._group_of(intid) != group:
+            return INTID_SPURIOUS
+        if prio >= self.pmr:
+            return INTID_SPURIOUS
+        active = self._active
+        mask = self._gprio_mask(group)
+        if active and (prio & mask) >= ((active[-1] >> 25) & mask):
+            return INTID_SPURIOUS
+        active.append(((prio & mask) << 25) | (group << 24) | intid)
+        if intid >= LPI_BASE:
+            self._rd.acknowledge_lpi(key)
+        elif intid < 32:
+            self._sgi.acknowledge(intid)
+        else:
+            self._dist.acknowledge(intid)
+        if self._on[_EV_ACK]:
+            self._hub.emit(Event(_EV_ACK, f"ICC{self.cpu}", cpu=self.cpu, intid=intid, value=prio))
+        return intid
+
+    def _read_iar1(self) -> int:
+        return self._acknowledge(1)
+
+    def _read_iar0(self) -> int:
+        return self._acknowledge(0)
+
+    def _hppir(self, group: int) -> int:
+        key = self.highest_pending()
+        if key == NO_PENDING:
+            return INTID_SPURIOUS
+        intid = key & 0xFFFFFF
+        return intid if self._group_of(intid) == group else INTID_SPURIOUS
+
+    # -- end of interrupt ------------------------------------------------------------------
+
+    def _write_eoir(self, value: int, group: int) -> None:
+        intid = value & 0xFFFFFF
+        if 1020 <= intid <= 1023:
+            return
+        active = self._active
+        name = f"ICC_EOIR{group}_EL1"
+        if not active:
+            self._unpredictable(intid, "eoi-not-active",
+                                f"{name} {intid} with no active priority: ignored")
+            return
+        top = active[-1]
+        if (top >> 24) & 1 != group:
+            self._unpredictable(intid, "eoi-wrong-group",
+                                f"{name} {intid}, but the highest active priority belongs to "
+                                f"Group {1 - group}: ignored")
+            return
+        active.pop()
+        if top & 0xFFFFFF != intid:
+            self._unpredictable(intid, "eoi-not-highest",
+                                f"{name} {intid}, but the highest priority active interrupt is "
+                                f"{top & 0xFFFFFF}: its priority was dropped")
+        if self._on[_EV_EOI]:
+            self._hub.emit(Event(_EV_EOI, f"ICC{self.cpu}", cpu=self.cpu, intid=intid))
+        if not self._ctlr & _EOIMODE:
+            self._deactivate(intid)
+
+    def _write_dir(self, value: int) -> None:
+        intid = value & 0xFFFFFF
+        if 1020 <= intid <= 1023:
+            return
+        if not self._ctlr & _EOIMODE:
+            self._unpredictable(intid, "dir-eoimode0",
+                                f"ICC_DIR_EL1 {intid} while ICC_CTLR_EL1.EOImode is 0: ignored")
+            return
+        self._deactivate(intid)
+
+    def _deactivate(self, intid: int) -> None:
+        if intid >= LPI_BASE:
+            return  # LPIs have no active state
+        done = self._sgi.deactivate(intid) if intid < 32 else (
+            self._dist.valid_spi(intid) and self._dist.deactivate(intid))
+        if done:
+            if self._on[EventKind.DEACTIVATE]:
+                self._hub.emit(Event(EventKind.DEACTIVATE, f"ICC{self.cpu}", cpu=self.cpu,
+                                     intid=intid))
+        else:
+            self._hub.report(Event(EventKind.IGNORED, f"ICC{self.cpu}", cpu=self.cpu,
+                                   intid=intid, reason="not-active",
+                                   detail=f"deactivation of INTID {intid}, which is not active"))
+
+    def _unpredictable(self, intid: int, reason: str, detail: str) -> None:
+        self._hub.report(Event(EventKind.UNPREDICTABLE, f"ICC{self.cpu}", cpu=self.cpu,
+                               intid=intid, reason=reason, detail=detail))
+
+    # -- plain registers ----------------------------------------------------------------------
+
+    def _write_pmr(self, value: int) -> None:
+        self.pmr = value & self.prio_mask
+
+    def _write_bpr0(self, value: int) -> None:
+        self._bpr0 = max(value & 7, self._min_bpr0)
+
+    def _read_bpr1(self) -> int:
+        if self._ctlr & _CBPR:
+            return min(self._bpr0 + 1, 7)
+        return self._bpr1
+
+    def _write_bpr1(self, value: int) -> None:
+        if self._ctlr & _CBPR:
+            return
+        self._bpr1 = max(value & 7, self._min_bpr0 + 1)
+
+    def _read_ctlr(self) -> int:
+        return (
+            self._ctlr
+            | ICC.CTLR.PRIbits.put(self.priority_bits - 1)
+            | ICC.CTLR.IDbits.put(0 if self.id_bits <= 16 else 1)
+            | ICC.CTLR.A3V.put(1)
+        )
+
+    def _write_ctlr(self, value: int) -> None:
+        self._ctlr = value & (_CBPR | _EOIMODE)
+
+    def _write_igrpen(self, value: int, group: int) -> None:
+        bit = 1 << group
+        self._igrpen = (self._igrpen | bit) if value & 1 else (self._igrpen & ~bit)
+
+    def _write_sgi1r(self, value: int) -> None:
+        intid = ICC.SGI1R.INTID.get(value)
+        if ICC.SGI1R.IRM.get(value):
+            targets = [c for c in range(self._gic.num_cpus) if c != self.cpu]
+        else:
+            if ICC.SGI1R.RS.get(value):
+                self._hub.report(Event(EventKind.IGNORED, f"ICC{self.cpu}", cpu=self.cpu,
+                                       intid=intid, reason="rs-without-rss",
+                                       detail="ICC_SGI1R_EL1.RS is non-zero but GICD_TYPER.RSS "
+                                              "is 0: no PE targeted"))
+                return
+            upper = (ICC.SGI1R.Aff3.get(value) << 24 | ICC.SGI1R.Aff2.get(value) << 16
+                     | ICC.SGI1R.Aff1.get(value) << 8)
+            tl = ICC.SGI1R.TargetList.get(value)
+            by_aff = self._gic.cpu_by_affinity
+            targets = [c for b in range(16) if (tl >> b) & 1
+                       if (c := by_aff.get(upper | b)) is not None]
+        for c in targets:
+            sgi = self._gic.redists[c].sgi
+            if not (sgi.group >> intid) & 1:
+                continue  # SGI1R generates only Group 1 SGIs
+            sgi.raise_sgi(intid)
+            if self._on[EventKind.SGI_GENERATED]:
+                self._hub.emit(Event(EventKind.SGI_GENERATED, f"ICC{self.cpu}", cpu=c,
+                                     intid=intid))

@@ -1,0 +1,406 @@
+"""GICv3 Distributor (GICD): SPIs, their routing, and message-based SPIs (Arm IHI 0069).
+
+Choices this module makes where the architecture allows several:
+
+* **Single security state.**  GICD_CTLR.DS is RAO/WI; Secure-only registers
+  (GICD_SETSPI_SR, GICD_CLRSPI_SR, IGRPMODR, NSACR) are RAZ/WI.  Interrupts are
+  Group 0 or Group 1 (IGROUPR); Linux uses Group 1 only.
+* **Affinity routing only.**  GICD_CTLR.ARE is RAO/WI; legacy registers
+  (ITARGETSR, SGIR, {C,S}PENDSGIR) are RAZ/WI; GICD registers for INTIDs 0-31
+  are RAZ/WI (SGIs and PPIs live in the redistributors).
+* **1 of N routing** (IROUTER.Interrupt_Routing_Mode = 1) is supported: the SPI is
+  offered to every PE whose redistributor is awake and whose CPU interface has
+  the SPI's group enabled; the first PE to acknowledge it takes it.
+* **RWP** reads 1 exactly once after a write to GICD_CTLR or GICD_ICENABLER<n>,
+  so a driver that never polls it is visible in a trace.
+* **Message-based SPIs** (GICD_TYPER.MBIS): GICD_SETSPI_NSR makes an edge SPI
+  pending (a latch, cleared by acknowledge, ICPENDR or CLRSPI) and asserts a
+  level SPI (pending until GICD_CLRSPI_NSR).  Without MBIS both are reserved.
+
+State is indexed by INTID (element 37 is INTID 37).  The per-CPU *ready* sets
+(pending, enabled, not active, routed there) are derived state, updated
+incrementally whenever one SPI's state changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+from directlpi.hw.events import Event, EventHub, EventKind
+from directlpi.hw.mmio import MmioFrame
+from directlpi.hw.regs import (
+    FIRST_SPI,
+    GICD,
+    ID_REGISTER_VALUES,
+    IIDR_VALUE,
+    MAX_SPI,
+    Reg,
+    irouter_affinity,
+)
+
+if TYPE_CHECKING:
+    from directlpi.hw.gic import GIC
+
+NOT_READY = -3
+UNROUTED = -2
+ANY_PE = -1
+NO_PENDING = 1 << 40
+"""Sort key meaning "nothing pending"; keys are ``priority << 24 | INTID``."""
+
+_IROUTER_WRITABLE = (
+    GICD.IROUTER.Aff0.mask | GICD.IROUTER.Aff1.mask | GICD.IROUTER.Aff2.mask
+    | GICD.IROUTER.Aff3.mask | GICD.IROUTER.Interrupt_Routing_Mode.mask
+)
+_IRM = GICD.IROUTER.Interrupt_Routing_Mode.mask
+_GRP0 = GICD.CTLR.EnableGrp0.mask
+_GRP1 = GICD.CTLR.EnableGrp1.mask
+_CTLR_FIXED = GICD.CTLR.ARE.mask | GICD.CTLR.DS.mask
+
+
+class Distributor(MmioFrame):
+    """The GICD frame and the SPI state it owns."""
+
+    REGISTERS = GICD
+
+    __slots__ = (
+        "_ctlr", "_gic", "_mbis", "_rwp", "_spi_end", "_typer", "active", "edge",
+        "en_grp", "enabled", "group", "latch", "line", "msi_level", "prio", "prio_mask",
+        "ready", "ready_any", "route", "target", "where",
+    )
+
+    def __init__(self, gic: GIC, hub: EventHub, *, spis: int, lpi_id_bits: int, lpis: bool,
+                 mbis: bool, priority_bits: int) -> None:
+        self._gic = gic
+        self._mbis = mbis
+        lines = spis + FIRST_SPI
+        it_lines = (lines + 31) // 32 - 1
+        #: One past the last implemented SPI INTID.
+        self._spi_end = min(lines, MAX_SPI + 1)
+        id_bits = lpi_id_bits if lpis else 10
+        self._typer = (
+            GICD.TYPER.ITLinesNumber.put(it_lines)
+            | GICD.TYPER.MBIS.put(int(mbis))
+            | GICD.TYPER.LPIS.put(int(lpis))
+            | GICD.TYPER.IDbits.put(id_bits - 1)
+            | GICD.TYPER.A3V.put(1)
+        )
+        super().__init__("GICD", hub)
+        self._ctlr = _CTLR_FIXED
+        self._rwp = 0
+        #: Group enables as a 2-bit mask: bit 0 Group 0, bit 1 Group 1.
+        self.en_grp = 0
+        self.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
+        n = MAX_SPI + 1
+        self.group = bytearray(n)
+        self.enabled = bytearray(n)
+        self.latch = bytearray(n)
+        self.active = bytearray(n)
+        self.edge = bytearray(n)
+        self.line = bytearray(n)
+        self.msi_level = bytearray(n)
+        self.prio = bytearray(n)
+        self.route = [0] * n
+        #: Target PE index of each SPI per its IROUTER (ANY_PE, UNROUTED).
+        self.target = [UNROUTED] * n
+        for i in range(FIRST_SPI, self._spi_end):
+            self.target[i] = self._route_target(0)
+        #: Where each SPI is listed: a PE index, ANY_PE, or NOT_READY.
+        self.where = [NOT_READY] * n
+        self.ready: list[set[int]] = [set() for _ in range(gic.num_cpus)]
+        self.ready_any: set[int] = set()
+
+    # -- configuration of the dispatch tables --------------------------------
+
+    def _table_key(self) -> Hashable:
+        return (self._mbis, self._spi_end)
+
+    def _has_feature(self, feature: str) -> bool:
+        return not feature or (feature == "mbis" and self._mbis)
+
+    def _indices(self, attr: str, reg: Reg) -> range:
+        end = self._spi_end
+        if attr == "IROUTER":
+            return range(FIRST_SPI, end)
+        if attr == "IPRIORITYR":
+            return range(FIRST_SPI // 4, (end + 3) // 4)
+        if attr == "ICFGR":
+            return range(FIRST_SPI // 16, (end + 15) // 16)
+        if attr in ("ITARGETSR",):
+            return range((end + 3) // 4)
+        if attr == "NSACR":
+            return range((end + 15) // 16)
+        if attr in ("CPENDSGIR", "SPENDSGIR", "IDREGS"):
+            return range(reg.count)
+        return range(1, (end + 31) // 32)
+
+    def _raz_indices(self, attr: str, reg: Reg) -> range:
+        # Registers for INTIDs 0-31 are RAZ/WI with affinity routing (banked in the RDs).
+        if attr in ("IPRIORITYR",):
+            return range(FIRST_SPI // 4)
+        if attr == "ICFGR":
+            return range(FIRST_SPI // 16)
+        if attr in ("IGROUPR", "ISENABLER", "ICENABLER", "ISPENDR", "ICPENDR", "ISACTIVER",
+                    "ICACTIVER", "IGRPMODR"):
+            return range(1)
+        return range(0)
+
+    # -- derived state --------------------------------------------------------
+
+    def _route_target(self, irouter: int) -> int:
+        if irouter & _IRM:
+            return ANY_PE
+        return self._gic.cpu_by_affinity.get(irouter_affinity(irouter), UNROUTED)
+
+    def is_pending(self, i: int) -> bool:
+        """Pending state of SPI ``i`` as GICD_ISPENDR reports it."""
+        return bool(self.latch[i] or (not self.edge[i] and (self.line[i] or self.msi_level[i])))
+
+    def _update(self, i: int) -> None:
+        """Recompute where SPI ``i`` is offered (no CPU is signalled: they poll on demand)."""
+        if self.enabled[i] and not self.active[i] and self.is_pending(i):
+            new = self.target[i]
+            if new == UNROUTED:
+                new = NOT_READY
+        else:
+            new = NOT_READY
+        old = self.where[i]
+        if old == new:
+            return
+        if old == ANY_PE:
+            self.ready_any.discard(i)
+        elif old >= 0:
+            self.ready[old].discard(i)
+        if new == ANY_PE:
+            self.ready_any.add(i)
+        elif new >= 0:
+            self.ready[new].add(i)
+        self.where[i] = new
+
+    def retarget_all(self) -> None:
+        """Re-resolve every IROUTER (after the set of PEs changed)."""
+        for i in range(FIRST_SPI, self._spi_end):
+            self.target[i] = self._route_target(self.route[i])
+            self._update(i)
+
+    def best_key(self, cpu: int, groups: int) -> int:
+        """Highest priority ready SPI for ``cpu`` among enabled ``groups`` (a 2-bit mask)."""
+        best = NO_PENDING
+        prio = self.prio
+        group = self.group
+        for pool in (self.ready[cpu], self.ready_any):
+            for i in pool:
+                if not (groups >> group[i]) & 1:
+                    continue
+                k = (prio[i] << 24) | i
+                if k < best:
+                    best = k
+        return best
+
+    def valid_spi(self, i: int) -> bool:
+        return FIRST_SPI <= i < self._spi_end
+
+    # -- actions of the CPU interfaces and of wired devices ------------------
+
+    def acknowledge(self, i: int) -> None:
+        """Pending -> active (an edge latch clears; a level SPI stays pending while asserted)."""
+        self.active[i] = 1
+        self.latch[i] = 0
+        self._update(i)
+
+    def deactivate(self, i: int) -> bool:
+        if not self.active[i]:
+            return False
+        self.active[i] = 0
+        self._update(i)
+        return True
+
+    def set_line(self, i: int, level: bool) -> None:
+        """Drive the interrupt input of SPI ``i`` (a wired device)."""
+        old = self.line[i]
+        self.line[i] = 1 if level else 0
+        if level and not old:
+            was = self.is_pending(i)
+            if self.edge[i]:
+                self.latch[i] = 1
+            self._update(i)
+            if not was and self._hub.on[EventKind.SPI_PENDING]:
+                self._hub.emit(Event(EventKind.SPI_PENDING, "GICD", intid=i, reason="line"))
+        elif old and not level:
+            self._update(i)
+
+    # -- register handlers ----------------------------------------------------
+
+    def _r_CTLR(self) -> int:
+        value = self._ctlr
+        if self._rwp:
+            self._rwp -= 1
+            value |= GICD.CTLR.RWP.mask
+        return value
+
+    def _w_CTLR(self, value: int) -> None:
+        self._ctlr = _CTLR_FIXED | (value & (_GRP0 | _GRP1))
+        self.en_grp = (1 if value & _GRP0 else 0) | (2 if value & _GRP1 else 0)
+        self._rwp = 1
+
+    def _r_TYPER(self) -> int:
+        return self._typer
+
+    def _r_IIDR(self) -> int:
+        return IIDR_VALUE
+
+    def _r_TYPER2(self) -> int:
+        return 0
+
+    def _w_SETSPI_NSR(self, value: int) -> None:
+        i = GICD.SETSPI_NSR.INTID.get(value)
+        if not self.valid_spi(i):
+            self._ignored(i, "invalid-spi", f"SETSPI_NSR names INTID {i}, not an implemented SPI")
+            return
+        if self.is_pending(i):
+            self._ignored(i, "already-pending", f"SETSPI_NSR: SPI {i} is already pending")
+            return
+        if self.edge[i]:
+            self.latch[i] = 1
+        else:
+            self.msi_level[i] = 1
+        self._update(i)
+        if self._hub.on[EventKind.SPI_PENDING]:
+            self._hub.emit(Event(EventKind.SPI_PENDING, "GICD", intid=i, reason="setspi"))
+
+    def _w_CLRSPI_NSR(self, value: int) -> None:
+        i = GICD.CLRSPI_NSR.INTID.get(value)
+        if not self.valid_spi(i):
+            self._ignored(i, "invalid-spi", f"CLRSPI_NSR names INTID {i}, not an implemented SPI")
+            return
+        if not self.is_pending(i):
+            self._ignored(i, "not-pending", f"CLRSPI_NSR: SPI {i} is not pending")
+            return
+        self.latch[i] = 0
+        self.msi_level[i] = 0
+        self._update(i)
+
+    def _ignored(self, i: int, reason: str, detail: str) -> None:
+        self._hub.report(Event(EventKind.IGNORED, "GICD", intid=i, reason=reason, detail=detail))
+
+    def _bits(self, arr: bytearray, n: int) -> int:
+        base = 32 * n
+        value = 0
+        for b in range(32):
+            i = base + b
+            if i < self._spi_end and arr[i]:
+                value |= 1 << b
+        return value
+
+    def _spis_in(self, n: int, value: int) -> list[int]:
+        base = 32 * n
+        return [base + b for b in range(32) if (value >> b) & 1 and base + b < self._spi_end]
+
+    def _r_IGROUPR(self, n: int) -> int:
+        return self._bits(self.group, n)
+
+    def _w_IGROUPR(self, n: int, value: int) -> None:
+        base = 32 * n
+        for b in range(32):
+            i = base + b
+            if i < self._spi_end:
+                self.group[i] = (value >> b) & 1
+
+    def _r_ISENABLER(self, n: int) -> int:
+        return self._bits(self.enabled, n)
+
+    _r_ICENABLER = _r_ISENABLER
+
+    def _w_ISENABLER(self, n: int, value: int) -> None:
+        for i in self._spis_in(n, value):
+            self.enabled[i] = 1
+            self._update(i)
+
+    def _w_ICENABLER(self, n: int, value: int) -> None:
+        for i in self._spis_in(n, value):
+            self.enabled[i] = 0
+            self._update(i)
+        self._rwp = 1
+
+    def _r_ISPENDR(self, n: int) -> int:
+        base = 32 * n
+        value = 0
+        for b in range(32):
+            i = base + b
+            if i < self._spi_end and self.is_pending(i):
+                value |= 1 << b
+        return value
+
+    _r_ICPENDR = _r_ISPENDR
+
+    def _w_ISPENDR(self, n: int, value: int) -> None:
+        for i in self._spis_in(n, value):
+            was = self.is_pending(i)
+            self.latch[i] = 1
+            self._update(i)
+            if not was and self._hub.on[EventKind.SPI_PENDING]:
+                self._hub.emit(Event(EventKind.SPI_PENDING, "GICD", intid=i, reason="ispendr"))
+
+    def _w_ICPENDR(self, n: int, value: int) -> None:
+        # Clears the software latch (and an MBI-asserted level); a wired level
+        # input that is still asserted keeps a level SPI pending.
+        for i in self._spis_in(n, value):
+            self.latch[i] = 0
+            self.msi_level[i] = 0
+            self._update(i)
+
+    def _r_ISACTIVER(self, n: int) -> int:
+        return self._bits(self.active, n)
+
+    _r_ICACTIVER = _r_ISACTIVER
+
+    def _w_ISACTIVER(self, n: int, value: int) -> None:
+        for i in self._spis_in(n, value):
+            self.active[i] = 1
+            self._update(i)
+
+    def _w_ICACTIVER(self, n: int, value: int) -> None:
+        for i in self._spis_in(n, value):
+            self.active[i] = 0
+            self._update(i)
+
+    def _r_IPRIORITYR(self, n: int) -> int:
+        p = self.prio
+        base = 4 * n
+        return sum(p[base + k] << (8 * k) for k in range(4) if base + k < self._spi_end)
+
+    def _w_IPRIORITYR(self, n: int, value: int) -> None:
+        base = 4 * n
+        for k in range(4):
+            i = base + k
+            if FIRST_SPI <= i < self._spi_end:
+                self.prio[i] = (value >> (8 * k)) & self.prio_mask
+
+    def _r_ICFGR(self, n: int) -> int:
+        base = 16 * n
+        value = 0
+        for k in range(16):
+            i = base + k
+            if i < self._spi_end and self.edge[i]:
+                value |= 2 << (2 * k)
+        return value
+
+    def _w_ICFGR(self, n: int, value: int) -> None:
+        base = 16 * n
+        for k in range(16):
+            i = base + k
+            if FIRST_SPI <= i < self._spi_end:
+                self.edge[i] = (value >> (2 * k + 1)) & 1
+                self._update(i)
+
+    def _r_IROUTER(self, n: int) -> int:
+        return self.route[n]
+
+    def _w_IROUTER(self, n: int, value: int) -> None:
+        value &= _IROUTER_WRITABLE
+        self.route[n] = value
+        self.target[n] = self._route_target(value)
+        self._update(n)
+
+    def _r_IDREGS(self, n: int) -> int:
+        return ID_REGISTER_VALUES[0xFFD0 + 4 * n]

@@ -1,0 +1,57 @@
+"""The GICv3 as a whole: one distributor, one redistributor and CPU interface per PE.
+
+This module only wires the blocks together; each block's behaviour lives in its
+own module.  There is no ITS: this is the GIC the Direct LPI mission is about.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+
+from directlpi.errors import DirectLPIError
+from directlpi.hw.cpuif import CPUInterface
+from directlpi.hw.distributor import Distributor
+from directlpi.hw.events import EventHub
+from directlpi.hw.memory import PhysicalMemory
+from directlpi.hw.redistributor import Redistributor
+from directlpi.hw.regs import affinity_of
+
+
+class GIC:
+    """Distributor + redistributors + CPU interfaces of a GICv3 without an ITS."""
+
+    def __init__(self, hub: EventHub, memory: PhysicalMemory, *, mpidrs: Sequence[int],
+                 last_flags: Sequence[bool], direct_lpi: Sequence[bool], spis: int,
+                 lpi_id_bits: int, lpis: bool, mbis: bool, lpis_clearable: bool,
+                 priority_bits: int) -> None:
+        self.hub = hub
+        self.num_cpus = len(mpidrs)
+        #: INTID bits of the GIC (GICD_TYPER.IDbits + 1).
+        self.id_bits = lpi_id_bits if lpis else 10
+        self.cpu_by_affinity = {affinity_of(m): i for i, m in enumerate(mpidrs)}
+        self.dist = Distributor(self, hub, spis=spis, lpi_id_bits=lpi_id_bits, lpis=lpis,
+                                mbis=mbis, priority_bits=priority_bits)
+        self.redists = [
+            Redistributor(self, hub, memory, cpu=i, affinity=affinity_of(m), last=last_flags[i],
+                          plpis=lpis, direct_lpi=direct_lpi[i], lpis_clearable=lpis_clearable,
+                          priority_bits=priority_bits)
+            for i, m in enumerate(mpidrs)
+        ]
+        self.cpuifs = [
+            CPUInterface(self, hub, cpu=i, mpidr=m, rd=self.redists[i], dist=self.dist,
+                         priority_bits=priority_bits, id_bits=self.id_bits)
+            for i, m in enumerate(mpidrs)
+        ]
+
+    def set_spi_line(self, intid: int, level: bool) -> None:
+        """Drive a wired SPI input (a level or edge device output)."""
+        if not self.dist.valid_spi(intid):
+            raise DirectLPIError(f"INTID {intid} is not an implemented SPI", errno.EINVAL)
+        self.dist.set_line(intid, level)
+
+    def set_ppi_line(self, cpu: int, intid: int, level: bool) -> None:
+        """Drive PE ``cpu``'s PPI input ``intid`` (16..31)."""
+        if not 16 <= intid < 32:
+            raise DirectLPIError(f"INTID {intid} is not a PPI (16..31)", errno.EINVAL)
+        self.redists[cpu].sgi.set_line(intid, level)

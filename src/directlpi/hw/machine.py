@@ -1,0 +1,231 @@
+"""A bare machine: physical memory, the bus, and a GICv3 without an ITS, at reset.
+
+The default memory map follows QEMU's ``virt`` board:
+
+==============================  ===========================================
+GICD                            0x0800_0000 (64 KiB)
+GICR region 0                   0x080A_0000, 123 RDs x 0x20000 (to 0x0900_0000)
+GICR region 1                   0x40_0000_0000 (256 GiB), RDs 123 and up
+RAM                             from 0x4000_0000
+==============================  ===========================================
+
+PE ``i`` has MPIDR Aff1 = i // 16, Aff0 = i % 16 (16 PEs per cluster, as
+``virt`` does for GICv3: without GICD_TYPER.RSS, Aff0 must stay below 16 for
+SGIs to reach every PE).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from directlpi.errors import ConfigError
+from directlpi.hw.bus import Bus
+from directlpi.hw.cpuif import CPUInterface
+from directlpi.hw.events import EventHub
+from directlpi.hw.gic import GIC
+from directlpi.hw.memory import PA_LIMIT, PhysicalMemory
+from directlpi.hw.redistributor import Redistributor
+from directlpi.hw.regs import FRAME_SIZE, GICR_STRIDE, SGI_BASE_OFFSET
+
+VIRT_GICD_BASE = 0x0800_0000
+VIRT_GICR_REGIONS = ((0x080A_0000, 123), (0x40_0000_0000, 512))
+VIRT_RAM_BASE = 0x4000_0000
+DEFAULT_RAM_SIZE = 2 << 30
+MAX_CPUS = 512
+MAX_SPIS = 988
+
+
+def default_mpidr(i: int) -> int:
+    """MPIDR of PE ``i`` on the default board: Aff1 = i // 16, Aff0 = i % 16."""
+    return ((i // 16) << 8) | (i % 16)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MachineConfig:
+    """What hardware to build.  Every field is validated; errors name the field."""
+
+    cpus: int = 4
+    """Number of PEs (1..512), each with its redistributor and CPU interface."""
+    lpi_id_bits: int = 16
+    """INTID bits of the GIC (GICD_TYPER.IDbits + 1): 14..24."""
+    spis: int = MAX_SPIS
+    """Number of SPIs: a multiple of 32 up to 960, or 988 (INTIDs 32..1019)."""
+    direct_lpi: bool | tuple[bool, ...] = True
+    """GICR_TYPER.DirectLPI for every RD, or one flag per PE."""
+    mbis: bool = True
+    """GICD_TYPER.MBIS: message-based SPIs through GICD_SETSPI_NSR."""
+    lpis: bool = True
+    """GICD_TYPER.LPIS and GICR_TYPER.PLPIS."""
+    lpis_clearable: bool = False
+    """Whether GICR_CTLR.EnableLPIs can be cleared once set (the strict choice is no)."""
+    priority_bits: int = 5
+    """Implemented priority bits (4..8)."""
+    gicd_base: int = VIRT_GICD_BASE
+    redist_regions: tuple[tuple[int, int], ...] = VIRT_GICR_REGIONS
+    """GICR regions as (base, capacity in RDs); PEs fill them in order."""
+    redist_stride: int = GICR_STRIDE
+    ram: tuple[tuple[int, int], ...] = ((VIRT_RAM_BASE, DEFAULT_RAM_SIZE),)
+    """RAM ranges as (base, size)."""
+    mpidrs: tuple[int, ...] | None = None
+    """MPIDR of each PE; None gives the default cluster layout."""
+    strict: bool = False
+    """Raise ArchitectureViolation on reserved or UNPREDICTABLE accesses (for tests)."""
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _fail(self, name: str, why: str) -> None:
+        raise ConfigError(f"hardware option {name}: {why}", errno.EINVAL)
+
+    def _validate(self) -> None:
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not is_int(self.cpus) or not 1 <= self.cpus <= MAX_CPUS:
+            self._fail("cpus", f"{self.cpus!r} is not a PE count in 1..{MAX_CPUS}")
+        if not is_int(self.lpi_id_bits) or not 14 <= self.lpi_id_bits <= 24:
+            self._fail("lpi_id_bits", f"{self.lpi_id_bits!r} is not in 14..24 (GICD_TYPER.IDbits "
+                       "+ 1; LPIs start at INTID 8192, which needs 14 bits)")
+        if (not is_int(self.spis) or not 0 <= self.spis <= MAX_SPIS
+                or (self.spis % 32 and self.spis != MAX_SPIS)):
+            self._fail("spis", f"{self.spis!r} is not a multiple of 32 up to 960, or 988")
+        if not is_int(self.priority_bits) or not 4 <= self.priority_bits <= 8:
+            self._fail("priority_bits", f"{self.priority_bits!r} is not in 4..8")
+        for name in ("mbis", "lpis", "lpis_clearable", "strict"):
+            if not isinstance(getattr(self, name), bool):
+                self._fail(name, f"{getattr(self, name)!r} is not a bool")
+        if isinstance(self.direct_lpi, bool):
+            pass
+        elif (isinstance(self.direct_lpi, Sequence)
+              and all(isinstance(v, bool) for v in self.direct_lpi)):
+            if len(self.direct_lpi) != self.cpus:
+                self._fail("direct_lpi", f"{len(self.direct_lpi)} per-PE flags for "
+                           f"{self.cpus} PEs")
+        else:
+            self._fail("direct_lpi", "must be a bool or one bool per PE")
+        if self.mpidrs is not None:
+            if len(self.mpidrs) != self.cpus:
+                self._fail("mpidrs", f"{len(self.mpidrs)} MPIDRs for {self.cpus} PEs")
+            if len(set(self.mpidrs)) != len(self.mpidrs):
+                self._fail("mpidrs", "two PEs share an MPIDR")
+            for m in self.mpidrs:
+                if not is_int(m) or m < 0 or m & ~0xFF00FFFFFF:
+                    self._fail("mpidrs", f"{m!r} is not an MPIDR affinity (Aff3.Aff2.Aff1.Aff0)")
+        if (not is_int(self.redist_stride) or self.redist_stride < 2 * FRAME_SIZE
+                or self.redist_stride % FRAME_SIZE):
+            self._fail("redist_stride", f"{self.redist_stride!r} is not a multiple of 64 KiB "
+                       "of at least 128 KiB (RD_base + SGI_base)")
+        self._validate_map()
+
+    def _validate_map(self) -> None:
+        spans: list[tuple[int, int, str]] = []
+
+        def add(base: object, size: int, name: str, what: str) -> None:
+            if not isinstance(base, int) or base < 0 or base % FRAME_SIZE:
+                self._fail(what, f"{name} base {base!r} is not a 64 KiB aligned address")
+            assert isinstance(base, int)
+            if base + size > PA_LIMIT:
+                self._fail(what, f"{name} ends beyond the 52-bit physical address space")
+            for start, end, other in spans:
+                if base < end and start < base + size:
+                    self._fail(what, f"{name} [{base:#x}, {base + size:#x}) overlaps {other}")
+            spans.append((base, base + size, name))
+
+        add(self.gicd_base, FRAME_SIZE, "GICD", "gicd_base")
+        if not self.redist_regions:
+            self._fail("redist_regions", "at least one GICR region is needed")
+        placed = 0
+        for k, region in enumerate(self.redist_regions):
+            if (not isinstance(region, tuple) or len(region) != 2
+                    or not all(isinstance(v, int) for v in region) or region[1] < 1):
+                self._fail("redist_regions", f"region {k} {region!r} is not (base, RD count >= 1)")
+            base, capacity = region
+            used = min(capacity, self.cpus - placed)
+            if used > 0:
+                add(base, used * self.redist_stride, f"GICR region {k}", "redist_regions")
+            placed += max(used, 0)
+        if placed < self.cpus:
+            self._fail("redist_regions", f"room for {placed} redistributors, {self.cpus} PEs")
+        for k, (base, size) in enumerate(self.ram):
+            if not isinstance(size, int) or size <= 0:
+                self._fail("ram", f"range {k} has size {size!r}")
+            add(base, size, f"RAM range {k}", "ram")
+
+    def direct_lpi_flags(self) -> tuple[bool, ...]:
+        if isinstance(self.direct_lpi, bool):
+            return (self.direct_lpi,) * self.cpus
+        return tuple(self.direct_lpi)
+
+    def mpidr_list(self) -> tuple[int, ...]:
+        if self.mpidrs is not None:
+            return tuple(self.mpidrs)
+        return tuple(default_mpidr(i) for i in range(self.cpus))
+
+    def rd_bases(self) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+        """RD_base of each PE and whether it is the last RD of its region."""
+        bases: list[int] = []
+        last: list[bool] = []
+        for base, capacity in self.redist_regions:
+            n = min(capacity, self.cpus - len(bases))
+            for j in range(n):
+                bases.append(base + j * self.redist_stride)
+                last.append(j == n - 1)
+            if len(bases) == self.cpus:
+                break
+        return tuple(bases), tuple(last)
+
+
+class Machine:
+    """Memory + bus + GIC, built from a :class:`MachineConfig`, at reset."""
+
+    def __init__(self, config: MachineConfig) -> None:
+        self.config = config
+        self.hub = EventHub(strict=config.strict)
+        self.memory = PhysicalMemory()
+        self.bus = Bus(self.memory, self.hub, config.ram)
+        bases, last = config.rd_bases()
+        self._rd_bases = bases
+        self.gic = GIC(
+            self.hub, self.memory, mpidrs=config.mpidr_list(), last_flags=last,
+            direct_lpi=config.direct_lpi_flags(), spis=config.spis,
+            lpi_id_bits=config.lpi_id_bits, lpis=config.lpis, mbis=config.mbis,
+            lpis_clearable=config.lpis_clearable, priority_bits=config.priority_bits)
+        self.bus.map_frame(config.gicd_base, self.gic.dist)
+        self.bus.claim_window(config.gicd_base, FRAME_SIZE, "the GICD frame")
+        for rd, base in zip(self.gic.redists, bases, strict=True):
+            self.bus.map_frame(base, rd)
+            self.bus.map_frame(base + SGI_BASE_OFFSET, rd.sgi)
+        placed = 0
+        for k, (base, capacity) in enumerate(config.redist_regions):
+            used = min(capacity, config.cpus - placed)
+            if used > 0:
+                # Name the region's whole capacity so that accesses to RD slots
+                # without a PE are reported as holes in it.
+                self.bus.claim_window(base, capacity * config.redist_stride,
+                                      f"GICR region {k} ({used} of {capacity} RDs present)")
+            placed += max(used, 0)
+
+    @property
+    def gicd_base(self) -> int:
+        return self.config.gicd_base
+
+    def gicr_base(self, cpu: int) -> int:
+        """RD_base of PE ``cpu``'s redistributor (its SGI_base frame is at +0x10000)."""
+        self._check_cpu(cpu)
+        return self._rd_bases[cpu]
+
+    def cpu(self, i: int) -> CPUInterface:
+        """The CPU interface of PE ``i``."""
+        self._check_cpu(i)
+        return self.gic.cpuifs[i]
+
+    def redistributor(self, i: int) -> Redistributor:
+        self._check_cpu(i)
+        return self.gic.redists[i]
+
+    def _check_cpu(self, cpu: int) -> None:
+        if not isinstance(cpu, int) or not 0 <= cpu < self.config.cpus:
+            raise ConfigError(f"no PE {cpu!r}: this machine has PEs 0..{self.config.cpus - 1}",
+                              errno.ENXIO)

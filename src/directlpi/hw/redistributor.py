@@ -1,0 +1,629 @@
+"""GICv3 Redistributor (GICR): LPIs, Direct LPI, and the SGI/PPI frame of one PE (Arm IHI 0069).
+
+Choices this module makes where the architecture allows several (each one
+chosen so that a driver bug shows up instead of hiding):
+
+* **Configuration caching (strict).**  The RD caches LPI configuration bytes.
+  It reads an LPI's byte from the table at GICR_PROPBASER the first time it
+  needs it (the LPI becomes pending, by SETLPIR or from the pending table) and
+  then keeps using that copy.  Only GICR_INVLPIR / GICR_INVALLR (or enabling
+  LPIs again) make it read memory again, and they read it *at the time of the
+  invalidation*: a driver that writes the property table without invalidating,
+  or invalidates before writing, sees the old configuration.
+* **SYNCR.Busy** reads 1 exactly once after every CLRLPIR, INVLPIR or INVALLR, then
+  0 (a SYNC event marks the completion a driver observed).  The operation itself
+  has taken effect when the write completes.
+* **Pending state.**  While EnableLPIs is 1 the RD keeps LPI pending state
+  internally and does not write the pending table.  At EnableLPIs 0 -> 1 it reads
+  the table (unless PENDBASER.PTZ was written as 1); at 1 -> 0 it writes its
+  state back before GICR_CTLR.RWP reads 0.  So memory holds the pending state
+  exactly when LPIs are off and RWP has been seen 0.  The first 1 KiB of the
+  table (INTIDs 0-8191) is IMPLEMENTATION DEFINED: it is neither read nor
+  written, and a non-zero first 1 KiB at enable is reported as UNPREDICTABLE.
+* **EnableLPIs** cannot be cleared once set unless the platform is built with
+  ``lpis_clearable=True`` (GICR_CTLR.CES then reads 1).  A clear of a
+  non-clearable EnableLPIs is an IGNORED event.
+* **UNPREDICTABLE writes are ignored and recorded:** PROPBASER/PENDBASER while
+  EnableLPIs is 1 or RWP is 1; setting EnableLPIs while RWP is 1, while
+  PROPBASER or PENDBASER still hold their UNKNOWN reset value, or with a
+  PROPBASER that differs from another enabled RD's (GICR_TYPER.CommonLPIAff = 0:
+  all RDs share one configuration table).
+* **GICR_WAKER.ChildrenAsleep** follows ProcessorSleep after one read, so the
+  handshake has to be polled.  While ProcessorSleep is 1 nothing is forwarded
+  to the CPU interface.
+* **No DirectLPI** (per-RD option): SETLPIR, CLRLPIR, INVLPIR, INVALLR and SYNCR
+  are reserved on that RD.  Note: the architecture makes these registers
+  mandatory when LPIs are supported and there is no ITS, so such a GIC is not
+  architecturally valid; the model builds it so that a driver's refusal (R8)
+  can be tested.
+
+LPI priority is configuration byte bits [7:2] restricted to the implemented
+priority bits; bit 1 is RES1 (a byte with it clear is reported UNPREDICTABLE
+when loaded).  The highest priority pending LPI is found through a heap of
+``priority << 24 | INTID`` keys with lazy deletion, so acknowledging costs
+O(log n) whatever the number pending; ties go to the lowest INTID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from heapq import heapify, heappop, heappush
+from typing import TYPE_CHECKING
+
+from directlpi.hw.distributor import NO_PENDING
+from directlpi.hw.events import Event, EventHub, EventKind
+from directlpi.hw.memory import PAGE_SIZE, PhysicalMemory
+from directlpi.hw.mmio import MmioFrame
+from directlpi.hw.regs import (
+    GICR,
+    GICR_SGI,
+    ID_REGISTER_VALUES,
+    IIDR_VALUE,
+    LPI_BASE,
+    LPI_CFG_ENABLE,
+    LPI_CFG_PRIORITY,
+    LPI_CFG_RES1,
+    PENDBASER_WRITABLE,
+    PENDING_TABLE_RESERVED_BYTES,
+    PROPBASER_WRITABLE,
+    Reg,
+)
+
+if TYPE_CHECKING:
+    from directlpi.hw.gic import GIC
+
+_ENABLE_LPIS = GICR.CTLR.EnableLPIs.mask
+_CES = GICR.CTLR.CES.mask
+_IR = GICR.CTLR.IR.mask
+_RWP = GICR.CTLR.RWP.mask
+_PROCESSOR_SLEEP = GICR.WAKER.ProcessorSleep.mask
+_CHILDREN_ASLEEP = GICR.WAKER.ChildrenAsleep.mask
+_PTZ = GICR.PENDBASER.PTZ.mask
+_PROP_PA = GICR.PROPBASER.Physical_Address.mask
+_PEND_PA = GICR.PENDBASER.Physical_Address.mask
+_PROP_IDBITS = GICR.PROPBASER.IDbits
+
+_EV_LPI_PENDING = EventKind.LPI_PENDING
+_EV_IGNORED = EventKind.IGNORED
+
+
+class Redistributor(MmioFrame):
+    """The RD_base frame of one PE's redistributor, and its LPI state."""
+
+    REGISTERS = GICR
+
+    __slots__ = (
+        "_cfg", "_clearable", "_direct", "_enabled", "_gic", "_heap", "_lpi_limit",
+        "_memory", "_pend_pa", "_pend_unknown", "_pendbaser", "_plpis", "_prop_pa",
+        "_prop_unknown", "_propbaser", "_ptz", "_rwp", "_sleep", "_sync_busy",
+        "_sync_owed", "_typer", "_waker_busy", "cpu", "lpi_pending", "prio_mask", "sgi",
+    )
+
+    def __init__(self, gic: GIC, hub: EventHub, memory: PhysicalMemory, *, cpu: int,
+                 affinity: int, last: bool, plpis: bool, direct_lpi: bool,
+                 lpis_clearable: bool, priority_bits: int) -> None:
+        self._plpis = plpis
+        self._direct = direct_lpi and plpis
+        super().__init__(f"GICR{cpu}", hub)
+        self._gic = gic
+        self._memory = memory
+        self.cpu = cpu
+        self._clearable = lpis_clearable
+        self._typer = (
+            GICR.TYPER.PLPIS.put(int(plpis))
+            | GICR.TYPER.DirectLPI.put(int(self._direct))
+            | GICR.TYPER.Last.put(int(last))
+            | GICR.TYPER.Processor_Number.put(cpu)
+            | GICR.TYPER.Affinity_Value.put(affinity)
+        )
+        self.prio_mask = (0xFF << (8 - priority_bits)) & LPI_CFG_PRIORITY
+        self._enabled = False
+        self._rwp = 0
+        self._propbaser = 0
+        self._pendbaser = 0
+        # PROPBASER and PENDBASER reset to UNKNOWN values: remember that nobody wrote them.
+        self._prop_unknown = True
+        self._pend_unknown = True
+        self._ptz = False
+        self._prop_pa = 0
+        self._pend_pa = 0
+        self._lpi_limit = LPI_BASE
+        #: INTIDs of pending LPIs (architectural state while EnableLPIs == 1).
+        self.lpi_pending: set[int] = set()
+        #: Cached configuration bytes (derived: a copy of memory as last loaded).
+        self._cfg: dict[int, int] = {}
+        #: Keys of pending, enabled LPIs; may hold stale keys (lazy deletion).
+        self._heap: list[int] = []
+        self._sync_busy = 0
+        self._sync_owed = False
+        self._sleep = True
+        self._waker_busy = 0
+        self.sgi = SgiFrame(self, hub, priority_bits)
+
+    # -- dispatch configuration -----------------------------------------------
+
+    def _table_key(self) -> Hashable:
+        return (self._plpis, self._direct)
+
+    def _has_feature(self, feature: str) -> bool:
+        if feature == "direct_lpi":
+            return self._direct
+        if feature == "plpis":
+            return self._plpis
+        return not feature
+
+    # -- properties other blocks use -------------------------------------------
+
+    @property
+    def lpis_enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def asleep(self) -> bool:
+        return self._sleep
+
+    @property
+    def direct_lpi(self) -> bool:
+        return self._direct
+
+    def cached_config(self, intid: int) -> int | None:
+        """The configuration byte this RD currently uses for ``intid`` (None: not cached)."""
+        return self._cfg.get(intid)
+
+    # -- LPI state machine --------------------------------------------------------
+
+    def _load_config(self, intid: int) -> int:
+        """Read ``intid``'s configuration byte from memory into the cache."""
+        c = self._memory.read_u8(self._prop_pa + intid - LPI_BASE)
+        self._cfg[intid] = c
+        hub = self._hub
+        if hub.on[EventKind.CONFIG_LOAD]:
+            hub.emit(Event(EventKind.CONFIG_LOAD, self.frame_name, cpu=self.cpu, intid=intid,
+                           addr=self._prop_pa + intid - LPI_BASE, value=c))
+        if not c & LPI_CFG_RES1:
+            hub.report(Event(EventKind.UNPREDICTABLE, self.frame_name, cpu=self.cpu,
+                             intid=intid, value=c, reason="lpi-config-res1",
+                             detail=f"configuration byte {c:#04x} of LPI {intid} has bit 1 "
+                                    "(RES1) clear"))
+        return c
+
+    def set_lpi_pending(self, intid: int, via: str = "setlpir") -> bool:
+        """Make ``intid`` pending, as a GICR_SETLPIR write does.  Returns True if it changed."""
+        if not self._enabled or not LPI_BASE <= intid < self._lpi_limit:
+            self._setlpir_ignored(intid)
+            return False
+        pend = self.lpi_pending
+        if intid in pend:
+            hub = self._hub
+            if hub.on[_EV_IGNORED]:
+                hub.emit(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
+                               reason="already-pending",
+                               detail=f"LPI {intid} already pending: the write coalesces"))
+            else:
+                hub.counts[_EV_IGNORED] += 1
+            return False
+        pend.add(intid)
+        c = self._cfg.get(intid)
+        if c is None:
+            c = self._load_config(intid)
+        if c & LPI_CFG_ENABLE:
+            heappush(self._heap, ((c & self.prio_mask) << 24) | intid)
+        if self._hub.on[_EV_LPI_PENDING]:
+            self._hub.emit(Event(_EV_LPI_PENDING, self.frame_name, cpu=self.cpu, intid=intid,
+                                 value=c, reason=via))
+        return True
+
+    def _setlpir_ignored(self, intid: int) -> None:
+        if not self._enabled:
+            reason, why = "lpis-disabled", "GICR_CTLR.EnableLPIs is 0"
+        else:
+            reason, why = "unimplemented-intid", (
+                f"not an implemented LPI (LPIs are {LPI_BASE}..{self._lpi_limit - 1})")
+        self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
+                               reason=reason, detail=f"SETLPIR {intid} ignored: {why}"))
+
+    def best_lpi_key(self) -> int:
+        """``priority << 24 | INTID`` of the highest priority pending enabled LPI, or NO_PENDING."""
+        heap = self._heap
+        pend = self.lpi_pending
+        cfg = self._cfg
+        pm = self.prio_mask
+        while heap:
+            k = heap[0]
+            i = k & 0xFFFFFF
+            if i in pend:
+                c = cfg[i]
+                if c & LPI_CFG_ENABLE and ((c & pm) << 24) | i == k:
+                    return k
+            heappop(heap)
+        return NO_PENDING
+
+    def acknowledge_lpi(self, key: int) -> None:
+        """The CPU interface acknowledged the heap's top LPI: it stops being pending."""
+        heappop(self._heap)
+        self.lpi_pending.discard(key & 0xFFFFFF)
+
+    def _push_if_enabled(self, intid: int) -> None:
+        c = self._cfg[intid]
+        if c & LPI_CFG_ENABLE:
+            heappush(self._heap, ((c & self.prio_mask) << 24) | intid)
+        self._compact()
+
+    def _compact(self) -> None:
+        """Drop stale heap keys once they outnumber live ones (bounded memory, O(1) amortised)."""
+        if len(self._heap) > 2 * len(self.lpi_pending) + 64:
+            self._rebuild_heap()
+
+    def _rebuild_heap(self) -> None:
+        cfg = self._cfg
+        pm = self.prio_mask
+        self._heap = [((cfg[i] & pm) << 24) | i for i in self.lpi_pending
+                      if cfg[i] & LPI_CFG_ENABLE]
+        heapify(self._heap)
+
+    def _enable_lpis(self) -> None:
+        problem = None
+        if self._rwp:
+            problem = "EnableLPIs set while GICR_CTLR.RWP is 1 (the previous clear is in progress)"
+        elif self._prop_unknown or self._pend_unknown:
+            which = "GICR_PROPBASER" if self._prop_unknown else "GICR_PENDBASER"
+            problem = f"EnableLPIs set while {which} still holds its UNKNOWN reset value"
+        else:
+            for other in self._gic.redists:
+                if other is not self and other._enabled and other._propbaser != self._propbaser:
+                    problem = (f"EnableLPIs set with PROPBASER {self._propbaser:#x} while GICR"
+                               f"{other.cpu} uses {other._propbaser:#x} (CommonLPIAff = 0: all "
+                               "RDs must share one configuration table)")
+                    break
+        if problem is not None:
+            self._hub.report(Event(EventKind.UNPREDICTABLE, self.frame_name, cpu=self.cpu,
+                                   reason="enable-lpis", detail=problem + "; write ignored"))
+            return
+        id_bits = min(_PROP_IDBITS.get(self._propbaser), self._gic.id_bits - 1) + 1
+        self._lpi_limit = 1 << id_bits if id_bits >= 14 else LPI_BASE
+        self._prop_pa = self._propbaser & _PROP_PA
+        self._pend_pa = self._pendbaser & _PEND_PA
+        self._cfg.clear()
+        self.lpi_pending.clear()
+        self._heap = []
+        self._enabled = True
+        if self._hub.on[EventKind.LPIS_ENABLED]:
+            self._hub.emit(Event(EventKind.LPIS_ENABLED, self.frame_name, cpu=self.cpu,
+                                 value=self._lpi_limit))
+        found = self._scan_pending_table()
+        if self._ptz:
+            self._ptz = False
+            if found:
+                self._hub.report(Event(
+                    EventKind.UNPREDICTABLE, self.frame_name, cpu=self.cpu, reason="ptz-not-zero",
+                    detail=f"PENDBASER.PTZ was written as 1 but the pending table holds "
+                           f"{len(found)} pending LPI(s); they were not made pending"))
+            return
+        for intid in found:
+            self.set_lpi_pending(intid, via="pending-table")
+
+    def _scan_pending_table(self) -> list[int]:
+        """INTIDs whose bit is set in the pending table (LPI range only)."""
+        base = self._pend_pa
+        mem = self._memory
+        if any(mem.read(base, PENDING_TABLE_RESERVED_BYTES)):
+            self._hub.report(Event(
+                EventKind.UNPREDICTABLE, self.frame_name, cpu=self.cpu, addr=base,
+                reason="pending-table-first-1k",
+                detail="the first 1 KiB of the pending table (IMPLEMENTATION DEFINED) is not "
+                       "zero at EnableLPIs; the model ignores it"))
+        start = base + LPI_BASE // 8
+        end = base + self._lpi_limit // 8
+        found: list[int] = []
+        if end <= start:
+            return found
+        for page_base, page in mem.pages_in(start, end - start):
+            lo = max(start, page_base) - page_base
+            hi = min(end, page_base + PAGE_SIZE) - page_base
+            bits = int.from_bytes(page[lo:hi], "little")
+            first = (page_base + lo - base) * 8
+            while bits:
+                low = bits & -bits
+                found.append(first + low.bit_length() - 1)
+                bits ^= low
+        return found
+
+    def _disable_lpis(self) -> None:
+        """EnableLPIs 1 -> 0: write pending state back to memory, then RWP completes."""
+        base = self._pend_pa
+        mem = self._memory
+        start = base + LPI_BASE // 8
+        end = base + self._lpi_limit // 8
+        for page_base, page in list(mem.pages_in(start, end - start)):
+            lo = max(start, page_base) - page_base
+            hi = min(end, page_base + PAGE_SIZE) - page_base
+            page[lo:hi] = bytes(hi - lo)
+        for intid in self.lpi_pending:
+            addr = base + intid // 8
+            mem.write_int(addr, mem.read_u8(addr) | (1 << (intid % 8)), 1)
+        self.lpi_pending.clear()
+        self._cfg.clear()
+        self._heap = []
+        self._enabled = False
+        self._rwp = 1
+        if self._hub.on[EventKind.LPIS_DISABLED]:
+            self._hub.emit(Event(EventKind.LPIS_DISABLED, self.frame_name, cpu=self.cpu))
+
+    def _mark_busy(self) -> None:
+        self._sync_busy = 1
+        self._sync_owed = True
+
+    # -- RD_base register handlers ---------------------------------------------------
+
+    def _r_CTLR(self) -> int:
+        value = (_ENABLE_LPIS if self._enabled else 0) | (_CES if self._clearable else 0)
+        if self._direct:
+            value |= _IR
+        if self._rwp:
+            self._rwp -= 1
+            value |= _RWP
+        return value
+
+    def _w_CTLR(self, value: int) -> None:
+        if not self._plpis:
+            return
+        if value & _ENABLE_LPIS:
+            if not self._enabled:
+                self._enable_lpis()
+        elif self._enabled:
+            if self._clearable:
+                self._disable_lpis()
+            else:
+                self._hub.report(Event(
+                    EventKind.IGNORED, self.frame_name, cpu=self.cpu, reason="lpis-not-clearable",
+                    detail="GICR_CTLR.EnableLPIs cannot be cleared once set on this GIC "
+                           "(GICR_CTLR.CES is 0)"))
+
+    def _r_IIDR(self) -> int:
+        return IIDR_VALUE
+
+    def _r_TYPER(self) -> int:
+        return self._typer
+
+    def _r_WAKER(self) -> int:
+        asleep = self._sleep
+        if self._waker_busy:
+            self._waker_busy -= 1
+            asleep = not asleep
+        return (_PROCESSOR_SLEEP if self._sleep else 0) | (_CHILDREN_ASLEEP if asleep else 0)
+
+    def _w_WAKER(self, value: int) -> None:
+        sleep = bool(value & _PROCESSOR_SLEEP)
+        if sleep != self._sleep:
+            self._sleep = sleep
+            self._waker_busy = 1
+
+    def _w_SETLPIR(self, value: int) -> None:
+        self.set_lpi_pending(value & 0xFFFFFFFF)
+
+    def _w_CLRLPIR(self, value: int) -> None:
+        intid = value & 0xFFFFFFFF
+        if not self._enabled or not LPI_BASE <= intid < self._lpi_limit:
+            self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
+                                   reason="lpis-disabled" if not self._enabled
+                                   else "unimplemented-intid",
+                                   detail=f"CLRLPIR {intid} ignored"))
+            return
+        if intid not in self.lpi_pending:
+            self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
+                                   reason="not-pending",
+                                   detail=f"CLRLPIR {intid}: the LPI is not pending"))
+            return
+        self.lpi_pending.discard(intid)
+        self._compact()
+        self._mark_busy()
+        if self._hub.on[EventKind.LPI_CLEARED]:
+            self._hub.emit(Event(EventKind.LPI_CLEARED, self.frame_name, cpu=self.cpu,
+                                 intid=intid))
+
+    def _r_PROPBASER(self) -> int:
+        return self._propbaser
+
+    def _w_PROPBASER(self, value: int) -> None:
+        if self._baser_locked("GICR_PROPBASER", value):
+            return
+        self._propbaser = value & PROPBASER_WRITABLE
+        self._prop_unknown = False
+
+    def _r_PENDBASER(self) -> int:
+        return self._pendbaser
+
+    def _w_PENDBASER(self, value: int) -> None:
+        if self._baser_locked("GICR_PENDBASER", value):
+            return
+        self._pendbaser = value & PENDBASER_WRITABLE
+        self._ptz = bool(value & _PTZ)
+        self._pend_unknown = False
+
+    def _baser_locked(self, name: str, value: int) -> bool:
+        if not self._enabled and not self._rwp:
+            return False
+        why = "EnableLPIs is 1" if self._enabled else "RWP is 1"
+        self._hub.report(Event(EventKind.UNPREDICTABLE, self.frame_name, cpu=self.cpu,
+                               value=value, reason="baser-while-enabled",
+                               detail=f"write of {value:#x} to {name} while {why}: ignored"))
+        return True
+
+    def _w_INVLPIR(self, value: int) -> None:
+        intid = value & 0xFFFFFFFF
+        if not self._enabled or not LPI_BASE <= intid < self._lpi_limit:
+            self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
+                                   reason="lpis-disabled" if not self._enabled
+                                   else "unimplemented-intid",
+                                   detail=f"INVLPIR {intid} ignored"))
+            self._mark_busy()
+            return
+        self._load_config(intid)
+        if intid in self.lpi_pending:
+            self._push_if_enabled(intid)
+        self._mark_busy()
+        if self._hub.on[EventKind.INVALIDATE]:
+            self._hub.emit(Event(EventKind.INVALIDATE, self.frame_name, cpu=self.cpu,
+                                 intid=intid, value=self._cfg[intid]))
+
+    def _w_INVALLR(self, value: int) -> None:
+        if self._enabled:
+            for intid in list(self._cfg):
+                self._load_config(intid)
+            self._rebuild_heap()
+        self._mark_busy()
+        if self._hub.on[EventKind.INVALIDATE]:
+            self._hub.emit(Event(EventKind.INVALIDATE, self.frame_name, cpu=self.cpu))
+
+    def _r_SYNCR(self) -> int:
+        if self._sync_busy:
+            self._sync_busy -= 1
+            return 1
+        if self._sync_owed:
+            self._sync_owed = False
+            if self._hub.on[EventKind.SYNC]:
+                self._hub.emit(Event(EventKind.SYNC, self.frame_name, cpu=self.cpu))
+        return 0
+
+    def _r_IDREGS(self, n: int) -> int:
+        return ID_REGISTER_VALUES[0xFFD0 + 4 * n]
+
+
+class SgiFrame(MmioFrame):
+    """The SGI_base frame of one redistributor: SGIs 0-15 and PPIs 16-31 of its PE.
+
+    SGIs are always edge-triggered (ICFGR0 reads 0xAAAAAAAA); PPI trigger is
+    programmable through ICFGR1 (reset: level).  A PPI's pending state is its
+    software latch, or its input line when level-sensitive.
+    """
+
+    REGISTERS = GICR_SGI
+
+    __slots__ = ("_icfgr1", "active", "enable", "group", "latch", "level_mask", "line", "prio",
+                 "prio_mask", "rd")
+
+    def __init__(self, rd: Redistributor, hub: EventHub, priority_bits: int) -> None:
+        super().__init__(f"GICR{rd.cpu}.SGI", hub)
+        self.rd = rd
+        self.group = 0
+        self.enable = 0
+        self.latch = 0
+        self.active = 0
+        self.line = 0
+        self._icfgr1 = 0
+        #: Bits of level-sensitive PPIs (derived from ICFGR1).
+        self.level_mask = 0xFFFF0000
+        self.prio = bytearray(32)
+        self.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
+
+    def _indices(self, attr: str, reg: Reg) -> range:
+        return range(reg.count)
+
+    @property
+    def pending(self) -> int:
+        return self.latch | (self.line & self.level_mask)
+
+    def best_key(self, groups: int) -> int:
+        """Highest priority pending, enabled, inactive SGI/PPI among enabled ``groups``."""
+        cand = (self.latch | (self.line & self.level_mask)) & self.enable & ~self.active
+        if not cand:
+            return NO_PENDING
+        if groups != 3:
+            cand &= self.group if groups == 2 else (~self.group if groups == 1 else 0)
+        best = NO_PENDING
+        prio = self.prio
+        while cand:
+            low = cand & -cand
+            i = low.bit_length() - 1
+            k = (prio[i] << 24) | i
+            if k < best:
+                best = k
+            cand ^= low
+        return best
+
+    def acknowledge(self, intid: int) -> None:
+        bit = 1 << intid
+        self.active |= bit
+        self.latch &= ~bit
+
+    def deactivate(self, intid: int) -> bool:
+        bit = 1 << intid
+        if not self.active & bit:
+            return False
+        self.active &= ~bit
+        return True
+
+    def set_line(self, intid: int, level: bool) -> None:
+        bit = 1 << intid
+        if level:
+            if not self.line & bit and not self.level_mask & bit:
+                self.latch |= bit
+            self.line |= bit
+        else:
+            self.line &= ~bit
+
+    def raise_sgi(self, intid: int) -> None:
+        self.latch |= 1 << intid
+
+    # -- register handlers -----------------------------------------------------
+
+    def _r_IGROUPR0(self) -> int:
+        return self.group
+
+    def _w_IGROUPR0(self, value: int) -> None:
+        self.group = value & 0xFFFFFFFF
+
+    def _r_ISENABLER0(self) -> int:
+        return self.enable
+
+    _r_ICENABLER0 = _r_ISENABLER0
+
+    def _w_ISENABLER0(self, value: int) -> None:
+        self.enable |= value & 0xFFFFFFFF
+
+    def _w_ICENABLER0(self, value: int) -> None:
+        self.enable &= ~value
+
+    def _r_ISPENDR0(self) -> int:
+        return self.pending
+
+    _r_ICPENDR0 = _r_ISPENDR0
+
+    def _w_ISPENDR0(self, value: int) -> None:
+        self.latch |= value & 0xFFFFFFFF
+
+    def _w_ICPENDR0(self, value: int) -> None:
+        self.latch &= ~value
+
+    def _r_ISACTIVER0(self) -> int:
+        return self.active
+
+    _r_ICACTIVER0 = _r_ISACTIVER0
+
+    def _w_ISACTIVER0(self, value: int) -> None:
+        self.active |= value & 0xFFFFFFFF
+
+    def _w_ICACTIVER0(self, value: int) -> None:
+        self.active &= ~value
+
+    def _r_IPRIORITYR(self, n: int) -> int:
+        p = self.prio
+        return p[4 * n] | (p[4 * n + 1] << 8) | (p[4 * n + 2] << 16) | (p[4 * n + 3] << 24)
+
+    def _w_IPRIORITYR(self, n: int, value: int) -> None:
+        for k in range(4):
+            self.prio[4 * n + k] = (value >> (8 * k)) & self.prio_mask
+
+    def _r_ICFGR0(self) -> int:
+        return 0xAAAAAAAA
+
+    def _r_ICFGR1(self) -> int:
+        return self._icfgr1
+
+    def _w_ICFGR1(self, value: int) -> None:
+        self._icfgr1 = value & 0xAAAAAAAA
+        level = 0
+        for k in range(16):
+            if not (value >> (2 * k + 1)) & 1:
+                level |= 1 << (16 + k)
+        self.level_mask = level

@@ -1,0 +1,1 @@
+"""Workloads run on a platform: the hardware walkthrough, scenarios, invariant checking."""

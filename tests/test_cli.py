@@ -1,0 +1,73 @@
+"""The command line: `directlpi run` (the walkthrough for now) and `directlpi bench`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from directlpi.cli import main
+
+
+def test_run_walks_a_direct_lpi_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "dma-write" in out and "GICR_SETLPIR" in out and "0x00002000" in out
+    assert "ICC_IAR1_EL1" in out and "ICC_EOIR1_EL1" in out
+    assert "FAIL" not in out and "every check passed" in out
+
+
+def test_run_json_is_one_object_with_every_step(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--json", "--cpus", "200", "--cpu", "150"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is True and doc["platform"]["its"] is False
+    regs = [a["register"] for s in doc["steps"] for a in s["accesses"]]
+    assert {"GICR_PROPBASER", "GICR_PENDBASER", "GICR_CTLR", "GICR_INVLPIR", "GICR_SYNCR",
+            "GICR_SETLPIR", "ICC_IAR1_EL1", "ICC_EOIR1_EL1"} <= set(regs)
+    setlpir = next(a for s in doc["steps"] for a in s["accesses"]
+                   if a["register"] == "GICR_SETLPIR")
+    assert setlpir["address"] == 0x40_0000_0000 + (150 - 123) * 0x20000 + 0x40  # above 4 GiB
+
+
+def test_bad_options_give_one_line_and_a_nonzero_exit(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--cpus", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("directlpi: error: hardware option cpus") and "EINVAL" in err
+    assert "Traceback" not in err
+    assert main(["run", "--cpus", "4", "--cpu", "9"]) == 1
+    assert "--cpu 9" in capsys.readouterr().err
+
+
+def test_bench_runs_the_modules_of_a_bench_directory(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bench_demo.py").write_text(
+        "from directlpi.benchkit import Figure\n"
+        "def run(quick):\n"
+        "    return [Figure('demo_per_s', 42.0 if quick else 1.0, 'ops/s', 'a demo')]\n")
+    assert main(["bench", "--json", "--quick", "--bench-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"demo_per_s": 42.0}
+
+
+def test_bench_without_a_bench_directory_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--bench-dir", str(tmp_path / "nope")]) == 1
+    assert "no benchmark directory" in capsys.readouterr().err
+
+
+def test_console_script_is_installed() -> None:
+    out = subprocess.run([sys.executable, "-m", "directlpi.cli", "run", "--json"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["ok"] is True
+
+
+def test_the_repository_bench_modules_define_run() -> None:
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    modules = sorted(p.stem for p in bench.glob("bench_*.py"))
+    assert "bench_hw" in modules
+    for name in modules:
+        assert "\ndef run(quick: bool) -> list[Figure]:" in (bench / f"{name}.py").read_text()
