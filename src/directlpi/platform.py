@@ -10,20 +10,30 @@ register-level work and outside conformance tests::
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 
+from directlpi.devices.wired import WiredDevice
+from directlpi.errors import ConfigError, DirectLPIError
 from directlpi.hw.bus import Bus
 from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventKind, Listener, Subscription
 from directlpi.hw.machine import Machine, MachineConfig
 from directlpi.hw.memory import PhysicalMemory
+from directlpi.hw.regs import FRAME_SIZE
+from directlpi.kernel.fwdesc import BoardDescription, GicDescription
+from directlpi.kernel.kernel import BootParams, Kernel
 
 
 class Platform:
     """A machine and (in later layers) the devices and kernel that run on it."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: Machine, board: BoardDescription | None = None) -> None:
         self.machine = machine
+        #: What firmware tells the kernel (synthesised from the hardware for a bare board).
+        self.board = board or describe(machine.config)
+        self.kernel: Kernel | None = None
+        self.devices: list[WiredDevice] = []
 
     @classmethod
     def bare(
@@ -55,7 +65,6 @@ class Platform:
         allowed = {"gicd_base", "redist_regions", "redist_stride", "ram", "mpidrs"}
         unknown = sorted(set(layout) - allowed)
         if unknown:
-            from directlpi.errors import ConfigError
             raise ConfigError(f"unknown hardware option(s) {', '.join(unknown)}; known: "
                               "cpus, lpi_id_bits, spis, direct_lpi, mbis, lpis, lpis_clearable, "
                               f"priority_bits, strict, {', '.join(sorted(allowed))}")
@@ -108,3 +117,105 @@ class Platform:
         """Drive PE ``cpu``'s PPI input."""
         self.machine.cpu(cpu)
         self.machine.gic.set_ppi_line(cpu, intid, level)
+
+    # -- software ----------------------------------------------------------------------------------
+
+    def boot(self, *, lpis: bool | None = None, lpi_id_bits: int = 16,
+             boot_cpu: int = 0) -> Kernel:
+        """Boot a kernel: GIC probe and init on every CPU, LPIs if wanted.
+
+        ``lpis``: True forces the LPI infrastructure on, False keeps it off, None
+        (default) enables it only when firmware describes an LPI MSI provider.
+        """
+        if self.kernel is not None:
+            raise DirectLPIError("a kernel is already running; use kexec() to replace it",
+                                 errno.EBUSY)
+        params = BootParams(boot_cpu=boot_cpu, lpis=lpis, lpi_id_bits=lpi_id_bits)
+        return self._start(params)
+
+    def _start(self, params: BootParams) -> Kernel:
+        m = self.machine
+        self.kernel = Kernel(m.bus, m.memory, m.gic.cpuifs, self.board, params).boot()
+        m.gic.kick_all()
+        return self.kernel
+
+    def kexec(self, *, reserve_tables: bool = True, lpis: bool | None = None) -> Kernel:
+        """Start a fresh kernel on the same hardware, as kexec does.
+
+        With ``reserve_tables`` the old kernel's LPI tables are handed over as
+        reserved memory (EFI memreserve): the new kernel finds LPIs enabled and
+        reuses them.  Without, it must disable LPIs first, which fails (EBUSY) on a
+        GIC where EnableLPIs cannot be cleared: the new kernel runs without LPIs.
+        """
+        old = self._running()
+        carry = tuple(old.mm.persistent) if reserve_tables else ()
+        params = BootParams(boot_cpu=old.boot_cpu,
+                            lpis=old.params.lpis if lpis is None else lpis,
+                            lpi_id_bits=old.params.lpi_id_bits, memreserve=carry)
+        self.kernel = None
+        return self._start(params)
+
+    def _running(self) -> Kernel:
+        if self.kernel is None:
+            raise DirectLPIError("no kernel is running: call boot() first", errno.ENODEV)
+        return self.kernel
+
+    def run_until_idle(self, max_rounds: int = 1_000_000, verify: bool = False) -> int:
+        """Let the online PEs take and handle what is pending, until nothing is.
+
+        Returns the number of interrupts taken.  Raises DirectLPIError (EAGAIN) if
+        interrupts keep coming after ``max_rounds`` (an interrupt storm).  With
+        ``verify``, also checks that no online PE is left with its IRQ signal
+        asserted (a self-check of the model's wake-up bookkeeping).
+        """
+        k = self._running()
+        kicked = self.machine.gic.kicked
+        cpuifs = self.machine.gic.cpuifs
+        online = k.irq.online
+        taken = 0
+        while kicked or k.irq.resend_queue:
+            if k.irq.resend_queue:
+                k.run_softirqs()
+            if not kicked:
+                continue
+            cpu = min(kicked)
+            kicked.discard(cpu)
+            if cpu in online and cpuifs[cpu].irq_pending():
+                k.handle_irq(cpu)
+                kicked.add(cpu)
+                taken += 1
+                if taken > max_rounds:
+                    raise DirectLPIError(
+                        f"interrupt storm: still taking interrupts after {max_rounds}; a level "
+                        "interrupt whose handler never clears its source?", errno.EAGAIN)
+        if verify:
+            stuck = [c for c in sorted(online) if cpuifs[c].irq_pending()]
+            if stuck:
+                raise DirectLPIError(f"model error: PEs {stuck} have an interrupt pending that "
+                                     "the run loop was never told about", errno.EIO)
+        return taken
+
+    def add_wired_device(self, name: str, spi: int, *, level: bool = True) -> WiredDevice:
+        """A device whose interrupt line drives SPI ``spi`` (INTID 32..1019)."""
+        if not self.machine.gic.dist.valid_spi(spi):
+            raise ConfigError(f"device {name}: INTID {spi} is not an implemented SPI",
+                              errno.EINVAL)
+        dev = WiredDevice(name, spi, self.machine.gic.set_spi_line, level=level)
+        self.devices.append(dev)
+        return dev
+
+
+def describe(config: MachineConfig) -> BoardDescription:
+    """The board description a firmware author would write for this hardware."""
+    regions = []
+    placed = 0
+    for base, capacity in config.redist_regions:
+        used = min(capacity, config.cpus - placed)
+        if used > 0:
+            regions.append((base, used * config.redist_stride))
+        placed += max(used, 0)
+    gic = GicDescription(dist_base=config.gicd_base, redist_regions=tuple(regions),
+                         redist_stride=config.redist_stride if config.redist_stride
+                         != 2 * FRAME_SIZE else 0)
+    return BoardDescription(cpus=config.mpidr_list(), memory=config.ram, gic=gic,
+                            name=f"directlpi bare board ({config.cpus} CPUs)")

@@ -265,6 +265,7 @@ class CPUInterface:
                                 f"Group {1 - group}: ignored")
             return
         active.pop()
+        self._gic.kicked.add(self.cpu)
         if top & 0xFFFFFF != intid:
             self._unpredictable(intid, "eoi-not-highest",
                                 f"{name} {intid}, but the highest priority active interrupt is "
@@ -306,9 +307,11 @@ class CPUInterface:
 
     def _write_pmr(self, value: int) -> None:
         self.pmr = value & self.prio_mask
+        self._gic.kicked.add(self.cpu)
 
     def _write_bpr0(self, value: int) -> None:
         self._bpr0 = max(value & 7, self._min_bpr0)
+        self._gic.kicked.add(self.cpu)
 
     def _read_bpr1(self) -> int:
         if self._ctlr & _CBPR:
@@ -319,6 +322,7 @@ class CPUInterface:
         if self._ctlr & _CBPR:
             return
         self._bpr1 = max(value & 7, self._min_bpr0 + 1)
+        self._gic.kicked.add(self.cpu)
 
     def _read_ctlr(self) -> int:
         return (
@@ -330,10 +334,12 @@ class CPUInterface:
 
     def _write_ctlr(self, value: int) -> None:
         self._ctlr = value & (_CBPR | _EOIMODE)
+        self._gic.kicked.add(self.cpu)
 
     def _write_igrpen(self, value: int, group: int) -> None:
         bit = 1 << group
         self._igrpen = (self._igrpen | bit) if value & 1 else (self._igrpen & ~bit)
+        self._gic.kicked.add(self.cpu)
 
     def _write_sgi1r(self, value: int) -> None:
         intid = ICC.SGI1R.INTID.get(value)

@@ -64,14 +64,34 @@ class Distributor(MmioFrame):
     REGISTERS = GICD
 
     __slots__ = (
-        "_ctlr", "_gic", "_mbis", "_rwp", "_spi_end", "_typer", "active", "edge",
-        "en_grp", "enabled", "group", "latch", "line", "msi_level", "prio", "prio_mask",
-        "ready", "ready_any", "route", "target", "where",
+        "_ctlr",
+        "_gic",
+        "_mbis",
+        "_rwp",
+        "_spi_end",
+        "_typer",
+        "active",
+        "edge",
+        "en_grp",
+        "enabled",
+        "group",
+        "kicked",
+        "latch",
+        "line",
+        "msi_level",
+        "prio",
+        "prio_mask",
+        "ready",
+        "ready_any",
+        "route",
+        "target",
+        "where",
     )
 
     def __init__(self, gic: GIC, hub: EventHub, *, spis: int, lpi_id_bits: int, lpis: bool,
                  mbis: bool, priority_bits: int) -> None:
         self._gic = gic
+        self.kicked = gic.kicked
         self._mbis = mbis
         lines = spis + FIRST_SPI
         it_lines = (lines + 31) // 32 - 1
@@ -173,8 +193,10 @@ class Distributor(MmioFrame):
             self.ready[old].discard(i)
         if new == ANY_PE:
             self.ready_any.add(i)
+            self._gic.kick_all()
         elif new >= 0:
             self.ready[new].add(i)
+            self.kicked.add(new)
         self.where[i] = new
 
     def retarget_all(self) -> None:
@@ -242,6 +264,7 @@ class Distributor(MmioFrame):
         self._ctlr = _CTLR_FIXED | (value & (_GRP0 | _GRP1))
         self.en_grp = (1 if value & _GRP0 else 0) | (2 if value & _GRP1 else 0)
         self._rwp = 1
+        self._gic.kick_all()
 
     def _r_TYPER(self) -> int:
         return self._typer
@@ -305,6 +328,7 @@ class Distributor(MmioFrame):
             i = base + b
             if i < self._spi_end:
                 self.group[i] = (value >> b) & 1
+        self._gic.kick_all()
 
     def _r_ISENABLER(self, n: int) -> int:
         return self._bits(self.enabled, n)
@@ -375,6 +399,7 @@ class Distributor(MmioFrame):
             i = base + k
             if FIRST_SPI <= i < self._spi_end:
                 self.prio[i] = (value >> (8 * k)) & self.prio_mask
+        self._gic.kick_all()
 
     def _r_ICFGR(self, n: int) -> int:
         base = 16 * n

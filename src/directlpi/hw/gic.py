@@ -27,6 +27,9 @@ class GIC:
                  priority_bits: int) -> None:
         self.hub = hub
         self.num_cpus = len(mpidrs)
+        #: Derived: PEs whose IRQ/FIQ signal may have changed since the run loop last
+        #: looked.  Every state change that can raise a PE's signal adds that PE.
+        self.kicked: set[int] = set()
         #: INTID bits of the GIC (GICD_TYPER.IDbits + 1).
         self.id_bits = lpi_id_bits if lpis else 10
         self.cpu_by_affinity = {affinity_of(m): i for i, m in enumerate(mpidrs)}
@@ -43,6 +46,9 @@ class GIC:
                          priority_bits=priority_bits, id_bits=self.id_bits)
             for i, m in enumerate(mpidrs)
         ]
+
+    def kick_all(self) -> None:
+        self.kicked.update(range(self.num_cpus))
 
     def set_spi_line(self, intid: int, level: bool) -> None:
         """Drive a wired SPI input (a level or edge device output)."""

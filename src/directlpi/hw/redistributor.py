@@ -93,10 +93,33 @@ class Redistributor(MmioFrame):
     REGISTERS = GICR
 
     __slots__ = (
-        "_cfg", "_clearable", "_direct", "_enabled", "_gic", "_heap", "_lpi_limit",
-        "_memory", "_pend_pa", "_pend_unknown", "_pendbaser", "_plpis", "_prop_pa",
-        "_prop_unknown", "_propbaser", "_ptz", "_rwp", "_sleep", "_sync_busy",
-        "_sync_owed", "_typer", "_waker_busy", "cpu", "lpi_pending", "prio_mask", "sgi",
+        "_cfg",
+        "_clearable",
+        "_direct",
+        "_enabled",
+        "_gic",
+        "_heap",
+        "_kicked",
+        "_lpi_limit",
+        "_memory",
+        "_pend_pa",
+        "_pend_unknown",
+        "_pendbaser",
+        "_plpis",
+        "_prop_pa",
+        "_prop_unknown",
+        "_propbaser",
+        "_ptz",
+        "_rwp",
+        "_sleep",
+        "_sync_busy",
+        "_sync_owed",
+        "_typer",
+        "_waker_busy",
+        "cpu",
+        "lpi_pending",
+        "prio_mask",
+        "sgi",
     )
 
     def __init__(self, gic: GIC, hub: EventHub, memory: PhysicalMemory, *, cpu: int,
@@ -106,6 +129,7 @@ class Redistributor(MmioFrame):
         self._direct = direct_lpi and plpis
         super().__init__(f"GICR{cpu}", hub)
         self._gic = gic
+        self._kicked = gic.kicked
         self._memory = memory
         self.cpu = cpu
         self._clearable = lpis_clearable
@@ -208,6 +232,7 @@ class Redistributor(MmioFrame):
             c = self._load_config(intid)
         if c & LPI_CFG_ENABLE:
             heappush(self._heap, ((c & self.prio_mask) << 24) | intid)
+            self._kicked.add(self.cpu)
         if self._hub.on[_EV_LPI_PENDING]:
             self._hub.emit(Event(_EV_LPI_PENDING, self.frame_name, cpu=self.cpu, intid=intid,
                                  value=c, reason=via))
@@ -247,6 +272,7 @@ class Redistributor(MmioFrame):
         c = self._cfg[intid]
         if c & LPI_CFG_ENABLE:
             heappush(self._heap, ((c & self.prio_mask) << 24) | intid)
+            self._kicked.add(self.cpu)
         self._compact()
 
     def _compact(self) -> None:
@@ -397,6 +423,7 @@ class Redistributor(MmioFrame):
         if sleep != self._sleep:
             self._sleep = sleep
             self._waker_busy = 1
+            self._kicked.add(self.cpu)
 
     def _w_SETLPIR(self, value: int) -> None:
         self.set_lpi_pending(value & 0xFFFFFFFF)
@@ -471,6 +498,7 @@ class Redistributor(MmioFrame):
             for intid in list(self._cfg):
                 self._load_config(intid)
             self._rebuild_heap()
+            self._kicked.add(self.cpu)
         self._mark_busy()
         if self._hub.on[EventKind.INVALIDATE]:
             self._hub.emit(Event(EventKind.INVALIDATE, self.frame_name, cpu=self.cpu))
@@ -541,6 +569,9 @@ class SgiFrame(MmioFrame):
             cand ^= low
         return best
 
+    def _kick(self) -> None:
+        self.rd._kicked.add(self.rd.cpu)
+
     def acknowledge(self, intid: int) -> None:
         bit = 1 << intid
         self.active |= bit
@@ -551,6 +582,7 @@ class SgiFrame(MmioFrame):
         if not self.active & bit:
             return False
         self.active &= ~bit
+        self._kick()
         return True
 
     def set_line(self, intid: int, level: bool) -> None:
@@ -561,9 +593,11 @@ class SgiFrame(MmioFrame):
             self.line |= bit
         else:
             self.line &= ~bit
+        self._kick()
 
     def raise_sgi(self, intid: int) -> None:
         self.latch |= 1 << intid
+        self._kick()
 
     # -- register handlers -----------------------------------------------------
 
@@ -572,6 +606,7 @@ class SgiFrame(MmioFrame):
 
     def _w_IGROUPR0(self, value: int) -> None:
         self.group = value & 0xFFFFFFFF
+        self._kick()
 
     def _r_ISENABLER0(self) -> int:
         return self.enable
@@ -580,6 +615,7 @@ class SgiFrame(MmioFrame):
 
     def _w_ISENABLER0(self, value: int) -> None:
         self.enable |= value & 0xFFFFFFFF
+        self._kick()
 
     def _w_ICENABLER0(self, value: int) -> None:
         self.enable &= ~value
@@ -591,6 +627,7 @@ class SgiFrame(MmioFrame):
 
     def _w_ISPENDR0(self, value: int) -> None:
         self.latch |= value & 0xFFFFFFFF
+        self._kick()
 
     def _w_ICPENDR0(self, value: int) -> None:
         self.latch &= ~value
@@ -605,6 +642,7 @@ class SgiFrame(MmioFrame):
 
     def _w_ICACTIVER0(self, value: int) -> None:
         self.active &= ~value
+        self._kick()
 
     def _r_IPRIORITYR(self, n: int) -> int:
         p = self.prio
@@ -613,6 +651,7 @@ class SgiFrame(MmioFrame):
     def _w_IPRIORITYR(self, n: int, value: int) -> None:
         for k in range(4):
             self.prio[4 * n + k] = (value >> (8 * k)) & self.prio_mask
+        self._kick()
 
     def _r_ICFGR0(self) -> int:
         return 0xAAAAAAAA
@@ -627,3 +666,4 @@ class SgiFrame(MmioFrame):
             if not (value >> (2 * k + 1)) & 1:
                 level |= 1 << (16 + k)
         self.level_mask = level
+        self._kick()

@@ -1,0 +1,1 @@
+"""The generic interrupt core (Linux ``kernel/irq/``)."""

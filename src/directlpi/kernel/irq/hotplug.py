@@ -1,0 +1,84 @@
+"""CPU hotplug for interrupts (Linux ``kernel/irq/cpuhotplug.c``).
+
+Going offline (:func:`irq_migrate_all_off_this_cpu`): every started interrupt
+whose *effective* affinity contains the outgoing CPU is re-routed through its
+chip's ``irq_set_affinity`` -- within its affinity mask if any CPU of it is
+still online, otherwise (unmanaged) to any online CPU ("affinity broken").  A
+managed interrupt with no online CPU left is shut down instead, and started
+again by :func:`irq_affinity_online_cpu` when one of its CPUs returns.
+
+The chip's ``irq_set_affinity`` is the hook through which an MSI provider
+carries state that lives on the old target across the move (Direct LPI moves a
+pending LPI from the old redistributor to the new one).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from directlpi.kernel.errors import KernelError
+from directlpi.kernel.irq.desc import (
+    IRQD_AFFINITY_MANAGED,
+    IRQD_IRQ_STARTED,
+    IRQD_MANAGED_SHUTDOWN,
+    IRQD_PER_CPU,
+    IRQD_SINGLE_TARGET,
+    IrqDesc,
+)
+from directlpi.kernel.irq.flow import irq_shutdown_and_deactivate, irq_startup
+from directlpi.kernel.irq.manage import irq_do_set_affinity
+
+if TYPE_CHECKING:
+    from directlpi.kernel.irq.core import IrqCore
+
+
+def migrate_one_irq(desc: IrqDesc, cpu: int) -> bool:
+    """Move ``desc`` off ``cpu`` (already removed from the online mask).
+
+    Returns True when the affinity had to be broken.
+    """
+    d = desc.irq_data
+    chip = d.chip
+    if chip is None or chip.irq_set_affinity is None:
+        return False
+    if d.has(IRQD_PER_CPU) or not d.has(IRQD_IRQ_STARTED):
+        return False
+    if cpu not in d.common.effective_affinity:
+        return False
+    core = desc.core
+    affinity = d.common.affinity
+    broke = False
+    if not affinity & core.online:
+        if d.has(IRQD_AFFINITY_MANAGED):
+            d.set(IRQD_MANAGED_SHUTDOWN)
+            irq_shutdown_and_deactivate(desc)
+            core.log.info(f"IRQ {desc.irq}: managed, all its CPUs offline: shut down")
+            return False
+        affinity = core.online_mask
+        broke = True
+    try:
+        irq_do_set_affinity(d, affinity, False)
+    except KernelError as exc:
+        core.log.warn(f"IRQ{desc.irq}: set affinity failed({-exc.errno}).")
+        return False
+    return broke
+
+
+def irq_migrate_all_off_this_cpu(core: IrqCore, cpu: int) -> None:
+    for desc in list(core.active_descs()):
+        if migrate_one_irq(desc, cpu):
+            core.log.warn(f"IRQ {desc.irq}: no longer affine to CPU{cpu}")
+
+
+def irq_affinity_online_cpu(core: IrqCore, cpu: int) -> None:
+    """Restart managed interrupts shut down for lack of CPUs; re-spread the others."""
+    for desc in list(core.active_descs()):
+        d = desc.irq_data
+        if (not d.has(IRQD_AFFINITY_MANAGED) or not desc.actions or d.chip is None
+                or cpu not in d.common.affinity):
+            continue
+        if d.has(IRQD_MANAGED_SHUTDOWN):
+            irq_startup(desc, resend=True)
+            continue
+        if not d.has(IRQD_SINGLE_TARGET):
+            irq_do_set_affinity(d, d.common.affinity, False)

@@ -1,0 +1,1 @@
+"""Interrupt controller drivers (Linux ``drivers/irqchip/``)."""

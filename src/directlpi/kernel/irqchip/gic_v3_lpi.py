@@ -1,0 +1,252 @@
+"""Shared LPI infrastructure: redistributor tables, the per-CPU LPI enable, the LPI allocator.
+
+This is the one piece the review allowed Direct LPI and an ITS driver to share
+(R2): one global LPI configuration (property) table, one pending table per
+redistributor, enabling LPIs on each CPU in the architecture's order, the
+global INTID allocator (:mod:`lpi_range`), and updating one LPI's
+configuration (write the property byte, then ``GICR_INVLPIR`` on the RD that
+may cache it, then poll ``GICR_SYNCR``).  No DeviceID, event, collection or
+per-device table exists here.
+
+kexec: if LPIs are already enabled on the boot CPU and the previous kernel's
+tables were reserved for us, they are reused (property table reset to
+all-disabled, pending tables kept, every RD invalidated so that configuration
+cached for the previous kernel is dropped).  Otherwise LPIs must be disabled
+first; on a GIC where ``GICR_CTLR.EnableLPIs`` cannot be cleared that fails
+with EBUSY and the kernel runs without LPIs.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from directlpi.hw.regs import (
+    GICR,
+    LPI_BASE,
+    LPI_CFG_ENABLE,
+    LPI_CFG_RES1,
+    SHARE_INNER,
+    SHARE_NON,
+    CACHE_nC,
+    CACHE_RaWaWb,
+)
+from directlpi.kernel.errors import KernelError
+from directlpi.kernel.irqchip.lpi_range import LpiRangeAllocator
+
+if TYPE_CHECKING:
+    from directlpi.kernel.irqchip.gic_v3 import GicV3, Rdist
+    from directlpi.kernel.kernel import Kernel
+
+LPI_PROP_DEFAULT_PRIO = 0xA0
+SZ_64K = 0x10000
+MAX_LPI_ID_BITS = 16
+"""Default cap of LPI INTID bits, as Linux's ITS_MAX_LPI_NRBITS (64K INTIDs)."""
+
+
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) & ~(a - 1)
+
+
+class LpiInfrastructure:
+    """One per kernel: tables, allocator, per-CPU enable, configuration updates."""
+
+    def __init__(self, kernel: Kernel, gic: GicV3, id_bits_cap: int = MAX_LPI_ID_BITS) -> None:
+        self.k = kernel
+        self.gic = gic
+        self.id_bits_cap = id_bits_cap
+        self.preallocated = False
+        self.prop_pa = 0
+        self.prop_size = 0
+        self.lpi_id_bits = 0
+        self.needs_flushing = False
+        self.pend_pa: dict[int, int] = {}
+        self.allocator: LpiRangeAllocator | None = None
+
+    # -- tables ------------------------------------------------------------------------------
+
+    def _prop_table_size(self, bits: int) -> int:
+        return _align((1 << bits) - LPI_BASE, SZ_64K)
+
+    def _pend_table_size(self, bits: int) -> int:
+        return _align((1 << bits) // 8, SZ_64K)
+
+    def allocate_lpi_tables(self) -> None:
+        """Decide between reusing a previous kernel's tables and allocating new ones."""
+        k = self.k
+        rd = self.gic.rdists[k.boot_cpu]
+        if k.readl(rd.rd_base + GICR.CTLR.offset) & GICR.CTLR.EnableLPIs.mask and \
+                self._enabled_lpis_allowed(rd):
+            self.preallocated = True
+            k.log.info("GICv3: Using preallocated redistributor tables")
+        self._setup_prop_table(rd)
+        # A pending table for every possible CPU up front, as Linux does.
+        for cpu in range(len(k.board.cpus)):
+            size = self._pend_table_size(self.lpi_id_bits)
+            self.pend_pa[cpu] = k.mm.alloc(size, SZ_64K)
+            k.mm.reserve_persistent(self.pend_pa[cpu], size)
+        self.allocator = LpiRangeAllocator(LPI_BASE, (1 << self.lpi_id_bits) - LPI_BASE)
+        k.log.info(f"GICv3: LPIs: {self.lpi_id_bits} INTID bits, "
+                   f"{(1 << self.lpi_id_bits) - LPI_BASE} LPIs")
+
+    def _enabled_lpis_allowed(self, rd: Rdist) -> bool:
+        """Reuse only tables a previous kernel reserved for us (kexec memreserve)."""
+        k = self.k
+        prop = k.readq(rd.rd_base + GICR.PROPBASER.offset)
+        bits = GICR.PROPBASER.IDbits.get(prop) + 1
+        pa = prop & GICR.PROPBASER.Physical_Address.mask
+        return k.mm.is_inherited_reserved(pa, self._prop_table_size(bits))
+
+    def _setup_prop_table(self, rd: Rdist) -> None:
+        k = self.k
+        if self.preallocated:
+            prop = k.readq(rd.rd_base + GICR.PROPBASER.offset)
+            self.lpi_id_bits = GICR.PROPBASER.IDbits.get(prop) + 1
+            self.prop_pa = prop & GICR.PROPBASER.Physical_Address.mask
+            self.prop_size = self._prop_table_size(self.lpi_id_bits)
+        else:
+            self.lpi_id_bits = min(self.gic.id_bits, self.id_bits_cap)
+            if self.lpi_id_bits < 14:
+                raise KernelError(f"GICv3: {self.lpi_id_bits} INTID bits leave no room for "
+                                  "LPIs", errno.ENXIO)
+            self.prop_size = self._prop_table_size(self.lpi_id_bits)
+            self.prop_pa = k.mm.alloc(self.prop_size, SZ_64K)
+            k.mm.reserve_persistent(self.prop_pa, self.prop_size)
+        # Every LPI disabled, default priority (gic_reset_prop_table).
+        k.ram.fill(self.prop_pa, (1 << self.lpi_id_bits) - LPI_BASE,
+                   LPI_PROP_DEFAULT_PRIO | LPI_CFG_RES1)
+        k.log.info(f"GICv3: using LPI property table @{self.prop_pa:#018x}")
+
+    # -- per-CPU enable --------------------------------------------------------------------------
+
+    def redist_disable_lpis(self, cpu: int) -> None:
+        """Make sure LPIs are off on ``cpu``'s RD before new tables are installed."""
+        k = self.k
+        rd = self.gic.rdists[cpu]
+        if not GICR.TYPER.PLPIS.get(rd.typer):
+            raise KernelError(f"GICv3: CPU{cpu}: LPIs not supported", errno.ENXIO)
+        ctlr = k.readl(rd.rd_base + GICR.CTLR.offset)
+        if not ctlr & GICR.CTLR.EnableLPIs.mask or rd.lpi_enabled or self.preallocated:
+            return
+        k.log.warn(f"GICv3: CPU{cpu}: Booted with LPIs enabled, memory probably corrupted")
+        k.writel(ctlr & ~GICR.CTLR.EnableLPIs.mask, rd.rd_base + GICR.CTLR.offset)
+        for _ in range(1000):
+            if not k.readl(rd.rd_base + GICR.CTLR.offset) & GICR.CTLR.RWP.mask:
+                break
+        else:
+            raise KernelError(f"GICv3: CPU{cpu}: Timeout while disabling LPIs", errno.ETIMEDOUT)
+        if k.readl(rd.rd_base + GICR.CTLR.offset) & GICR.CTLR.EnableLPIs.mask:
+            raise KernelError(f"GICv3: CPU{cpu}: Failed to disable LPIs (GICR_CTLR.EnableLPIs "
+                              "cannot be cleared on this GIC; boot the new kernel with the "
+                              "previous kernel's LPI tables reserved)", errno.EBUSY)
+
+    def cpu_init_lpis(self, cpu: int) -> None:
+        """``its_cpu_init_lpis``: PROPBASER, PENDBASER, read back, then EnableLPIs."""
+        k = self.k
+        rd = self.gic.rdists[cpu]
+        if rd.lpi_enabled:
+            return
+        self.redist_disable_lpis(cpu)
+        base = rd.rd_base
+        if self.preallocated and k.readl(base + GICR.CTLR.offset) & GICR.CTLR.EnableLPIs.mask:
+            self._adopt(cpu, rd)
+            return
+        attrs = GICR.PROPBASER.Shareability.put(SHARE_INNER) | GICR.PROPBASER.InnerCache.put(
+            CACHE_RaWaWb)
+        val = self.prop_pa | attrs | GICR.PROPBASER.IDbits.put(self.lpi_id_bits - 1)
+        k.writeq(val, base + GICR.PROPBASER.offset)
+        tmp = k.readq(base + GICR.PROPBASER.offset)
+        if (tmp ^ val) & GICR.PROPBASER.Shareability.mask:
+            if GICR.PROPBASER.Shareability.get(tmp) == SHARE_NON:
+                val = GICR.PROPBASER.InnerCache.replace(
+                    GICR.PROPBASER.Shareability.replace(val, SHARE_NON), CACHE_nC)
+                k.writeq(val, base + GICR.PROPBASER.offset)
+            self.needs_flushing = True
+            k.log.info("GICv3: using cache flushing for LPI property table")
+        pend = self.pend_pa[cpu] | attrs
+        k.writeq(pend, base + GICR.PENDBASER.offset)
+        tmp = k.readq(base + GICR.PENDBASER.offset)
+        if GICR.PENDBASER.Shareability.get(tmp) == SHARE_NON and tmp != pend:
+            pend = GICR.PENDBASER.InnerCache.replace(
+                GICR.PENDBASER.Shareability.replace(pend, SHARE_NON), CACHE_nC)
+            k.writeq(pend, base + GICR.PENDBASER.offset)
+        k.writel(k.readl(base + GICR.CTLR.offset) | GICR.CTLR.EnableLPIs.mask,
+                 base + GICR.CTLR.offset)
+        if not k.readl(base + GICR.CTLR.offset) & GICR.CTLR.EnableLPIs.mask:
+            raise KernelError(f"GICv3: CPU{cpu}: GICR_CTLR.EnableLPIs did not stick",
+                              errno.EIO)
+        rd.lpi_enabled = True
+        k.log.info(f"GICv3: CPU{cpu}: using allocated LPI pending table "
+                   f"@{self.pend_pa[cpu]:#018x}")
+
+    def _adopt(self, cpu: int, rd: Rdist) -> None:
+        """LPIs were left enabled on this RD with tables reserved for us: keep them."""
+        k = self.k
+        base = rd.rd_base
+        prop = k.readq(base + GICR.PROPBASER.offset) & GICR.PROPBASER.Physical_Address.mask
+        if prop != self.prop_pa:
+            k.log.warn(f"GICv3: CPU{cpu}: redistributor uses property table {prop:#x}, not "
+                       f"{self.prop_pa:#x}: this is hopeless")
+        pend = k.readq(base + GICR.PENDBASER.offset) & GICR.PENDBASER.Physical_Address.mask
+        if not k.mm.is_inherited_reserved(pend, self._pend_table_size(self.lpi_id_bits)):
+            k.log.warn(f"GICv3: CPU{cpu}: pending table {pend:#x} is not reserved")
+        ours = self.pend_pa.get(cpu)
+        if ours is not None and ours != pend:
+            k.mm.free(ours)
+        self.pend_pa[cpu] = pend
+        k.mm.reserve_persistent(pend, self._pend_table_size(self.lpi_id_bits))
+        # The RD may still hold configuration cached for the previous kernel's LPIs:
+        # the property table was reset, make the RD reload it.
+        self.invall(cpu)
+        rd.lpi_enabled = True
+        k.log.info(f"GICv3: CPU{cpu}: using reserved LPI pending table @{pend:#018x}")
+
+    # -- configuration of one LPI -----------------------------------------------------------------
+
+    def lpi_config(self, hwirq: int) -> int:
+        return self.k.ram.read_u8(self.prop_pa + hwirq - LPI_BASE)
+
+    def lpi_write_config(self, hwirq: int, clr: int, set_bits: int) -> None:
+        """Update the property byte; bit 1 (RES1) is always written as 1."""
+        addr = self.prop_pa + hwirq - LPI_BASE
+        cfg = (self.k.ram.read_u8(addr) & ~clr) | set_bits | LPI_CFG_RES1
+        self.k.ram.write_int(addr, cfg, 1)
+
+    def _wait_for_syncr(self, rd_base: int) -> None:
+        k = self.k
+        for _ in range(1000):
+            if not k.readl(rd_base + GICR.SYNCR.offset) & 1:
+                return
+        raise KernelError("GICv3: GICR_SYNCR stuck busy", errno.ETIMEDOUT)
+
+    def inv_lpi(self, cpu: int, hwirq: int) -> None:
+        """``direct_lpi_inv``: GICR_INVLPIR on ``cpu``'s RD, then poll GICR_SYNCR."""
+        base = self.gic.rdists[cpu].rd_base
+        self.k.writeq(hwirq, base + GICR.INVLPIR.offset)
+        self._wait_for_syncr(base)
+
+    def invall(self, cpu: int) -> None:
+        base = self.gic.rdists[cpu].rd_base
+        self.k.writeq(0, base + GICR.INVALLR.offset)
+        self._wait_for_syncr(base)
+
+    def lpi_update_config(self, cpu: int, hwirq: int, clr: int, set_bits: int) -> None:
+        """Write the property byte, then invalidate it on the RD the LPI targets (R11)."""
+        self.lpi_write_config(hwirq, clr, set_bits)
+        self.inv_lpi(cpu, hwirq)
+
+    def set_enabled(self, cpu: int, hwirq: int, enabled: bool) -> None:
+        if enabled:
+            self.lpi_update_config(cpu, hwirq, 0, LPI_CFG_ENABLE)
+        else:
+            self.lpi_update_config(cpu, hwirq, LPI_CFG_ENABLE, 0)
+
+    # -- INTIDs ------------------------------------------------------------------------------------
+
+    def alloc_lpis(self, nr: int, limit: int | None = None) -> int:
+        assert self.allocator is not None
+        return self.allocator.alloc(nr, limit)
+
+    def free_lpis(self, base: int, nr: int) -> None:
+        assert self.allocator is not None
+        self.allocator.free(base, nr)
