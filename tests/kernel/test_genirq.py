@@ -135,6 +135,17 @@ def test_set_affinity_routes_through_irouter(booted: tuple[Platform, Kernel]) ->
         assert exc.value.errno == errno.EINVAL
 
 
+def test_force_routes_even_to_an_offline_cpu(booted: tuple[Platform, Kernel]) -> None:
+    plat, kern = booted
+    w = wired(plat, kern, 51)
+    kern.cpu_offline(3)
+    with pytest.raises(KernelError):
+        kern.irq_set_affinity(w.virq, {3})                   # no online CPU in the mask
+    kern.irq_set_affinity(w.virq, {3}, force=True)
+    assert kern.irq_get_effective_affinity(w.virq) == {3}
+    assert gicd(plat, arch.GICD_IROUTER + 8 * 51, 8) == plat.cpu(3).mpidr
+
+
 def test_affinity_set_before_request_applies_at_startup(booted: tuple[Platform, Kernel]) -> None:
     plat, kern = booted
     w = wired(plat, kern, 47, request=False)

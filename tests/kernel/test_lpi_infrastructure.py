@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import pytest
@@ -77,6 +78,12 @@ def test_no_plpis_means_no_lpis_but_spis_work() -> None:
     plat = Platform.bare(cpus=2, lpis=False)
     kern = plat.boot(lpis=True)
     assert not kern.lpis_enabled
+    assert "GICD_TYPER.LPIS = 0" in kern.dmesg()
+    from directlpi.kernel.errors import KernelError
+    from directlpi.kernel.irqchip.gic_v3_lpi import LpiInfrastructure
+    with pytest.raises(KernelError) as exc:                   # the per-CPU refusal
+        LpiInfrastructure(kern, kern.gic).redist_disable_lpis(1)
+    assert exc.value.errno == errno.ENXIO and "CPU1: LPIs not supported" in str(exc.value)
     w = wired(plat, kern, 40)
     w.dev.raise_irq()
     plat.run_until_idle(verify=True)

@@ -141,6 +141,9 @@ class Kernel:
 
     def _want_lpis(self) -> bool:
         if not self.gic.has_lpis:
+            if self.params.lpis:
+                self.log.err("GICv3: LPIs requested but the distributor has none "
+                             "(GICD_TYPER.LPIS = 0)")
             return False
         if self.params.lpis is not None:
             if not self.params.lpis:
