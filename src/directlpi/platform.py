@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
+from directlpi.devices.pci import PciFunction, PciHostBridge
+from directlpi.devices.platform_msi import PlatformMsiDevice
 from directlpi.devices.wired import WiredDevice
 from directlpi.errors import ConfigError, DirectLPIError
 from directlpi.hw.bus import Bus
@@ -20,20 +24,77 @@ from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventKind, Listener, Subscription
 from directlpi.hw.machine import Machine, MachineConfig
 from directlpi.hw.memory import PhysicalMemory
-from directlpi.hw.regs import FRAME_SIZE
-from directlpi.kernel.fwdesc import BoardDescription, GicDescription
+from directlpi.hw.regs import FRAME_SIZE, GICR
+from directlpi.kernel.fwdesc import BoardDescription, GicDescription, PciHostDescription
 from directlpi.kernel.kernel import BootParams, Kernel
+
+# The default board's PCI host bridge, as QEMU's virt: ECAM and a 32-bit memory window.
+VIRT_PCIE_ECAM = (0x3F00_0000, 0x0100_0000)
+VIRT_PCIE_MMIO = (0x1000_0000, 0x2EFF_0000)
+DEFAULT_MBI_RANGE = ((256, 128),)
+
+
+@dataclass(frozen=True)
+class SpoofedMsi:
+    """A DMA write to a GICR_SETLPIR that the writing master was never programmed with."""
+
+    master: str
+    address: int
+    data: int
+    target_cpu: int
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"master": self.master, "address": self.address, "data": self.data,
+                "target_cpu": self.target_cpu, "reason": self.reason}
 
 
 class Platform:
-    """A machine and (in later layers) the devices and kernel that run on it."""
+    """A machine, the firmware description of it, its devices and the running kernel."""
 
-    def __init__(self, machine: Machine, board: BoardDescription | None = None) -> None:
+    def __init__(self, machine: Machine, board: BoardDescription | None = None,
+                 pci_host: PciHostBridge | None = None) -> None:
         self.machine = machine
         #: What firmware tells the kernel (synthesised from the hardware for a bare board).
         self.board = board or describe(machine.config)
         self.kernel: Kernel | None = None
         self.devices: list[WiredDevice] = []
+        self.pci_host = pci_host
+        self.pci_devices: dict[str, PciFunction] = {}
+        self.platform_devices: dict[str, PlatformMsiDevice] = {}
+        #: Every DMA write to a GICR_SETLPIR whose (address, data) the writer was never
+        #: programmed with: the isolation hole of Direct LPI, made visible (R6).
+        self.spoofed_msis: list[SpoofedMsi] = []
+        self._setlpir = {machine.gicr_base(c) + GICR.SETLPIR.offset: c
+                         for c in range(machine.config.cpus)}
+        if pci_host is not None:
+            machine.bus.map_window(pci_host.ecam_base, pci_host.ecam_size, pci_host.ecam_window)
+            machine.bus.map_window(pci_host.mem_base, pci_host.mem_size, pci_host.mem_window)
+        machine.bus.add_dma_hook(self._audit_dma)
+
+    @classmethod
+    def default(cls, cpus: int = 8, **options: Any) -> Platform:
+        """The embedded default board: QEMU-virt memory map, GICv3 with Direct LPI on every
+        RD and no ITS, MBIs with an MBI range, 16 LPI INTID bits, a PCI host bridge, and
+        firmware that names Direct LPI as the MSI provider of PCI and platform devices."""
+        options.setdefault("lpi_id_bits", 16)
+        hw = cls.bare(cpus, **options)
+        cfg = hw.machine.config
+        base = describe(cfg)
+        host = PciHostBridge(ecam_base=VIRT_PCIE_ECAM[0], ecam_size=VIRT_PCIE_ECAM[1],
+                             mem_base=VIRT_PCIE_MMIO[0], mem_size=VIRT_PCIE_MMIO[1])
+        gic = GicDescription(dist_base=base.gic.dist_base,
+                             redist_regions=base.gic.redist_regions,
+                             redist_stride=base.gic.redist_stride, msi_controller=True,
+                             mbi_ranges=DEFAULT_MBI_RANGE if cfg.mbis else (),
+                             direct_lpi=True)
+        pci = PciHostDescription(ecam_base=host.ecam_base, ecam_size=host.ecam_size,
+                                 mem_base=host.mem_base, mem_size=host.mem_size,
+                                 bus_start=0, bus_end=host.bus_end - 1, msi_parent=gic.fwnode)
+        board = BoardDescription(cpus=base.cpus, memory=base.memory, gic=gic,
+                                 name=f"directlpi default board ({cfg.cpus} CPUs)",
+                                 pci_hosts=(pci,))
+        return cls(hw.machine, board, host)
 
     @classmethod
     def bare(
@@ -194,6 +255,43 @@ class Platform:
                 raise DirectLPIError(f"model error: PEs {stuck} have an interrupt pending that "
                                      "the run loop was never told about", errno.EIO)
         return taken
+
+    # -- devices --------------------------------------------------------------------------------
+
+    def add_pci_device(self, bdf: str, msi_vectors: int = 0, msix_vectors: int = 0,
+                       msi_64bit: bool = True, msi_per_vector_mask: bool = False,
+                       **ids: int) -> PciFunction:
+        """A PCI function behind the host bridge, its BAR assigned and bus mastering on (as
+        firmware leaves it).  Raises ConfigError for a bad address or capability."""
+        if self.pci_host is None:
+            raise ConfigError("this platform has no PCI host bridge (Platform.default has one)",
+                              errno.ENODEV)
+        fn = PciFunction(bdf, msi_vectors=msi_vectors, msix_vectors=msix_vectors,
+                         msi_64bit=msi_64bit, msi_per_vector_mask=msi_per_vector_mask, **ids)
+        self.pci_host.attach(fn, self.machine.bus.write)
+        self.pci_devices[bdf] = fn
+        return fn
+
+    def add_platform_device(self, name: str, slots: int = 1) -> PlatformMsiDevice:
+        """A non-PCI device with ``slots`` MSI slots its driver programs."""
+        if name in self.platform_devices or name in self.pci_devices:
+            raise ConfigError(f"a device named {name!r} already exists", errno.EEXIST)
+        dev = PlatformMsiDevice(name, slots)
+        dev.dma_write = self.machine.bus.write
+        self.platform_devices[name] = dev
+        return dev
+
+    def _audit_dma(self, addr: int, value: int, size: int, master: str) -> None:
+        cpu = self._setlpir.get(addr)
+        if cpu is None:
+            return
+        dev: PciFunction | PlatformMsiDevice | None = (
+            self.pci_devices.get(master) or self.platform_devices.get(master))
+        if dev is None:
+            self.spoofed_msis.append(SpoofedMsi(master, addr, value, cpu, "unknown bus master"))
+        elif not dev.was_programmed_with(addr, value):
+            self.spoofed_msis.append(SpoofedMsi(
+                master, addr, value, cpu, "never programmed into this device"))
 
     def add_wired_device(self, name: str, spi: int, *, level: bool = True) -> WiredDevice:
         """A device whose interrupt line drives SPI ``spi`` (INTID 32..1019)."""

@@ -12,7 +12,8 @@ zero, is ignored when written, and is recorded as a ``BAD_ACCESS`` event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.memory import PA_LIMIT, PhysicalMemory
@@ -25,10 +26,20 @@ _EV_MMIO_R = EventKind.MMIO_READ
 _EV_MMIO_W = EventKind.MMIO_WRITE
 
 
+class MmioWindow(Protocol):
+    """A device-side MMIO region larger than a frame (PCI ECAM, PCI memory space)."""
+
+    window_name: str
+
+    def window_read(self, offset: int, size: int) -> int: ...
+    def window_write(self, offset: int, value: int, size: int) -> None: ...
+
+
 class Bus:
     """Physical address decoder shared by CPUs and devices."""
 
-    __slots__ = ("_frames", "_hub", "_memory", "_on", "_ram", "_windows")
+    __slots__ = ("_devwindows", "_dma_hooks", "_frames", "_hub", "_memory", "_on", "_ram",
+                 "_windows")
 
     def __init__(self, memory: PhysicalMemory, hub: EventHub,
                  ram: Sequence[tuple[int, int]]) -> None:
@@ -40,6 +51,10 @@ class Bus:
         self._ram = tuple((base, base + size) for base, size in ram)
         #: MMIO windows claimed by a device, as (start, end, name), for messages.
         self._windows: list[tuple[int, int, str]] = []
+        #: Larger device windows (start, end, handler), looked up after the frames.
+        self._devwindows: list[tuple[int, int, MmioWindow]] = []
+        #: Called as hook(addr, value, size, master) before every DMA write is routed.
+        self._dma_hooks: list[Callable[[int, int, int, str], None]] = []
 
     def map_frame(self, base: int, frame: MmioFrame) -> None:
         """Map a 64 KiB MMIO frame at ``base`` (64 KiB aligned)."""
@@ -53,6 +68,24 @@ class Bus:
     def claim_window(self, base: int, size: int, name: str) -> None:
         """Name an MMIO window (e.g. a GICR region) so accesses to its holes are explained."""
         self._windows.append((base, base + size, name))
+
+    def add_dma_hook(self, hook: Callable[[int, int, int, str], None]) -> None:
+        """Audit every write by a bus master other than a CPU (e.g. MSI spoofing checks)."""
+        self._dma_hooks.append(hook)
+
+    def map_window(self, base: int, size: int, window: MmioWindow) -> None:
+        """Route ``[base, base + size)`` to ``window`` (e.g. a PCI host bridge's ECAM)."""
+        for start, end, _ in self._devwindows:
+            if base < end and start < base + size:
+                raise ValueError(f"MMIO window at {base:#x} overlaps another")
+        self._devwindows.append((base, base + size, window))
+        self.claim_window(base, size, window.window_name)
+
+    def _window(self, addr: int, size: int) -> tuple[MmioWindow, int] | None:
+        for start, end, window in self._devwindows:
+            if start <= addr and addr + size <= end:
+                return window, addr - start
+        return None
 
     def frame_at(self, addr: int) -> MmioFrame | None:
         return self._frames.get(addr >> FRAME_SHIFT)
@@ -69,9 +102,12 @@ class Bus:
         Never raises.
         """
         on = self._on
-        if master is not None and on[_EV_DMA]:
-            self._hub.emit(Event(_EV_DMA, "BUS", addr=addr, value=value, master=master,
-                                 detail=f"{size}-byte"))
+        if master is not None:
+            if on[_EV_DMA]:
+                self._hub.emit(Event(_EV_DMA, "BUS", addr=addr, value=value, master=master,
+                                     detail=f"{size}-byte"))
+            for hook in self._dma_hooks:
+                hook(addr, value, size, master)
         frame = self._frames.get(addr >> FRAME_SHIFT)
         mask = _MASKS.get(size)
         if frame is not None and mask is not None:
@@ -83,6 +119,13 @@ class Bus:
             return
         if mask is not None and self.is_ram(addr, size):
             self._memory.write_int(addr, value, size)
+            return
+        hit = self._window(addr, size) if mask is not None else None
+        if hit is not None and mask is not None:
+            if on[_EV_MMIO_W]:
+                self._hub.emit(Event(_EV_MMIO_W, hit[0].window_name, addr=addr,
+                                     value=value & mask, master=master))
+            hit[0].window_write(hit[1], value & mask, size)
             return
         self._unmapped(addr, size, value, master)
 
@@ -97,6 +140,13 @@ class Bus:
             return value
         if size in _MASKS and self.is_ram(addr, size):
             return self._memory.read_int(addr, size)
+        hit = self._window(addr, size) if size in _MASKS else None
+        if hit is not None:
+            value = hit[0].window_read(hit[1], size)
+            if self._on[_EV_MMIO_R]:
+                self._hub.emit(Event(_EV_MMIO_R, hit[0].window_name, addr=addr, value=value,
+                                     master=master))
+            return value
         self._unmapped(addr, size, None, master)
         return 0
 

@@ -32,10 +32,26 @@ class GicDescription:
 
 
 @dataclass(frozen=True)
+class PciHostDescription:
+    """A generic ECAM host bridge (DT ``pci-host-ecam-generic``)."""
+
+    ecam_base: int
+    ecam_size: int
+    mem_base: int
+    mem_size: int
+    bus_start: int = 0
+    bus_end: int = 0
+    segment: int = 0
+    msi_parent: Fwnode | None = None
+    """The MSI controller its functions use (DT ``msi-parent``), or None."""
+
+
+@dataclass(frozen=True)
 class BoardDescription:
-    """CPUs (by MPIDR, logical CPU i = entry i), RAM, and the interrupt controller."""
+    """CPUs (by MPIDR, logical CPU i = entry i), RAM, the interrupt controller, PCI."""
 
     cpus: tuple[int, ...]
     memory: tuple[tuple[int, int], ...]
     gic: GicDescription
     name: str = "board"
+    pci_hosts: tuple[PciHostDescription, ...] = ()

@@ -18,14 +18,25 @@ from directlpi.hw.memory import PhysicalMemory
 from directlpi.kernel.errors import KernelError
 from directlpi.kernel.fwdesc import BoardDescription
 from directlpi.kernel.irq import manage
+from directlpi.kernel.irq.affinity import IrqAffinity
 from directlpi.kernel.irq.core import IrqAffinityDesc, IrqCore
 from directlpi.kernel.irq.desc import Cpumask, Handler, IrqDesc
-from directlpi.kernel.irq.domain import IrqFwspec
+from directlpi.kernel.irq.domain import (
+    IRQ_DOMAIN_FLAG_ISOLATED_MSI,
+    IrqDomain,
+    IrqFwspec,
+    irq_domain_activate_irq,
+    irq_domain_deactivate_irq,
+)
+from directlpi.kernel.irq.flow import mask_irq, unmask_irq
 from directlpi.kernel.irq.hotplug import irq_affinity_online_cpu, irq_migrate_all_off_this_cpu
 from directlpi.kernel.irq.proc import show_interrupts
+from directlpi.kernel.irqchip.direct_lpi import DirectLpi, direct_lpi_init
 from directlpi.kernel.irqchip.gic_v3 import GicV3
 from directlpi.kernel.irqchip.gic_v3_lpi import MAX_LPI_ID_BITS, LpiInfrastructure
 from directlpi.kernel.mm import PhysAllocator
+from directlpi.kernel.msi import MsiAllocInfo, MsiDesc, MsiDomain, MsiMsg, msi_alloc_descs
+from directlpi.kernel.pci import PciSubsystem
 from directlpi.kernel.printk import Log
 
 
@@ -53,6 +64,8 @@ class BootParams:
     """Cap on LPI INTID bits (the table size), as Linux's 16-bit cap."""
     memreserve: tuple[tuple[int, int], ...] = field(default=())
     """Ranges a previous kernel reserved (handed over by kexec)."""
+    dlpi_quirks: frozenset[str] = frozenset()
+    """Deliberately broken Direct LPI variants, for tests of the invariant checker."""
 
 
 class Kernel:
@@ -72,6 +85,11 @@ class Kernel:
         self.mm = PhysAllocator(ram, board.memory, self.params.memreserve)
         self.gic = GicV3(self, board.gic)
         self.lpi: LpiInfrastructure | None = None
+        self.direct_lpi: DirectLpi | None = None
+        self.pci = PciSubsystem(self, board.pci_hosts)
+        #: Devices handed to a guest through vfio (after the isolation check).
+        self.assigned: set[str] = set()
+        self._platform_irqs: dict[Any, tuple[int, int]] = {}
         #: Hooks other subsystems (MSI providers) register for CPU hotplug.
         self.cpu_online_hooks: list[Callable[[int], None]] = []
         self.booted = False
@@ -89,6 +107,12 @@ class Kernel:
 
     def writeq(self, value: int, addr: int) -> None:
         self._bus.write(addr, value, 8)
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        return self._bus.read(addr, size)
+
+    def mmio_write(self, addr: int, value: int, size: int) -> None:
+        self._bus.write(addr, value, size)
 
     def read_sysreg(self, name: str) -> int:
         return self._cpu.read_sysreg(name)
@@ -132,10 +156,12 @@ class Kernel:
             self.gic.cpu_init(boot)
             if self._want_lpis():
                 self._init_lpis()
+            self.direct_lpi = direct_lpi_init(self, self.params.dlpi_quirks)
         for cpu in range(len(self.board.cpus)):
             if cpu != boot:
                 self._bring_up(cpu)
         log.info(f"smp: Brought up 1 node, {len(self.irq.online)} CPUs")
+        self.pci.scan()
         self.booted = True
         return self
 
@@ -149,7 +175,7 @@ class Kernel:
             if not self.params.lpis:
                 self.log.info("GICv3: LPIs disabled on the command line")
             return self.params.lpis
-        if not self.board.gic.direct_lpi:
+        if not (self.board.gic.direct_lpi and self.board.gic.msi_controller):
             self.log.info("GICv3: no LPI-based MSI provider described by firmware, not "
                           "enabling LPIs")
             return False
@@ -279,6 +305,132 @@ class Kernel:
     def irq_domain_alloc_irqs(self, domain: Any, nr_irqs: int, arg: Any = None,
                               affinity: Sequence[IrqAffinityDesc] | None = None) -> int:
         return self.irq.irq_domain_alloc_irqs(domain, nr_irqs, arg, affinity)
+
+    # -- MSI (PCI and platform devices) ---------------------------------------------------------
+
+    @staticmethod
+    def _bdf(dev: Any) -> str:
+        bdf = dev if isinstance(dev, str) else getattr(dev, "bdf", None)
+        if not isinstance(bdf, str):
+            raise KernelError(f"{dev!r} is not a PCI device", errno.EINVAL)
+        return bdf
+
+    def pci_alloc_irq_vectors(self, dev: Any, min_vecs: int, max_vecs: int, flags: int,
+                              affd: IrqAffinity | None = None) -> int:
+        """Allocate between ``min_vecs`` and ``max_vecs`` MSI-X or MSI vectors; returns how many.
+
+        ``flags``: PCI_IRQ_MSIX and/or PCI_IRQ_MSI (MSI-X is tried first), optionally
+        PCI_IRQ_AFFINITY (managed spreading).  Raises ENOSPC when fewer than
+        ``min_vecs`` can be had, EINVAL when vectors are already allocated.
+        """
+        return self.pci.alloc_irq_vectors(self._bdf(dev), min_vecs, max_vecs, flags, affd)
+
+    def pci_irq_vector(self, dev: Any, nr: int) -> int:
+        """The Linux interrupt number of vector ``nr``."""
+        return self.pci.irq_vector(self._bdf(dev), nr)
+
+    def pci_free_irq_vectors(self, dev: Any) -> None:
+        """Disable MSI/MSI-X and free the vectors (free_irq each one first: else EBUSY)."""
+        self.pci.free_irq_vectors(self._bdf(dev))
+
+    def _platform_msi_domain(self) -> MsiDomain:
+        if self.direct_lpi is None:
+            raise KernelError("no platform-MSI domain: no MSI provider was registered",
+                              errno.ENOSPC)
+        return self.direct_lpi.platform
+
+    def platform_msi_domain_alloc_irqs(self, dev: Any, nvec: int,
+                                       write_msg: Callable[[MsiDesc, MsiMsg], None]) -> int:
+        """Allocate ``nvec`` platform MSIs; ``write_msg(desc, msg)`` programs slot
+        ``desc.msi_index`` of the device.  Returns the first virq (they are consecutive)."""
+        name = getattr(dev, "name", dev)
+        if name in self._platform_irqs:
+            raise KernelError(f"{name}: platform MSIs already allocated", errno.EINVAL)
+        domain = self._platform_msi_domain()
+        descs = msi_alloc_descs(name, nvec, write_msg)
+        info = MsiAllocInfo(str(name), nvec, descs)
+        virq = self.irq.irq_domain_alloc_irqs(domain.domain, nvec, info)
+        for i in range(nvec):
+            desc = self.irq.irq_to_desc(virq + i)
+            assert desc is not None
+            irq_domain_activate_irq(desc.irq_data, False)
+        self._platform_irqs[name] = (virq, nvec)
+        return virq
+
+    def platform_msi_domain_free_irqs(self, dev: Any) -> None:
+        name = getattr(dev, "name", dev)
+        if name not in self._platform_irqs:
+            raise KernelError(f"{name}: no platform MSIs allocated", errno.EINVAL)
+        virq, nvec = self._platform_irqs[name]
+        busy = [v for v in range(virq, virq + nvec)
+                if (d := self.irq.irq_to_desc(v)) is not None and d.actions]
+        if busy:
+            raise KernelError(f"{name}: free_irq() not called for IRQ {busy}", errno.EBUSY)
+        for v in range(virq, virq + nvec):
+            d = self.irq.irq_to_desc(v)
+            assert d is not None
+            irq_domain_deactivate_irq(d.irq_data)
+        self.irq.irq_domain_free_irqs(virq, nvec)
+        del self._platform_irqs[name]
+
+    def get_cached_msi_msg(self, irq: int) -> MsiMsg:
+        """The message the MSI layer composed for ``irq`` (``.address``, ``.data``)."""
+        desc = self.irq.irq_to_desc(irq)
+        d = desc.irq_data if desc is not None else None
+        dom = d.domain if d is not None else None
+        if dom is None or not isinstance(dom.host_data, MsiDomain):
+            raise KernelError(f"irq {irq} is not an MSI", errno.EINVAL)
+        msg = dom.host_data.cached.get(irq)
+        if msg is None:
+            raise KernelError(f"irq {irq}: no message composed (not activated)", errno.EINVAL)
+        return msg.copy()
+
+    def _msi_domain_of(self, dev: Any) -> IrqDomain | None:
+        try:
+            if isinstance(dev, str) or hasattr(dev, "bdf"):
+                return self.pci.msi_domain(self.pci.get(self._bdf(dev))).domain
+            return self._platform_msi_domain().domain
+        except KernelError:
+            return None
+
+    def msi_isolated(self, dev: Any) -> bool:
+        """Whether the device's MSIs are isolated (remapped per device).  Never for Direct
+        LPI: any bus master can write any INTID into any redistributor (R6)."""
+        dom = self._msi_domain_of(dev)
+        return dom is not None and any(
+            d.flags & IRQ_DOMAIN_FLAG_ISOLATED_MSI for d in dom.hierarchy())
+
+    def vfio_assign(self, dev: Any, allow_unsafe_interrupts: bool = False) -> None:
+        """Hand ``dev`` to an untrusted context (a VM): refused with EPERM unless its MSIs
+        are isolated or unsafe interrupts are explicitly allowed (as vfio does)."""
+        name = getattr(dev, "bdf", getattr(dev, "name", str(dev)))
+        if not self.msi_isolated(dev):
+            if not allow_unsafe_interrupts:
+                raise KernelError(
+                    f"vfio {name}: No interrupt remapping support.  Use the module param "
+                    "\"allow_unsafe_interrupts\" to enable VFIO IOMMU support on this platform "
+                    "(Direct LPI: the device could write any LPI into any redistributor)",
+                    errno.EPERM)
+            self.log.warn(f"vfio {name}: assigned with unsafe interrupts: it can raise any "
+                          "LPI on any CPU")
+        self.assigned.add(name)
+
+    def mask_irq(self, irq: int) -> None:
+        """Mask at the chip hierarchy (the genirq ``mask_irq``), not a disable."""
+        desc = self.irq.irq_to_desc(irq)
+        if desc is None:
+            raise KernelError(f"irq {irq} does not exist", errno.EINVAL)
+        mask_irq(desc)
+
+    def unmask_irq(self, irq: int) -> None:
+        desc = self.irq.irq_to_desc(irq)
+        if desc is None:
+            raise KernelError(f"irq {irq} does not exist", errno.EINVAL)
+        unmask_irq(desc)
+
+    @property
+    def msi_provider(self) -> str:
+        return "direct-lpi" if self.direct_lpi is not None else "none"
 
     # -- introspection -----------------------------------------------------------------------------
 

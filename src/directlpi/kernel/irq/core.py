@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,8 @@ class IrqCore:
         self.spurious_count = 0
         #: CPU the core believes it runs on (set by the kernel around every entry).
         self.this_cpu = 0
+        #: Called with the descriptor before its handlers run (observers; empty: free).
+        self.handler_hooks: list[Callable[[IrqDesc], None]] = []
 
     @property
     def online_mask(self) -> Cpumask:

@@ -174,6 +174,10 @@ def check_irq_resend(desc: IrqDesc, inject: bool = False) -> None:
 def handle_irq_event(desc: IrqDesc) -> int:
     """Run every action; account unhandled interrupts (``note_interrupt``)."""
     desc.istate &= ~IRQS_PENDING
+    hooks = desc.core.handler_hooks
+    if hooks:
+        for hook in hooks:
+            hook(desc)
     common = desc.irq_data.common
     common.state |= IRQD_IRQ_INPROGRESS
     result = IRQ_NONE

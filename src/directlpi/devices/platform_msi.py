@@ -1,0 +1,66 @@
+"""A platform (non-PCI) device that signals MSIs through slots its driver programs.
+
+Each slot is an (address, data) register pair in the device; the driver
+programs it through a callback (the write-message callback of platform-MSI).
+Signalling slot i writes its data to its address on the bus, with the device
+as bus master.  The device has no mask: masking is the interrupt controller's.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from directlpi.devices.pci import DmaWrite
+from directlpi.errors import ConfigError, DirectLPIError
+
+
+class PlatformMsiDevice:
+    """A device with ``slots`` MSI (address, data) slots."""
+
+    def __init__(self, name: str, slots: int) -> None:
+        if not isinstance(slots, int) or not 1 <= slots <= 2048:
+            raise ConfigError(f"platform device {name}: {slots!r} MSI slots (1..2048)",
+                              errno.EINVAL)
+        self.name = name
+        self.slots = [(0, 0)] * slots
+        self.dma_write: DmaWrite | None = None
+        self.programmed: set[tuple[int, int]] = set()
+        self.sent = 0
+        self.dropped = 0
+
+    def program_slot(self, i: int, address: int, data: int) -> None:
+        """What the driver's write-message callback does: store a slot's message."""
+        self._check(i)
+        self.slots[i] = (address, data)
+        if address:
+            self.programmed.add((address, data))
+
+    def msi_message(self, i: int) -> tuple[int, int]:
+        self._check(i)
+        return self.slots[i]
+
+    def raise_msi(self, i: int) -> bool:
+        """Signal slot ``i``; an unprogrammed slot (address 0) sends nothing."""
+        self._check(i)
+        address, data = self.slots[i]
+        if not address or self.dma_write is None:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        self.dma_write(address, data, 4, self.name)
+        return True
+
+    def spoof_msi(self, address: int, data: int) -> None:
+        if self.dma_write is not None:
+            self.dma_write(address, data, 4, self.name)
+
+    def was_programmed_with(self, address: int, data: int) -> bool:
+        return (address, data) in self.programmed
+
+    def _check(self, i: int) -> None:
+        if not isinstance(i, int) or not 0 <= i < len(self.slots):
+            raise DirectLPIError(f"{self.name}: MSI slot {i!r} does not exist "
+                                 f"(it has {len(self.slots)})", errno.EINVAL)
+
+    def __repr__(self) -> str:
+        return f"<PlatformMsiDevice {self.name}>"
