@@ -12,16 +12,17 @@ import pytest
 from directlpi.cli import main
 
 
-def test_run_walks_a_direct_lpi_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run"]) == 0
+def test_walkthrough_walks_a_direct_lpi_and_exits_0(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["walkthrough"]) == 0
     out = capsys.readouterr().out
     assert "dma-write" in out and "GICR_SETLPIR" in out and "0x00002000" in out
     assert "ICC_IAR1_EL1" in out and "ICC_EOIR1_EL1" in out
     assert "FAIL" not in out and "every check passed" in out
 
 
-def test_run_json_is_one_object_with_every_step(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--json", "--cpus", "200", "--cpu", "150"]) == 0
+def test_walkthrough_json_has_every_step(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["walkthrough", "--json", "--cpus", "200", "--cpu", "150"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is True and doc["platform"]["its"] is False
     regs = [a["register"] for s in doc["steps"] for a in s["accesses"]]
@@ -34,12 +35,14 @@ def test_run_json_is_one_object_with_every_step(capsys: pytest.CaptureFixture[st
 
 def test_bad_options_give_one_line_and_a_nonzero_exit(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--cpus", "0"]) == 1
+    assert main(["walkthrough", "--cpus", "0"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("directlpi: error: hardware option cpus") and "EINVAL" in err
     assert "Traceback" not in err
-    assert main(["run", "--cpus", "4", "--cpu", "9"]) == 1
+    assert main(["walkthrough", "--cpus", "4", "--cpu", "9"]) == 1
     assert "--cpu 9" in capsys.readouterr().err
+    assert main(["run", "--cpus", "600"]) == 1
+    assert "--cpus 600" in capsys.readouterr().err
 
 
 def test_bench_runs_the_modules_of_a_bench_directory(tmp_path: Path,
@@ -59,7 +62,7 @@ def test_bench_without_a_bench_directory_is_a_clear_error(
 
 
 def test_console_script_is_installed() -> None:
-    out = subprocess.run([sys.executable, "-m", "directlpi.cli", "run", "--json"],
+    out = subprocess.run([sys.executable, "-m", "directlpi.cli", "walkthrough", "--json"],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] is True
@@ -71,3 +74,56 @@ def test_the_repository_bench_modules_define_run() -> None:
     assert "bench_hw" in modules
     for name in modules:
         assert "\ndef run(quick: bool) -> list[Figure]:" in (bench / f"{name}.py").read_text()
+
+
+def test_run_plays_the_default_scenario_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU0" in out and "DLPI-MSI" in out and "nic-7" in out and "dma-1" in out
+    assert "every invariant holds" in out
+    assert "MSI isolation: no" in out and "spoofed MSI: dma wrote" in out
+
+
+def test_run_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--json", "--cpus", "4"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["platform"] == {"cpus": 4, "msi_provider": "direct-lpi", "lpi_id_bits": 16,
+                               "its": False}
+    assert set(doc["totals"]) == {"msis_written", "handled", "lost", "spurious", "coalesced"}
+    assert doc["totals"]["lost"] == doc["totals"]["spurious"] == 0
+    assert doc["violations"] == []
+    irq = doc["irqs"][0]
+    assert set(irq) == {"virq", "hwirq", "chip", "device", "vector", "effective_cpu", "msi",
+                        "counts"}
+    assert irq["msi"]["data"] == irq["hwirq"]                      # R1: data is the INTID
+    assert len(irq["counts"]) == 4
+    assert doc["security"]["msi_isolation"] is False
+    assert [s["master"] for s in doc["security"]["spoofed_msis"]] == ["dma"]
+
+
+def test_run_exits_1_when_an_invariant_is_violated(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from directlpi.sim.run import ScenarioRun
+    from directlpi.sim.scenario import DEFAULT_SCENARIO, load_scenario
+    report = ScenarioRun(load_scenario(DEFAULT_SCENARIO),
+                         quirks=frozenset({"no-inv-on-unmask"})).run()
+    assert not report.ok
+    assert "VIOLATION lost-interrupt" in report.render()
+
+
+def test_run_writes_a_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "trace.txt"
+    assert main(["run", "--trace", str(trace)]) == 0
+    lines = trace.read_text().splitlines()
+    assert any(" ACK " in ln for ln in lines) and any("DMA_WRITE" in ln for ln in lines)
+    assert not any("MMIO_" in ln for ln in lines)
+
+
+def test_run_with_a_bad_scenario_names_the_field(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[devices]]\nkind = "pci"\nname = "x"\nbdf = "0000:00:01.0"\n'
+                   'msi_vectors = 3\n')
+    assert main(["run", "--scenario", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "devices[0].msi_vectors" in err and "Traceback" not in err

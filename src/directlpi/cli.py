@@ -1,7 +1,9 @@
 """The ``directlpi`` command line.
 
-* ``directlpi run`` -- the main job.  Until the kernel layer exists it is the
-  hardware-level Direct LPI walkthrough on the default hardware.
+* ``directlpi run`` -- the main job: a scenario (the embedded default, or
+  ``--scenario FILE``) on the default board, ``/proc/interrupts`` and the
+  invariant report; exit 0 only when no invariant is violated.
+* ``directlpi walkthrough`` -- one Direct LPI, register by register, on bare hardware.
 * ``directlpi bench`` -- the figures of ``bench/``.
 
 Errors print one line (``directlpi: error: ...``) and exit non-zero; a traceback
@@ -31,10 +33,17 @@ def _parser() -> argparse.ArgumentParser:
         prog="directlpi",
         description="MSIs on an Arm GICv3 without an ITS (Direct LPI): an executable model.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="the main job: a Direct LPI delivered, register by register")
-    run.add_argument("--cpus", type=int, default=8, help="number of PEs (default 8)")
-    run.add_argument("--cpu", type=int, default=1, help="PE that receives the LPI (default 1)")
+    run = sub.add_parser("run", help="the main job: a scenario and its invariant report")
+    run.add_argument("--scenario", type=Path, default=None,
+                     help="TOML scenario (default: the embedded default scenario)")
+    run.add_argument("--cpus", type=int, default=None, help="override the scenario's CPU count")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("--trace", type=Path, default=None,
+                     help="write every hardware event (MMIO excepted) to this file")
+    walk = sub.add_parser("walkthrough", help="one Direct LPI, register by register")
+    walk.add_argument("--cpus", type=int, default=8, help="number of PEs (default 8)")
+    walk.add_argument("--cpu", type=int, default=1, help="PE that receives the LPI (default 1)")
+    walk.add_argument("--json", action="store_true", help="print one JSON object")
     bench = sub.add_parser("bench", help="run the benchmarks in bench/")
     bench.add_argument("--json", action="store_true", help="print {key: value} as JSON")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
@@ -46,6 +55,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from directlpi.sim.run import ScenarioRun
+    from directlpi.sim.scenario import DEFAULT_SCENARIO, load_scenario
+
+    scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+    if args.cpus is not None and not 1 <= args.cpus <= 512:
+        raise DirectLPIError(f"--cpus {args.cpus}: the platform takes 1..512 CPUs")
+    trace = None
+    try:
+        if args.trace is not None:
+            try:
+                trace = args.trace.open("w")
+            except OSError as exc:
+                raise DirectLPIError(f"--trace {args.trace}: {exc.strerror}",
+                                     exc.errno or 2) from None
+        report = ScenarioRun(scenario, cpus=args.cpus, trace=trace).run()
+    finally:
+        if trace is not None:
+            trace.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.render())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_walkthrough(args: argparse.Namespace) -> int:
     from directlpi.sim.walkthrough import run_walkthrough
 
     w = run_walkthrough(cpus=args.cpus, cpu=args.cpu)
@@ -77,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return EXIT_USAGE
-    handlers = {"run": _cmd_run, "bench": _cmd_bench}
+    handlers = {"run": _cmd_run, "walkthrough": _cmd_walkthrough, "bench": _cmd_bench}
     try:
         return handlers[args.command](args)
     except DirectLPIError as exc:

@@ -182,7 +182,7 @@ class Platform:
     # -- software ----------------------------------------------------------------------------------
 
     def boot(self, *, lpis: bool | None = None, lpi_id_bits: int = 16,
-             boot_cpu: int = 0) -> Kernel:
+             boot_cpu: int = 0, dlpi_quirks: Iterable[str] = ()) -> Kernel:
         """Boot a kernel: GIC probe and init on every CPU, LPIs if wanted.
 
         ``lpis``: True forces the LPI infrastructure on, False keeps it off, None
@@ -191,7 +191,13 @@ class Platform:
         if self.kernel is not None:
             raise DirectLPIError("a kernel is already running; use kexec() to replace it",
                                  errno.EBUSY)
-        params = BootParams(boot_cpu=boot_cpu, lpis=lpis, lpi_id_bits=lpi_id_bits)
+        known = {"no-inv-on-unmask", "no-message-rewrite", "no-discard-on-free"}
+        quirks = frozenset(dlpi_quirks)
+        if quirks - known:
+            raise ConfigError(f"unknown Direct LPI quirk(s) {sorted(quirks - known)}; the "
+                              f"deliberately broken variants are {sorted(known)}")
+        params = BootParams(boot_cpu=boot_cpu, lpis=lpis, lpi_id_bits=lpi_id_bits,
+                            dlpi_quirks=quirks)
         return self._start(params)
 
     def _start(self, params: BootParams) -> Kernel:

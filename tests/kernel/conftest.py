@@ -50,3 +50,10 @@ def gicd(plat: Platform, off: int, size: int = 4) -> int:
 
 def spi_bit(plat: Platform, base_off: int, intid: int) -> bool:
     return bool(gicd(plat, base_off + 4 * (intid // 32)) >> (intid % 32) & 1)
+
+
+@pytest.fixture
+def booted_default() -> tuple[Platform, Kernel]:
+    """The embedded default board (Direct LPI, 8 CPUs), booted."""
+    plat = Platform.default(cpus=8)
+    return plat, plat.boot()

@@ -73,6 +73,10 @@ class Bus:
         """Audit every write by a bus master other than a CPU (e.g. MSI spoofing checks)."""
         self._dma_hooks.append(hook)
 
+    def remove_dma_hook(self, hook: Callable[[int, int, int, str], None]) -> None:
+        if hook in self._dma_hooks:
+            self._dma_hooks.remove(hook)
+
     def map_window(self, base: int, size: int, window: MmioWindow) -> None:
         """Route ``[base, base + size)`` to ``window`` (e.g. a PCI host bridge's ECAM)."""
         for start, end, _ in self._devwindows:

@@ -76,6 +76,8 @@ class Event(NamedTuple):
     """A short stable code for the rule that applied (e.g. "already-pending")."""
     detail: str = ""
     """A sentence for people."""
+    register: str = ""
+    """The register whose access caused the event, when one did (e.g. "GICR_SETLPIR")."""
 
     def __str__(self) -> str:
         parts = [self.kind.name, self.source]
@@ -89,6 +91,8 @@ class Event(NamedTuple):
             parts.append(f"value={self.value:#x}")
         if self.master is not None:
             parts.append(f"master={self.master}")
+        if self.register:
+            parts.append(f"register={self.register}")
         if self.reason:
             parts.append(f"reason={self.reason}")
         if self.detail:

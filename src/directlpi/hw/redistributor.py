@@ -221,7 +221,7 @@ class Redistributor(MmioFrame):
             hub = self._hub
             if hub.on[_EV_IGNORED]:
                 hub.emit(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
-                               reason="already-pending",
+                               reason="already-pending", register="GICR_SETLPIR",
                                detail=f"LPI {intid} already pending: the write coalesces"))
             else:
                 hub.counts[_EV_IGNORED] += 1
@@ -245,7 +245,8 @@ class Redistributor(MmioFrame):
             reason, why = "unimplemented-intid", (
                 f"not an implemented LPI (LPIs are {LPI_BASE}..{self._lpi_limit - 1})")
         self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
-                               reason=reason, detail=f"SETLPIR {intid} ignored: {why}"))
+                               reason=reason, register="GICR_SETLPIR",
+                               detail=f"SETLPIR {intid} ignored: {why}"))
 
     def best_lpi_key(self) -> int:
         """``priority << 24 | INTID`` of the highest priority pending enabled LPI, or NO_PENDING."""
@@ -434,11 +435,11 @@ class Redistributor(MmioFrame):
             self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
                                    reason="lpis-disabled" if not self._enabled
                                    else "unimplemented-intid",
-                                   detail=f"CLRLPIR {intid} ignored"))
+                                   register="GICR_CLRLPIR", detail=f"CLRLPIR {intid} ignored"))
             return
         if intid not in self.lpi_pending:
             self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
-                                   reason="not-pending",
+                                   reason="not-pending", register="GICR_CLRLPIR",
                                    detail=f"CLRLPIR {intid}: the LPI is not pending"))
             return
         self.lpi_pending.discard(intid)
@@ -446,7 +447,7 @@ class Redistributor(MmioFrame):
         self._mark_busy()
         if self._hub.on[EventKind.LPI_CLEARED]:
             self._hub.emit(Event(EventKind.LPI_CLEARED, self.frame_name, cpu=self.cpu,
-                                 intid=intid))
+                                 intid=intid, register="GICR_CLRLPIR"))
 
     def _r_PROPBASER(self) -> int:
         return self._propbaser
@@ -482,7 +483,7 @@ class Redistributor(MmioFrame):
             self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
                                    reason="lpis-disabled" if not self._enabled
                                    else "unimplemented-intid",
-                                   detail=f"INVLPIR {intid} ignored"))
+                                   register="GICR_INVLPIR", detail=f"INVLPIR {intid} ignored"))
             self._mark_busy()
             return
         self._load_config(intid)

@@ -288,6 +288,10 @@ class Kernel:
     def irq_get_irqchip_state(self, irq: int, which: int) -> bool:
         return manage.irq_get_irqchip_state(self.irq, irq, which)
 
+    def irq_inject_interrupt(self, irq: int) -> None:
+        """Re-raise ``irq`` in hardware through its chip hierarchy's ``irq_retrigger``."""
+        manage.irq_inject_interrupt(self.irq, irq)
+
     def irq_set_irq_type(self, irq: int, flow_type: int) -> None:
         manage.irq_set_irq_type(self.irq, irq, flow_type)
 

@@ -195,8 +195,9 @@ class PciSubsystem:
         """``pci_msi_domain_write_msg``: program the function's capability or table entry."""
         desc: MsiDesc = d.common.msi_desc
         dev: PciDev = desc.dev
-        msi_domain_of(d).remember(d, msg)
+        domain = msi_domain_of(d)
         if desc.is_msix:
+            domain.remember(d, msg)
             entry = desc.msi_index
             ctrl_addr = self._msix_entry(dev, entry, PCI_MSIX_ENTRY_VECTOR_CTRL)
             ctrl = self.k.mmio_read(ctrl_addr, 4)
@@ -212,10 +213,17 @@ class PciSubsystem:
                 self.k.mmio_write(ctrl_addr, ctrl, 4)
             desc.msg = msg.copy()
             return
-        # MSI: one address and one data base for the whole block (R3).
+        # MSI: one address and one data base for the whole block (R3): every member's
+        # message is the block's address with data base + its index.
         base = msg.copy()
         if msg.address or msg.data:
             base.data = msg.data - (d.irq - desc.irq)
+        for k in range(desc.nvec_used):
+            member = MsiMsg(base.address_lo, base.address_hi, base.data + k if base.address
+                            else 0)
+            domain.cached.pop(desc.irq + k, None)
+            if member.address:
+                domain.cached[desc.irq + k] = member
         if base.data > 0xFFFF:
             raise KernelError(f"pci {dev.bdf}: MSI data {base.data:#x} does not fit the 16-bit "
                               "Message Data register", errno.EINVAL)

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from directlpi.kernel.irq.chip import IRQCHIP_EOI_IF_HANDLED, irq_chip_retrigger_hierarchy
+from directlpi.kernel.irq.chip import (
+    IRQCHIP_AFFINITY_PRE_STARTUP,
+    IRQCHIP_EOI_IF_HANDLED,
+    irq_chip_retrigger_hierarchy,
+)
 from directlpi.kernel.irq.desc import (
     IRQ_NONE,
     IRQD_AFFINITY_MANAGED,
@@ -117,6 +121,12 @@ def irq_startup(desc: IrqDesc, resend: bool = True, force: bool = False) -> None
             return
         irq_domain_activate_irq(d, False)
         irq_do_set_affinity(d, d.common.affinity, False)
+        _startup_low(desc)
+    elif d.chip is not None and d.chip.flags & IRQCHIP_AFFINITY_PRE_STARTUP:
+        # The chip wants its target before it is enabled (an LPI is unmasked on the
+        # redistributor it will be delivered by).
+        irq_domain_activate_irq(d, False)
+        irq_setup_affinity(desc)
         _startup_low(desc)
     else:
         _startup_low(desc)

@@ -125,6 +125,24 @@ def enable_irq(core: IrqCore, irq: int) -> None:
         desc.depth -= 1
 
 
+def irq_inject_interrupt(core: IrqCore, irq: int) -> None:
+    """Raise ``irq`` again through the chip hierarchy (Linux's debugfs "trigger").
+
+    Only for an activated edge interrupt: EINVAL otherwise.
+    """
+    from directlpi.kernel.irq.desc import IRQD_ACTIVATED, IRQD_LEVEL
+    from directlpi.kernel.irq.flow import check_irq_resend
+
+    desc = _desc(core, irq)
+    d = desc.irq_data
+    if not d.has(IRQD_ACTIVATED):
+        raise KernelError(f"irq {irq} is not activated", errno.EINVAL)
+    if d.has(IRQD_LEVEL):
+        raise KernelError(f"irq {irq} is level-triggered: it cannot be injected",
+                          errno.EINVAL)
+    check_irq_resend(desc, inject=True)
+
+
 def enable_percpu_irq(core: IrqCore, irq: int) -> None:
     """Unmask a per-CPU interrupt (a PPI) on the CPU the caller runs on."""
     desc = _desc(core, irq)

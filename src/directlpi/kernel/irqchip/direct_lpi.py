@@ -38,6 +38,7 @@ from directlpi.kernel.errors import KernelError
 from directlpi.kernel.irq.chip import (
     IRQ_SET_MASK_OK,
     IRQ_SET_MASK_OK_DONE,
+    IRQCHIP_AFFINITY_PRE_STARTUP,
     IRQCHIP_SKIP_SET_WAKE,
     IRQCHIP_STATE_ACTIVE,
     IRQCHIP_STATE_MASKED,
@@ -109,7 +110,7 @@ class DirectLpi:
         self.lpi = kernel.lpi
         self.gic = kernel.gic
         #: Deliberately broken variants, for proving the invariant checker can fail:
-        #: "no-inv-on-unmask", "no-message-rewrite".
+        #: "no-inv-on-unmask", "no-message-rewrite", "no-discard-on-free".
         self.quirks = quirks
         self.chip = IrqChip(
             name="DirectLPI", irq_mask=self.mask, irq_unmask=self.unmask,
@@ -125,7 +126,8 @@ class DirectLpi:
             parent=kernel.gic.domain, host_data=self, bus_token=DomainBusToken.NEXUS)
         pci_chip = IrqChip(name="DLPI-MSI", irq_mask=self._pci_mask, irq_unmask=self._pci_unmask,
                            irq_eoi=irq_chip_eoi_parent, irq_set_affinity=self._msi_set_affinity,
-                           irq_write_msi_msg=self._pci_write_msg)
+                           irq_write_msi_msg=self._pci_write_msg,
+                           flags=IRQCHIP_AFFINITY_PRE_STARTUP)
         flags = (MSI_FLAG_USE_DEF_DOM_OPS | MSI_FLAG_USE_DEF_CHIP_OPS | MSI_FLAG_PCI_MSIX
                  | MSI_FLAG_MULTI_PCI_MSI)
         self.pci = MsiDomain(kernel.irq, "DLPI-PCI-MSI", fwnode, MsiDomainInfo(flags, pci_chip),
@@ -133,7 +135,8 @@ class DirectLpi:
         pmsi_chip = IrqChip(name="DLPI-PMSI", irq_mask=irq_chip_mask_parent,
                             irq_unmask=irq_chip_unmask_parent, irq_eoi=irq_chip_eoi_parent,
                             irq_set_affinity=self._msi_set_affinity,
-                            irq_write_msi_msg=platform_msi_write_msg)
+                            irq_write_msi_msg=platform_msi_write_msg,
+                            flags=IRQCHIP_AFFINITY_PRE_STARTUP)
         self.platform = MsiDomain(kernel.irq, "DLPI-pMSI", fwnode,
                                   MsiDomainInfo(MSI_FLAG_USE_DEF_DOM_OPS, pmsi_chip),
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
@@ -308,11 +311,16 @@ class DirectLpi:
         self.lpi.lpi_write_config(intid, 0xFF, 0xA0)
 
     def _free(self, domain: IrqDomain, virq: int, nr_irqs: int) -> None:
+        """Give the INTIDs back -- after discarding anything still pending on the RD
+        (as the ITS's DISCARD does), so that it cannot reach their next owner."""
         groups = []
         for i in range(nr_irqs):
             d = irq_domain_get_irq_data(domain, virq + i)
-            if d.chip_data not in groups:
-                groups.append(d.chip_data)
+            g: LpiGroup = d.chip_data
+            if g not in groups:
+                groups.append(g)
+            if g.cpu >= 0 and d.hwirq and "no-discard-on-free" not in self.quirks:
+                self._lpir(g.cpu, GICR.CLRLPIR.offset, d.hwirq)
             irq_domain_reset_irq_data(d)
         irq_domain_free_irqs_parent(domain, virq, nr_irqs)
         for g in groups:
@@ -322,17 +330,18 @@ class DirectLpi:
         """Pick the target from the affinity (affinity-on-activate); the RD drops any
         configuration it may have cached for this INTID."""
         g: LpiGroup = d.chip_data
-        if g.cpu < 0:
+        if not g.active:
             g.cpu = self._pick(g, d.common.affinity or self.k.irq.possible, False)
         g.active.add(d.irq)
         d.update_effective_affinity(frozenset((g.cpu,)))
         self.lpi.inv_lpi(g.cpu, d.hwirq)
 
     def _deactivate(self, domain: IrqDomain, d: IrqData) -> None:
+        """Nothing to undo in hardware: the LPI is disabled already (shutdown masked it),
+        and what is pending stays pending -- a managed interrupt shut down with its last
+        CPU gets it when it is restarted (R4)."""
         g: LpiGroup = d.chip_data
         g.active.discard(d.irq)
-        if not g.active:
-            g.cpu = -1
         d.update_effective_affinity(frozenset())
 
 

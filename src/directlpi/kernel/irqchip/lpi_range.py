@@ -15,6 +15,7 @@ order once, a free merges up the orders once.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from heapq import heappop, heappush
 
 from directlpi.kernel.errors import KernelError
@@ -38,6 +39,8 @@ class LpiRangeAllocator:
         self._heap: list[list[int]] = [[] for _ in range(self.max_order + 1)]
         self._allocated: dict[int, int] = {}
         self.free_count = 0
+        #: Called as observer(op, base, size) with op "alloc" or "free" (invariant checks).
+        self.observers: list[Callable[[str, int, int], None]] = []
         pos = first
         while pos < self.end:
             k = self.max_order
@@ -85,6 +88,8 @@ class LpiRangeAllocator:
             k -= 1
             self._add(base + (1 << k), k)
         self._allocated[base] = order
+        for obs in self.observers:
+            obs("alloc", base, size)
         return base
 
     def free(self, base: int, nr: int) -> None:
@@ -94,6 +99,8 @@ class LpiRangeAllocator:
             raise KernelError(f"freeing {nr} LPI(s) at {base}, which is not an allocated block "
                               "of that size", errno.EINVAL)
         del self._allocated[base]
+        for obs in self.observers:
+            obs("free", base, 1 << order)
         k = order
         while k < self.max_order:
             buddy = base ^ (1 << k)

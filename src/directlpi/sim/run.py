@@ -1,0 +1,313 @@
+"""Running a scenario on the default board, and its report (text and JSON).
+
+The JSON object follows DESIGN.md's contract: ``platform`` {cpus, msi_provider,
+lpi_id_bits, its}, ``irqs`` [{virq, hwirq, chip, device, vector, effective_cpu,
+msi {address, data}, counts}], ``totals`` {msis_written, handled, lost,
+spurious, coalesced}, ``violations`` [...], ``security`` {msi_isolation,
+spoofed_msis}; plus ``scenario``, ``steps`` and ``proc_interrupts``.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from directlpi.devices.pci import PciFunction
+from directlpi.devices.platform_msi import PlatformMsiDevice
+from directlpi.errors import DirectLPIError
+from directlpi.hw.events import Event, EventKind
+from directlpi.kernel.irq.affinity import IrqAffinity
+from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
+from directlpi.kernel.irq.desc import IRQ_HANDLED
+from directlpi.kernel.kernel import Kernel
+from directlpi.kernel.msi import MsiDesc, MsiMsg
+from directlpi.kernel.pci import PCI_IRQ_AFFINITY, PCI_IRQ_MSI, PCI_IRQ_MSIX
+from directlpi.platform import Platform
+from directlpi.sim.invariants import InvariantChecker
+from directlpi.sim.scenario import (
+    AffinityStep,
+    CpuStep,
+    DeviceStep,
+    PciDeviceSpec,
+    RaiseStep,
+    Scenario,
+    ScenarioError,
+    SpoofStep,
+    VectorStep,
+)
+
+_FLAGS = {"msi": PCI_IRQ_MSI, "msix": PCI_IRQ_MSIX, "affinity": PCI_IRQ_AFFINITY}
+
+
+@dataclass
+class StepOutcome:
+    index: int
+    at: int
+    what: str
+    result: str
+    ok: bool = True
+
+
+@dataclass
+class Driver:
+    """The scenario's driver of one device: its vectors and what each handler saw."""
+
+    name: str
+    device: PciFunction | PlatformMsiDevice
+    spec: Any
+    virqs: list[int] = field(default_factory=list)
+    runs: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class ScenarioRun:
+    """One run of a scenario: platform, kernel, drivers, checker, outcomes."""
+
+    def __init__(self, scenario: Scenario, cpus: int | None = None,
+                 trace: TextIO | None = None, quirks: frozenset[str] = frozenset()) -> None:
+        self.scenario = scenario
+        ncpus = cpus if cpus is not None else scenario.platform.cpus
+        scenario.check_cpus(ncpus)
+        self.ncpus = ncpus
+        self.plat = Platform.default(cpus=ncpus, lpi_id_bits=scenario.platform.lpi_id_bits)
+        self.drivers: dict[str, Driver] = {}
+        for spec in scenario.devices:
+            if isinstance(spec, PciDeviceSpec):
+                dev: PciFunction | PlatformMsiDevice = self.plat.add_pci_device(
+                    spec.bdf, msi_vectors=spec.msi_vectors, msix_vectors=spec.msix_vectors,
+                    msi_64bit=spec.msi_64bit, msi_per_vector_mask=spec.per_vector_mask)
+                dev.name = spec.name
+            else:
+                dev = self.plat.add_platform_device(spec.name, spec.slots)
+            self.drivers[spec.name] = Driver(spec.name, dev, spec)
+        self.kern: Kernel = self.plat.boot(dlpi_quirks=quirks)
+        if trace is not None:
+            self._trace(trace)
+        self.checker = InvariantChecker(self.plat)
+        self.outcomes: list[StepOutcome] = []
+        for drv in self.drivers.values():
+            self._probe(drv)
+
+    # -- drivers ---------------------------------------------------------------------------------
+
+    def _handler(self, drv: Driver, vector: int) -> Callable[[int, Any], int]:
+        def handler(irq: int, dev_id: Any) -> int:
+            drv.runs[vector] += 1
+            return IRQ_HANDLED
+        return handler
+
+    def _probe(self, drv: Driver) -> None:
+        k = self.kern
+        spec = drv.spec
+        if isinstance(drv.device, PciFunction):
+            flags = 0
+            for f in spec.driver.flags:
+                flags |= _FLAGS[f]
+            most = spec.driver.max_vectors or max(spec.msix_vectors, spec.msi_vectors)
+            affd = IrqAffinity(pre_vectors=spec.driver.pre_vectors)
+            n = k.pci_alloc_irq_vectors(drv.device, spec.driver.min_vectors, most, flags, affd)
+            drv.virqs = [k.pci_irq_vector(drv.device, i) for i in range(n)]
+        else:
+            dev = drv.device
+
+            def write_msg(desc: MsiDesc, msg: MsiMsg, dev: PlatformMsiDevice = dev) -> None:
+                dev.program_slot(desc.msi_index, msg.address, msg.data)
+            first = k.platform_msi_domain_alloc_irqs(dev, len(dev.slots), write_msg)
+            drv.virqs = list(range(first, first + len(dev.slots)))
+        for i, virq in enumerate(drv.virqs):
+            k.request_irq(virq, self._handler(drv, i), name=f"{drv.name}-{i}",
+                          dev_id=(drv.name, i))
+
+    def _unbind(self, drv: Driver) -> None:
+        for i, virq in enumerate(drv.virqs):
+            self.kern.free_irq(virq, (drv.name, i))
+        if isinstance(drv.device, PciFunction):
+            self.kern.pci_free_irq_vectors(drv.device)
+        else:
+            self.kern.platform_msi_domain_free_irqs(drv.device)
+        drv.virqs = []
+
+    def _virq(self, drv: Driver, vector: int) -> int:
+        if not 0 <= vector < len(drv.virqs):
+            raise DirectLPIError(f"{drv.name} has {len(drv.virqs)} vector(s) allocated, not "
+                                 f"vector {vector}", errno.EINVAL)
+        return drv.virqs[vector]
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        by_tick: dict[int, list[tuple[int, Any]]] = defaultdict(list)
+        for i, step in enumerate(self.scenario.steps):
+            by_tick[step.at].append((i, step))
+        self.plat.run_until_idle()
+        for tick in sorted(by_tick):
+            for i, step in by_tick[tick]:
+                self._play(i, step)
+            self.plat.run_until_idle()
+            self.checker.check()          # at every idle point, not only at the end
+        return RunReport(self)
+
+    def _play(self, i: int, step: Any) -> None:
+        what = _describe(step)
+        try:
+            result = self._do(step)
+        except DirectLPIError as exc:
+            if step.expect_error == exc.errno_name:
+                self.outcomes.append(StepOutcome(i, step.at, what,
+                                                 f"refused as expected: {exc} [{exc.errno_name}]"))
+                return
+            raise ScenarioError(f"step {i} (at {step.at}, {what}) failed: {exc}",
+                                exc.errno) from None
+        if step.expect_error is not None:
+            raise ScenarioError(f"step {i} (at {step.at}, {what}) succeeded, but "
+                                f"{step.expect_error} was expected", errno.EINVAL)
+        self.outcomes.append(StepOutcome(i, step.at, what, result))
+
+    def _do(self, step: Any) -> str:
+        k = self.kern
+        if isinstance(step, CpuStep):
+            cpu = step.cpu % self.ncpus
+            (k.cpu_offline if step.do == "cpu_offline" else k.cpu_online)(cpu)
+            if step.do == "cpu_online":
+                self.plat.machine.gic.kicked.add(cpu)
+            return f"CPU{cpu}"
+        drv = self.drivers[step.device]
+        if isinstance(step, RaiseStep):
+            vectors = range(len(drv.virqs)) if step.vector == "all" else [step.vector]
+            sent = 0
+            for v in vectors:
+                self._virq(drv, v)
+                for _ in range(step.count):
+                    sent += bool(drv.device.raise_msi(v))
+            return f"{sent} MSI write(s)"
+        if isinstance(step, AffinityStep):
+            virq = self._virq(drv, step.vector)
+            k.irq_set_affinity(virq, [c % self.ncpus for c in step.cpus], force=step.force)
+            return f"effective CPU {sorted(k.irq_get_effective_affinity(virq))}"
+        if isinstance(step, VectorStep):
+            virq = self._virq(drv, step.vector)
+            action: dict[str, Callable[[], None]] = {
+                "mask": lambda: k.mask_irq(virq), "unmask": lambda: k.unmask_irq(virq),
+                "disable": lambda: k.disable_irq(virq), "enable": lambda: k.enable_irq(virq),
+                "retrigger": lambda: k.irq_inject_interrupt(virq),
+                "set_pending": lambda: k.irq_set_irqchip_state(virq, IRQCHIP_STATE_PENDING,
+                                                               True),
+                "clear_pending": lambda: k.irq_set_irqchip_state(virq, IRQCHIP_STATE_PENDING,
+                                                                 False)}
+            action[step.do]()
+            return "done"
+        if isinstance(step, DeviceStep):
+            if step.do == "free":
+                self._unbind(drv)
+                return "vectors freed"
+            if drv.virqs:
+                raise DirectLPIError(f"{drv.name} still has its vectors", errno.EBUSY)
+            self._probe(drv)
+            return f"{len(drv.virqs)} vector(s)"
+        assert isinstance(step, SpoofStep)
+        victim = self.drivers[step.victim]
+        msg = k.get_cached_msi_msg(self._virq(victim, step.victim_vector))
+        address = msg.address if step.cpu is None else (
+            self.plat.gicr_base(step.cpu % self.ncpus) + 0x40)
+        drv.device.spoof_msi(address, msg.data)
+        return f"wrote {msg.data} to {address:#x}"
+
+    # -- tracing -----------------------------------------------------------------------------------
+
+    def _trace(self, out: TextIO) -> None:
+        kinds = [k for k in EventKind if k not in (EventKind.MMIO_READ, EventKind.MMIO_WRITE)]
+        counter = [0]
+
+        def write(ev: Event) -> None:
+            counter[0] += 1
+            out.write(f"{counter[0]:>8}  {ev}\n")
+        self.plat.observe(write, kinds)
+
+
+def _describe(step: Any) -> str:
+    fields = step.model_dump(exclude={"at", "do", "expect_error"}, exclude_none=True)
+    return str(step.do) + "(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+
+
+class RunReport:
+    """Everything a run produced, for people (``render``) and tools (``as_dict``)."""
+
+    def __init__(self, run: ScenarioRun) -> None:
+        self.run = run
+        self.violations = run.checker.violations
+        self.ok = not self.violations
+
+    def irqs(self) -> list[dict[str, Any]]:
+        k = self.run.kern
+        out = []
+        for drv in self.run.drivers.values():
+            for i, virq in enumerate(drv.virqs):
+                desc = k.irq_to_desc(virq)
+                assert desc is not None
+                levels = desc.levels()
+                try:
+                    msg = k.get_cached_msi_msg(virq)
+                    msi: dict[str, int] | None = {"address": msg.address, "data": msg.data}
+                except DirectLPIError:
+                    msi = None
+                eff = sorted(k.irq_get_effective_affinity(virq))
+                out.append({
+                    "virq": virq, "hwirq": levels[-1].hwirq,
+                    "chip": desc.irq_data.chip.name if desc.irq_data.chip else None,
+                    "device": drv.name, "vector": i,
+                    "effective_cpu": eff[0] if eff else None, "msi": msi,
+                    "counts": [desc.kstat[c] for c in range(self.run.plat.num_cpus)],
+                })
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        run = self.run
+        k = run.kern
+        totals = run.checker.totals
+        return {
+            "scenario": run.scenario.name,
+            "platform": {"cpus": run.plat.num_cpus, "msi_provider": k.msi_provider,
+                         "lpi_id_bits": k.lpi.lpi_id_bits if k.lpi else 0, "its": False},
+            "irqs": self.irqs(),
+            "totals": {key: totals[key] for key in ("msis_written", "handled", "lost",
+                                                    "spurious", "coalesced")},
+            "violations": [v.as_dict() for v in self.violations],
+            "security": {
+                "msi_isolation": any(k.msi_isolated(d.device) for d in run.drivers.values()),
+                "spoofed_msis": [s.as_dict() for s in run.plat.spoofed_msis],
+            },
+            "steps": [{"index": o.index, "at": o.at, "do": o.what, "result": o.result}
+                      for o in run.outcomes],
+            "proc_interrupts": k.proc_interrupts(),
+            "ok": self.ok,
+        }
+
+    def render(self) -> str:
+        d = self.as_dict()
+        plat = d["platform"]
+        out = [f"directlpi: scenario '{d['scenario']}' on {plat['cpus']} CPUs, GICv3 without an "
+               f"ITS, MSI provider: {plat['msi_provider']}, {plat['lpi_id_bits']} LPI INTID bits",
+               "", "steps:"]
+        out += [f"  t={o['at']:<3} {o['do']:<58} {o['result']}" for o in d["steps"]]
+        out += ["", "/proc/interrupts:", d["proc_interrupts"], "", "invariants:"]
+        t = d["totals"]
+        out.append(f"  MSIs written {t['msis_written']}, handler runs {t['handled']}, coalesced "
+                   f"{t['coalesced']}, lost {t['lost']}, spurious {t['spurious']}")
+        if self.violations:
+            out += [f"  VIOLATION {v}" for v in self.violations]
+        else:
+            out.append("  every invariant holds: no lost interrupt, no spurious handler run, "
+                       "nothing delivered while masked, no INTID allocated twice, no stale "
+                       "message")
+        sec = d["security"]
+        out += ["", "security:",
+                f"  MSI isolation: {'yes' if sec['msi_isolation'] else 'no'} (Direct LPI: any "
+                "bus master can write any INTID into any redistributor)"]
+        for s in sec["spoofed_msis"]:
+            out.append(f"  spoofed MSI: {s['master']} wrote {s['data']} to {s['address']:#x} "
+                       f"(CPU{s['target_cpu']}): {s['reason']}")
+        if not sec["spoofed_msis"]:
+            out.append("  no spoofed MSI seen")
+        return "\n".join(out)

@@ -1,0 +1,235 @@
+"""Scenarios: devices, their drivers, and actions at points in time, as TOML.
+
+A scenario is validated as a whole before anything runs; every problem is
+reported with its field path (``devices[1].msi_vectors: ...``).  Running it
+builds the default board with the scenario's devices, boots, binds a driver to
+every device (vectors allocated and requested), attaches the invariant checker,
+and plays the steps tick by tick: all steps of one ``at`` in file order, then
+the CPUs take and handle everything pending.
+
+Step kinds (``do``): raise, set_affinity, mask, unmask, disable, enable,
+retrigger, set_pending, clear_pending, cpu_offline, cpu_online, free, alloc,
+spoof.  CPUs are numbered from 0, or from the end with negative numbers (-1 is
+the last CPU), so that a scenario runs on any CPU count (``--cpus``).  A step
+may declare ``expect_error = "EINVAL"``: the step must then fail with that
+errno (a demonstrated refusal), and the run goes on.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from directlpi.errors import ConfigError, DirectLPIError
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.toml"
+
+
+class ScenarioError(DirectLPIError):
+    """A scenario file that cannot be read, validated or run (EINVAL)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlatformSpec(_Strict):
+    cpus: int = Field(8, ge=1, le=512)
+    lpi_id_bits: int = Field(16, ge=14, le=24)
+
+
+class DriverSpec(_Strict):
+    """How the device's driver allocates its vectors."""
+
+    flags: list[Literal["msi", "msix", "affinity"]] = ["msix", "msi"]
+    min_vectors: int = Field(1, ge=1)
+    max_vectors: int | None = Field(None, ge=1)
+    pre_vectors: int = Field(0, ge=0)
+
+
+class PciDeviceSpec(_Strict):
+    kind: Literal["pci"]
+    name: str = Field(min_length=1)
+    bdf: str
+    msi_vectors: Literal[0, 1, 2, 4, 8, 16, 32] = 0
+    msix_vectors: int = Field(0, ge=0, le=2048)
+    msi_64bit: bool = True
+    per_vector_mask: bool = False
+    driver: DriverSpec = DriverSpec()
+
+    @field_validator("bdf")
+    @classmethod
+    def _bdf(cls, v: str) -> str:
+        from directlpi.devices.pci import parse_bdf
+        try:
+            parse_bdf(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _has_msi(self) -> PciDeviceSpec:
+        if not self.msi_vectors and not self.msix_vectors:
+            raise ValueError("a PCI device needs msi_vectors or msix_vectors")
+        return self
+
+
+class PlatformDeviceSpec(_Strict):
+    kind: Literal["platform"]
+    name: str = Field(min_length=1)
+    slots: int = Field(1, ge=1, le=2048)
+
+
+DeviceSpec = Annotated[PciDeviceSpec | PlatformDeviceSpec, Field(discriminator="kind")]
+
+
+class _Step(_Strict):
+    at: int = Field(ge=0)
+    expect_error: str | None = None
+
+    @field_validator("expect_error")
+    @classmethod
+    def _errno(cls, v: str | None) -> str | None:
+        if v is not None and not hasattr(errno_mod, v):
+            raise ValueError(f"{v!r} is not an errno name (EINVAL, ENOSPC, EPERM, ...)")
+        return v
+
+
+class RaiseStep(_Step):
+    do: Literal["raise"]
+    device: str
+    vector: int | Literal["all"] = "all"
+    count: int = Field(1, ge=1, le=100_000)
+
+
+class AffinityStep(_Step):
+    do: Literal["set_affinity"]
+    device: str
+    vector: int = Field(ge=0)
+    cpus: list[int] = Field(min_length=1)
+    """CPU numbers; negative ones count from the last CPU (-1)."""
+    force: bool = False
+
+
+class VectorStep(_Step):
+    do: Literal["mask", "unmask", "disable", "enable", "retrigger", "set_pending",
+                "clear_pending"]
+    device: str
+    vector: int = Field(ge=0)
+
+
+class CpuStep(_Step):
+    do: Literal["cpu_offline", "cpu_online"]
+    cpu: int
+
+
+class DeviceStep(_Step):
+    do: Literal["free", "alloc"]
+    device: str
+
+
+class SpoofStep(_Step):
+    do: Literal["spoof"]
+    device: str
+    """The device that writes what it was never programmed with."""
+    victim: str
+    victim_vector: int = Field(0, ge=0)
+    cpu: int | None = None
+    """Whose redistributor to write (default: where the victim's vector targets)."""
+
+
+Step = Annotated[RaiseStep | AffinityStep | VectorStep | CpuStep | DeviceStep | SpoofStep,
+                 Field(discriminator="do")]
+
+
+class Scenario(_Strict):
+    name: str = "scenario"
+    description: str = ""
+    platform: PlatformSpec = PlatformSpec()
+    devices: list[DeviceSpec] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        names = [d.name for d in self.devices]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"device names must be unique: {', '.join(dup)}")
+        bdfs = [d.bdf for d in self.devices if isinstance(d, PciDeviceSpec)]
+        dup = sorted({b for b in bdfs if bdfs.count(b) > 1})
+        if dup:
+            raise ValueError(f"two PCI devices at {', '.join(dup)}")
+        for i, step in enumerate(self.steps):
+            for ref in ("device", "victim"):
+                name = getattr(step, ref, None)
+                if name is not None and name not in names:
+                    raise ValueError(f"steps[{i}].{ref}: no device named {name!r}")
+        return self
+
+    def check_cpus(self, ncpus: int) -> None:
+        """Every CPU a step names must exist on ``ncpus`` CPUs (ScenarioError otherwise)."""
+        for i, step in enumerate(self.steps):
+            cpu = getattr(step, "cpu", None)
+            for c in [cpu] if cpu is not None else getattr(step, "cpus", []):
+                if not -ncpus <= c < ncpus:
+                    raise ScenarioError(
+                        f"steps[{i}] (do={step.do}) names CPU {c}, but the platform has "
+                        f"{ncpus} CPU(s): use 0..{ncpus - 1}, or -1..-{ncpus} from the end",
+                        errno_mod.EINVAL)
+            if step.do == "cpu_offline" and ncpus < 2:
+                raise ScenarioError(f"steps[{i}] takes a CPU offline: the scenario needs at "
+                                    "least 2 CPUs", errno_mod.EINVAL)
+
+
+def _tags() -> set[str]:
+    """The discriminator values pydantic puts into error locations."""
+    tags: set[str] = set()
+    for model in (PciDeviceSpec, PlatformDeviceSpec, RaiseStep, AffinityStep, VectorStep,
+                  CpuStep, DeviceStep, SpoofStep):
+        for name in ("kind", "do"):
+            field = model.model_fields.get(name)
+            if field is not None:
+                tags.update(getattr(field.annotation, "__args__", ()))
+    return tags
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    tags = _tags()
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in tags:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def parse_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
+    """Validate a parsed scenario; ScenarioError lists every problem with its field path."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {_loc(tuple(err['loc']))}: {msg}")
+        raise ScenarioError("\n".join(lines), errno_mod.EINVAL) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a TOML scenario file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read the scenario: {exc.strerror}",
+                            exc.errno or errno_mod.ENOENT) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{p}: not valid TOML: {exc}", errno_mod.EINVAL) from None
+    return parse_scenario(data, str(p))
