@@ -78,8 +78,8 @@ class Platform:
         RD and no ITS, MBIs with an MBI range, 16 LPI INTID bits, a PCI host bridge, and
         firmware that names Direct LPI as the MSI provider of PCI and platform devices."""
         options.setdefault("lpi_id_bits", 16)
-        hw = cls.bare(cpus, **options)
-        cfg = hw.machine.config
+        machine = Machine(cls._config(cpus, **options))
+        cfg = machine.config
         base = describe(cfg)
         host = PciHostBridge(ecam_base=VIRT_PCIE_ECAM[0], ecam_size=VIRT_PCIE_ECAM[1],
                              mem_base=VIRT_PCIE_MMIO[0], mem_size=VIRT_PCIE_MMIO[1])
@@ -94,7 +94,7 @@ class Platform:
         board = BoardDescription(cpus=base.cpus, memory=base.memory, gic=gic,
                                  name=f"directlpi default board ({cfg.cpus} CPUs)",
                                  pci_hosts=(pci,))
-        return cls(hw.machine, board, host)
+        return cls(machine, board, host)
 
     @classmethod
     def bare(
@@ -121,6 +121,16 @@ class Platform:
         Raises :class:`~directlpi.errors.ConfigError` (EINVAL) naming the option
         that is out of range.
         """
+        return cls(Machine(cls._config(cpus, lpi_id_bits=lpi_id_bits, spis=spis,
+                                       direct_lpi=direct_lpi, mbis=mbis, lpis=lpis,
+                                       lpis_clearable=lpis_clearable,
+                                       priority_bits=priority_bits, strict=strict, **layout)))
+
+    @staticmethod
+    def _config(cpus: int, *, lpi_id_bits: int = 16, spis: int = 988,
+                direct_lpi: bool | list[bool] | tuple[bool, ...] = True, mbis: bool = True,
+                lpis: bool = True, lpis_clearable: bool = False, priority_bits: int = 5,
+                strict: bool = False, **layout: object) -> MachineConfig:
         if isinstance(direct_lpi, list):
             direct_lpi = tuple(direct_lpi)
         allowed = {"gicd_base", "redist_regions", "redist_stride", "ram", "mpidrs"}
@@ -129,11 +139,10 @@ class Platform:
             raise ConfigError(f"unknown hardware option(s) {', '.join(unknown)}; known: "
                               "cpus, lpi_id_bits, spis, direct_lpi, mbis, lpis, lpis_clearable, "
                               f"priority_bits, strict, {', '.join(sorted(allowed))}")
-        config = MachineConfig(cpus=cpus, lpi_id_bits=lpi_id_bits, spis=spis,
-                               direct_lpi=direct_lpi, mbis=mbis, lpis=lpis,
-                               lpis_clearable=lpis_clearable, priority_bits=priority_bits,
-                               strict=strict, **layout)  # type: ignore[arg-type]
-        return cls(Machine(config))
+        return MachineConfig(cpus=cpus, lpi_id_bits=lpi_id_bits, spis=spis,
+                             direct_lpi=direct_lpi, mbis=mbis, lpis=lpis,
+                             lpis_clearable=lpis_clearable, priority_bits=priority_bits,
+                             strict=strict, **layout)  # type: ignore[arg-type]
 
     # -- the hardware contract ------------------------------------------------------
 

@@ -128,7 +128,17 @@ class PciFunction:
         self.dropped = 0
         #: MSIs sent on the bus.
         self.sent = 0
+        # Derived from config space and the MSI-X table on every write to them, so that
+        # signalling decodes nothing (the registers stay the source of truth).
+        self._master = False
+        self._msi_on = False
+        self._msix_on = False
+        self._msix_fmask = False
+        self._msix_msg = [(0, 0)] * msix_vectors
+        self._msix_vmask = [True] * msix_vectors
+        self._msi_base = (0, 0, 1)          # address, data, vectors enabled (2^MME)
         self._build_config(vendor, device, class_code)
+        self._refresh()
 
     # -- configuration space layout --------------------------------------------------------
 
@@ -189,6 +199,7 @@ class PciFunction:
         self._put(off + PCI_MSIX_PBA, MSIX_PBA_OFFSET, 4)  # BIR 0
         for i in range(self.msix_vectors):               # every entry masked at reset
             self._entry_put(i, PCI_MSIX_ENTRY_VECTOR_CTRL, PCI_MSIX_ENTRY_CTRL_MASKBIT)
+            self._msix_vmask[i] = True
 
     @property
     def _msi_data_off(self) -> int:
@@ -216,7 +227,17 @@ class PciFunction:
         if self.cfg[off:off + size] != old:
             self._config_changed()
 
+    def _refresh(self) -> None:
+        self._master = bool(self._get(PCI_COMMAND, 2) & PCI_COMMAND_MASTER)
+        self._msi_on = self.msi_enabled
+        self._msix_on = self.msix_enabled
+        self._msix_fmask = bool(self.msix_vectors) and bool(
+            self._get(MSIX_CAP_OFFSET + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_MASKALL)
+        if self.msi_vectors:
+            self._msi_base = (*self._msi_regs(), self.msi_enabled_vectors)
+
     def _config_changed(self) -> None:
+        self._refresh()
         self.bar0_base = self._get(PCI_BASE_ADDRESS_0, 4) & 0xFFFFFFF0
         if self.msi_vectors:
             self._remember_msi()
@@ -245,13 +266,13 @@ class PciFunction:
         """2^MME: the vectors the function may signal."""
         return 1 << ((self._get(MSI_CAP_OFFSET + PCI_MSI_FLAGS, 2) & PCI_MSI_FLAGS_QSIZE) >> 4)
 
-    def _msi_base(self) -> tuple[int, int]:
+    def _msi_regs(self) -> tuple[int, int]:
         lo = self._get(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO, 4)
         hi = self._get(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_HI, 4) if self.msi_64bit else 0
         return hi << 32 | lo, self._get(self._msi_data_off, 2)
 
     def _remember_msi(self) -> None:
-        addr, data = self._msi_base()
+        addr, data = self._msi_regs()
         n = self.msi_enabled_vectors
         for i in range(n):
             self.programmed.add((addr, (data & ~(n - 1)) | i))
@@ -272,7 +293,7 @@ class PciFunction:
                     | self._entry_get(i, PCI_MSIX_ENTRY_LOWER_ADDR))
             return addr, self._entry_get(i, PCI_MSIX_ENTRY_DATA)
         self._check_vector(i, self.msi_vectors, "MSI")
-        addr, data = self._msi_base()
+        addr, data = self._msi_regs()
         n = self.msi_enabled_vectors
         return addr, (data & ~(n - 1)) | i
 
@@ -290,31 +311,30 @@ class PciFunction:
         With neither MSI nor MSI-X enabled (no INTx in this model), or without
         Bus Master Enable, nothing is sent (counted in ``dropped``).
         """
-        if self.msix_enabled:
-            self._check_vector(i, self.msix_vectors, "MSI-X")
-            ctrl = self._get(MSIX_CAP_OFFSET + PCI_MSIX_FLAGS, 2)
-            if (ctrl & PCI_MSIX_FLAGS_MASKALL
-                    or self._entry_get(i, PCI_MSIX_ENTRY_VECTOR_CTRL)
-                    & PCI_MSIX_ENTRY_CTRL_MASKBIT):
+        if self._msix_on:
+            if not 0 <= i < self.msix_vectors:
+                self._check_vector(i, self.msix_vectors, "MSI-X")
+            if self._msix_fmask or self._msix_vmask[i]:
                 self.msix_pba[i // 8] |= 1 << (i % 8)
                 return False
-            return self._send(*self.msi_message(i))
-        if self.msi_enabled:
-            n = self.msi_enabled_vectors
-            if not 0 <= i < min(n, self.msi_vectors):
+            address, data = self._msix_msg[i]
+            return self._send(address, data)
+        if self._msi_on:
+            address, data, n = self._msi_base
+            if not 0 <= i < n or i >= self.msi_vectors:
                 raise DirectLPIError(f"{self.bdf}: MSI vector {i} is not enabled (Multiple "
                                      f"Message Enable allows {n})", errno.EINVAL)
             if self.msi_per_vector_mask and self._get(self._msi_mask_off, 4) >> i & 1:
                 self._put(self._msi_mask_off + 4, self._get(self._msi_mask_off + 4, 4)
                           | 1 << i, 4)
                 return False
-            return self._send(*self.msi_message(i))
+            return self._send(address, (data & ~(n - 1)) | i)
         self._check_vector(i, max(self.msi_vectors, self.msix_vectors), "MSI")
         self.dropped += 1
         return False
 
     def _send(self, address: int, data: int) -> bool:
-        if not self.bus_master or self.dma_write is None:
+        if not self._master or self.dma_write is None:
             self.dropped += 1
             return False
         self.sent += 1
@@ -384,8 +404,10 @@ class PciFunction:
             new &= PCI_MSIX_ENTRY_CTRL_MASKBIT
         self._entry_put(entry, field & ~3, new)
         if field & ~3 != PCI_MSIX_ENTRY_VECTOR_CTRL:
-            self.programmed.add(self.msi_message_entry(entry))
+            self._msix_msg[entry] = self.msi_message_entry(entry)
+            self.programmed.add(self._msix_msg[entry])
         else:
+            self._msix_vmask[entry] = bool(new & PCI_MSIX_ENTRY_CTRL_MASKBIT)
             self._flush_msix_pending()
 
     def msi_message_entry(self, i: int) -> tuple[int, int]:

@@ -54,8 +54,12 @@ from directlpi.kernel.errors import KernelError
 from directlpi.kernel.fwdesc import PciHostDescription
 from directlpi.kernel.irq.affinity import IrqAffinity, irq_create_affinity_masks
 from directlpi.kernel.irq.core import IrqAffinityDesc
-from directlpi.kernel.irq.desc import IrqData
-from directlpi.kernel.irq.domain import DomainBusToken, irq_domain_deactivate_irq
+from directlpi.kernel.irq.desc import IRQD_AFFINITY_MANAGED, IRQD_MANAGED_SHUTDOWN, IrqData
+from directlpi.kernel.irq.domain import (
+    DomainBusToken,
+    irq_domain_activate_irq,
+    irq_domain_deactivate_irq,
+)
 from directlpi.kernel.msi import (
     MSI_FLAG_MULTI_PCI_MSI,
     MSI_FLAG_PCI_MSIX,
@@ -368,9 +372,13 @@ class PciSubsystem:
             for i in range(nvec):
                 desc = core.irq_to_desc(virq + i)
                 assert desc is not None
-                from directlpi.kernel.irq.domain import irq_domain_activate_irq
-                irq_domain_activate_irq(desc.irq_data, False)     # MSI_FLAG_ACTIVATE_EARLY
-                done.append(desc.irq_data)
+                d = desc.irq_data
+                if d.has(IRQD_AFFINITY_MANAGED) and not d.common.affinity & core.online:
+                    # Managed, and none of its CPUs online: shut down until better times.
+                    d.set(IRQD_MANAGED_SHUTDOWN)
+                    continue
+                irq_domain_activate_irq(d, False)           # MSI_FLAG_ACTIVATE_EARLY
+                done.append(d)
         except KernelError:
             for d in reversed(done):
                 irq_domain_deactivate_irq(d)

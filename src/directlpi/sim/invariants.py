@@ -7,8 +7,9 @@ allocations), and checks:
 * **no lost interrupt** -- every write of an allocated LPI's INTID into a
   GICR_SETLPIR (by a device, or by the kernel retriggering or carrying it over)
   is followed by a handler run that starts after the write, unless the interrupt
-  is disabled, masked or shut down when the check is made (edge semantics:
-  several writes may coalesce into one run);
+  is disabled, masked or shut down when the check is made, or software cleared
+  the pending state since (GICR_CLRLPIR) (edge semantics: several writes may
+  coalesce into one run);
 * **no spurious handler run** -- a handler runs only if its LPI was written since
   the previous run;
 * **nothing delivered while masked** -- no LPI is acknowledged while the kernel
@@ -35,7 +36,6 @@ from directlpi.kernel.irq.desc import (
     IRQD_MANAGED_SHUTDOWN,
     IrqDesc,
 )
-from directlpi.kernel.msi import MsiDomain
 
 if TYPE_CHECKING:
     from directlpi.kernel.kernel import Kernel
@@ -77,7 +77,7 @@ class InvariantChecker:
         self._setlpir = {plat.gicr_base(c) + GICR.SETLPIR.offset: c
                          for c in range(plat.num_cpus)}
         self._sub = plat.observe(self._on_event, [EventKind.LPI_PENDING, EventKind.IGNORED,
-                                                  EventKind.ACK])
+                                                  EventKind.ACK, EventKind.LPI_CLEARED])
         plat.machine.bus.add_dma_hook(self._on_dma)
         kern.irq.handler_hooks.append(self._on_handler)
         if kern.lpi is not None and kern.lpi.allocator is not None:
@@ -101,6 +101,12 @@ class InvariantChecker:
             return
         if ev.kind is EventKind.ACK:
             self._on_ack(ev)
+            return
+        if ev.kind is EventKind.LPI_CLEARED:
+            # Software cleared the pending state (GICR_CLRLPIR): what was written is
+            # cancelled, not lost -- and a handler run now would be spurious.
+            self.seq += 1
+            self._run_seq[ev.intid] = self.seq
             return
         if ev.kind is EventKind.IGNORED and (ev.register != "GICR_SETLPIR"
                                              or ev.reason not in _WRITE_OUTCOMES):
@@ -129,16 +135,17 @@ class InvariantChecker:
         if virq is None:
             return
         desc = self.kern.irq_to_desc(virq)
-        dom = desc.irq_data.domain if desc is not None else None
-        if dom is None or not isinstance(dom.host_data, MsiDomain):
+        if desc is None:
             return
-        cached = dom.host_data.cached.get(virq)
         dev = self.plat.pci_devices.get(master) or self.plat.platform_devices.get(master)
-        genuine = dev is not None and dev.was_programmed_with(addr, value)
-        if cached is not None and genuine and cached.address != addr:
+        if dev is None or not dev.was_programmed_with(addr, value):
+            return                                   # a spoof: the platform reports it
+        assert desc is not None
+        routed = desc.irq_data.common.effective_affinity
+        if routed and cpu not in routed:
             self._violate("stale-message", intid, cpu,
-                          f"{master} wrote LPI {intid} to CPU{cpu}'s GICR_SETLPIR, but the MSI "
-                          f"layer now targets {cached.address:#x}: the device was not "
+                          f"{master} wrote LPI {intid} to CPU{cpu}'s GICR_SETLPIR, but the "
+                          f"kernel routes IRQ {virq} to CPU{min(routed)}: the device was not "
                           "rewritten")
 
     def _on_handler(self, desc: IrqDesc) -> None:

@@ -200,11 +200,13 @@ def _tags() -> set[str]:
 def _loc(loc: tuple[int | str, ...]) -> str:
     tags = _tags()
     out = ""
+    prev: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part not in tags:
+        elif not (isinstance(prev, int) and part in tags):   # a union's tag follows an index
             out += ("." if out else "") + part
+        prev = part
     return out or "(top level)"
 
 

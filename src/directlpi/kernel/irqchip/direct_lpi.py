@@ -99,6 +99,8 @@ class LpiGroup:
     """Target CPU: whose RD the message addresses (-1 until activated)."""
     moved_from: int = -1
     active: set[int] = field(default_factory=set)
+    held: set[int] = field(default_factory=set)
+    """INTIDs that were pending when deactivated; made pending again on activation."""
 
 
 class DirectLpi:
@@ -147,11 +149,14 @@ class DirectLpi:
 
     def mask(self, d: IrqData) -> None:
         g: LpiGroup = d.chip_data
+        if g.cpu < 0:               # never activated: no RD holds it; activation invalidates
+            self.lpi.lpi_write_config(d.hwirq, LPI_CFG_ENABLE, 0)
+            return
         self.lpi.lpi_update_config(g.cpu, d.hwirq, LPI_CFG_ENABLE, 0)
 
     def unmask(self, d: IrqData) -> None:
         g: LpiGroup = d.chip_data
-        if "no-inv-on-unmask" in self.quirks:
+        if g.cpu < 0 or "no-inv-on-unmask" in self.quirks:
             self.lpi.lpi_write_config(d.hwirq, 0, LPI_CFG_ENABLE)
             return
         self.lpi.lpi_update_config(g.cpu, d.hwirq, 0, LPI_CFG_ENABLE)
@@ -172,6 +177,8 @@ class DirectLpi:
     def set_affinity(self, d: IrqData, mask: Cpumask, force: bool) -> int:
         g: LpiGroup = d.chip_data
         cpu = self._pick(g, mask, force)
+        if g.cpu < 0:
+            return IRQ_SET_MASK_OK_DONE      # not activated: activation picks from the mask
         members = self._members(g)
         for m in members:
             m.update_effective_affinity(frozenset((cpu,)))
@@ -221,14 +228,21 @@ class DirectLpi:
                 pass
 
     def retrigger(self, d: IrqData) -> int:
-        g: LpiGroup = d.chip_data
-        self._lpir(g.cpu, GICR.SETLPIR.offset, d.hwirq)
+        self._set_pending(d, True)
         return 1
 
-    def set_irqchip_state(self, d: IrqData, which: int, value: bool) -> None:
+    def _set_pending(self, d: IrqData, value: bool) -> None:
+        """SETLPIR / CLRLPIR on the target RD; with no target (not activated), the
+        pending state is kept and written on activation."""
         g: LpiGroup = d.chip_data
+        if d.irq not in g.active:
+            (g.held.add if value else g.held.discard)(d.hwirq)
+            return
+        self._lpir(g.cpu, (GICR.SETLPIR if value else GICR.CLRLPIR).offset, d.hwirq)
+
+    def set_irqchip_state(self, d: IrqData, which: int, value: bool) -> None:
         if which == IRQCHIP_STATE_PENDING:
-            self._lpir(g.cpu, (GICR.SETLPIR if value else GICR.CLRLPIR).offset, d.hwirq)
+            self._set_pending(d, value)
         elif which == IRQCHIP_STATE_MASKED:
             (self.mask if value else self.unmask)(d)
         elif which == IRQCHIP_STATE_ACTIVE and not value:
@@ -324,6 +338,7 @@ class DirectLpi:
             irq_domain_reset_irq_data(d)
         irq_domain_free_irqs_parent(domain, virq, nr_irqs)
         for g in groups:
+            g.held.clear()
             self.lpi.free_lpis(g.base, g.size)
 
     def _activate(self, domain: IrqDomain, d: IrqData, reserve: bool) -> None:
@@ -335,12 +350,19 @@ class DirectLpi:
         g.active.add(d.irq)
         d.update_effective_affinity(frozenset((g.cpu,)))
         self.lpi.inv_lpi(g.cpu, d.hwirq)
+        if d.hwirq in g.held:
+            g.held.discard(d.hwirq)
+            self._lpir(g.cpu, GICR.SETLPIR.offset, d.hwirq)
 
     def _deactivate(self, domain: IrqDomain, d: IrqData) -> None:
-        """Nothing to undo in hardware: the LPI is disabled already (shutdown masked it),
-        and what is pending stays pending -- a managed interrupt shut down with its last
-        CPU gets it when it is restarted (R4)."""
+        """Keep what is pending for the next activation, wherever that targets (R4): a
+        managed interrupt shut down with its last CPU -- deactivated on that very CPU,
+        which can still probe its RD -- may be restarted on another CPU of its mask."""
         g: LpiGroup = d.chip_data
+        if g.cpu >= 0 and "no-discard-on-free" not in self.quirks and \
+                self._pending_on(g.cpu, d.hwirq):
+            self._lpir(g.cpu, GICR.CLRLPIR.offset, d.hwirq)
+            g.held.add(d.hwirq)
         g.active.discard(d.irq)
         d.update_effective_affinity(frozenset())
 

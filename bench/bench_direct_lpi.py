@@ -1,0 +1,92 @@
+"""Direct LPI through the whole stack, on the default board.
+
+* ``e2e_msi_per_s`` -- a PCI function raises an MSI-X vector (a DMA write to
+  GICR_SETLPIR), the PE takes it (ICC_IAR1_EL1), the genirq flow runs the handler
+  through the DLPI-MSI -> DirectLPI -> GICv3 chips, and EOIs it (ICC_EOIR1_EL1).
+* ``e2e_multimsi_per_s`` -- the same for a vector of a MultiMSI block.
+* ``mask_unmask_pairs_per_s`` -- mask_irq + unmask_irq of an MSI-X vector: the
+  device's vector control, the property table, GICR_INVLPIR, polling GICR_SYNCR.
+* ``affinity_moves_per_s`` -- irq_set_affinity between two CPUs: the message
+  re-composed and rewritten into the MSI-X entry, the new RD invalidated, and the
+  old RD probed for a pending LPI to carry over.
+* ``run_default_scenario_s`` -- ``directlpi run`` (the default scenario) in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from directlpi import Platform
+from directlpi.benchkit import Figure, median_rate, median_seconds
+from directlpi.kernel.irq.desc import IRQ_HANDLED
+from directlpi.kernel.kernel import Kernel
+from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
+
+
+def _setup(**fn: int) -> tuple[Platform, Kernel, object, int]:
+    plat = Platform.default(cpus=8)
+    dev = plat.add_pci_device("0000:00:01.0", msi_vectors=fn.get("msi_vectors", 0),
+                              msix_vectors=fn.get("msix_vectors", 0))
+    kern = plat.boot()
+    flags = PCI_IRQ_MSIX if fn.get("msix_vectors") else PCI_IRQ_MSI
+    n = kern.pci_alloc_irq_vectors(dev, 1, 4, flags)
+    for i in range(n):
+        kern.request_irq(kern.pci_irq_vector(dev, i), lambda irq, d: IRQ_HANDLED, name=f"q{i}")
+    return plat, kern, dev, kern.pci_irq_vector(dev, n - 1)
+
+
+def _e2e(quick: bool, **fn: int) -> float:
+    plat, _, dev, _ = _setup(**fn)
+    raise_msi: Callable[[int], bool] = dev.raise_msi  # type: ignore[attr-defined]
+    run_until_idle = plat.run_until_idle
+    vector = 3 if fn.get("msi_vectors") else 1
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            raise_msi(vector)
+            run_until_idle()
+    return median_rate(run, 10_000 if quick else 50_000, repeats=3 if quick else 7)
+
+
+def _mask_unmask(quick: bool) -> float:
+    _, kern, _, virq = _setup(msix_vectors=4)
+    mask, unmask = kern.mask_irq, kern.unmask_irq
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            mask(virq)
+            unmask(virq)
+    return median_rate(run, 5_000 if quick else 20_000, repeats=3 if quick else 7)
+
+
+def _moves(quick: bool) -> float:
+    _, kern, _, virq = _setup(msix_vectors=4)
+    move = kern.irq_set_affinity
+    a, b = frozenset({2}), frozenset({5})
+
+    def run(n: int) -> None:
+        for _ in range(n // 2):
+            move(virq, a)
+            move(virq, b)
+    return median_rate(run, 2_000 if quick else 10_000, repeats=3 if quick else 7)
+
+
+def _scenario() -> None:
+    from directlpi.sim.run import ScenarioRun
+    from directlpi.sim.scenario import DEFAULT_SCENARIO, load_scenario
+    ScenarioRun(load_scenario(DEFAULT_SCENARIO)).run()
+
+
+def run(quick: bool) -> list[Figure]:
+    return [
+        Figure("e2e_msi_per_s", _e2e(quick, msix_vectors=4), "msis/s",
+               "MSI-X raise -> GICR_SETLPIR -> IAR1 -> handler -> EOIR1, through the kernel"),
+        Figure("e2e_multimsi_per_s", _e2e(quick, msi_vectors=4), "msis/s",
+               "the same for vector 3 of a MultiMSI block"),
+        Figure("mask_unmask_pairs_per_s", _mask_unmask(quick), "pairs/s",
+               "mask_irq + unmask_irq: vector control, property byte, INVLPIR, SYNCR"),
+        Figure("affinity_moves_per_s", _moves(quick), "moves/s",
+               "irq_set_affinity: rewrite the device, invalidate, probe the old RD"),
+        Figure("run_default_scenario_s", median_seconds(_scenario, 3 if quick else 5), "s",
+               "the default scenario of `directlpi run`, in-process"),
+    ]

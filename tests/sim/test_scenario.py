@@ -1,0 +1,96 @@
+"""Scenario files: validation with field-level errors, and running them."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from directlpi.sim.run import ScenarioRun
+from directlpi.sim.scenario import ScenarioError, load_scenario, parse_scenario
+
+NIC = {"kind": "pci", "name": "nic", "bdf": "0000:00:01.0", "msix_vectors": 2}
+
+
+def errors(data: dict[str, object]) -> list[str]:
+    with pytest.raises(ScenarioError) as exc:
+        parse_scenario(data, "s.toml")
+    assert exc.value.errno == errno.EINVAL
+    return str(exc.value).splitlines()
+
+
+def test_every_problem_is_listed_with_its_field_path() -> None:
+    lines = errors({
+        "platform": {"cpus": 0},
+        "devices": [NIC, {"kind": "pci", "name": "x", "bdf": "0000:00:02.0",
+                          "msi_vectors": 3, "colour": "red"}],
+        "steps": [{"at": -1, "do": "raise", "device": "nic"}],
+    })
+    assert "s.toml: platform.cpus: Input should be greater than or equal to 1" in lines
+    assert any(ln.startswith("s.toml: devices[1].msi_vectors:") for ln in lines)
+    assert any(ln.startswith("s.toml: devices[1].colour: Extra inputs") for ln in lines)
+    assert any(ln.startswith("s.toml: steps[0].at:") for ln in lines)
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"devices": [{"kind": "usb", "name": "u"}]}, "devices[0]"),
+    ({"devices": [{**NIC, "bdf": "00:01.0"}]}, "DDDD:BB:DD.F"),
+    ({"devices": [{"kind": "pci", "name": "n", "bdf": "0000:00:01.0"}]},
+     "needs msi_vectors or msix_vectors"),
+    ({"devices": [NIC, {**NIC, "bdf": "0000:00:02.0"}]}, "device names must be unique"),
+    ({"devices": [NIC, {**NIC, "name": "other"}]}, "two PCI devices at 0000:00:01.0"),
+    ({"devices": [NIC], "steps": [{"at": 1, "do": "raise", "device": "disk"}]},
+     "no device named 'disk'"),
+    ({"steps": [{"at": 1, "do": "explode"}]}, "steps[0]"),
+    ({"devices": [NIC], "steps": [{"at": 1, "do": "raise", "device": "nic",
+                                   "expect_error": "EOOPS"}]}, "not an errno name"),
+])
+def test_bad_scenarios_name_what_is_wrong(data: dict[str, object], needle: str) -> None:
+    assert any(needle in ln for ln in errors(data))
+
+
+def test_toml_syntax_errors_and_missing_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[platform\ncpus = 4\n")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(bad)
+    with pytest.raises(ScenarioError, match="cannot read"):
+        load_scenario(tmp_path / "missing.toml")
+
+
+def test_cpu_references_are_checked_against_the_cpu_count() -> None:
+    sc = parse_scenario({"devices": [NIC], "steps": [
+        {"at": 1, "do": "set_affinity", "device": "nic", "vector": 0, "cpus": [5]}]})
+    with pytest.raises(ScenarioError, match="names CPU 5, but the platform has 4"):
+        ScenarioRun(sc, cpus=4)
+    assert ScenarioRun(sc, cpus=6).run().ok
+
+
+def test_expected_refusals_are_part_of_the_run() -> None:
+    sc = parse_scenario({
+        "platform": {"cpus": 200},
+        "devices": [{"kind": "pci", "name": "old", "bdf": "0000:00:03.0", "msi_vectors": 1,
+                     "msi_64bit": False}],
+        "steps": [
+            {"at": 1, "do": "set_affinity", "device": "old", "vector": 0, "cpus": [150],
+             "expect_error": "EINVAL"},
+            {"at": 2, "do": "raise", "device": "old"}]})
+    report = ScenarioRun(sc).run()
+    assert report.ok
+    assert "refused as expected" in report.as_dict()["steps"][0]["result"]
+    assert "32-bit MSI addressing" in report.as_dict()["steps"][0]["result"]
+
+
+def test_an_unexpected_failure_stops_the_run_with_the_step() -> None:
+    sc = parse_scenario({"devices": [NIC], "steps": [
+        {"at": 3, "do": "mask", "device": "nic", "vector": 7}]})
+    with pytest.raises(ScenarioError, match=r"step 0 \(at 3, mask"):
+        ScenarioRun(sc).run()
+
+
+def test_an_expected_error_that_does_not_happen_is_an_error() -> None:
+    sc = parse_scenario({"devices": [NIC], "steps": [
+        {"at": 1, "do": "raise", "device": "nic", "expect_error": "EPERM"}]})
+    with pytest.raises(ScenarioError, match="EPERM was expected"):
+        ScenarioRun(sc).run()
