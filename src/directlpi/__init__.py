@@ -1,11 +1,20 @@
 """directlpi: MSIs on an Arm GICv3 without an ITS ("Direct LPI"), as an executable model.
 
-The public façade.  Hardware at reset::
+The public façade::
 
-    from directlpi import Platform
-    hw = Platform.bare(cpus=4, lpi_id_bits=16)
+    from directlpi import Platform, PCI_IRQ_MSI, IRQ_HANDLED
 
-See ``README.md`` and ``docs/`` for the model's architectural choices.
+    plat = Platform.default(cpus=8)          # GICv3, Direct LPI, no ITS, a PCI host bridge
+    dev = plat.add_pci_device("0000:00:01.0", msi_vectors=4)
+    kern = plat.boot()
+    n = kern.pci_alloc_irq_vectors(dev, 1, 4, PCI_IRQ_MSI)
+    kern.request_irq(kern.pci_irq_vector(dev, 0), lambda irq, dev_id: IRQ_HANDLED,
+                     name="eth0-rx0")
+    dev.raise_msi(0)
+    plat.run_until_idle()
+
+Hardware at reset, for register-level work: ``Platform.bare(cpus=4, lpi_id_bits=16)``.
+See ``README.md`` and ``docs/``.
 """
 
 from directlpi.errors import (
@@ -15,14 +24,36 @@ from directlpi.errors import (
     UnknownSysregError,
 )
 from directlpi.hw.events import Event, EventKind
+from directlpi.kernel.errors import KernelError
+from directlpi.kernel.irq.affinity import IrqAffinity
+from directlpi.kernel.irq.chip import (
+    IRQCHIP_STATE_ACTIVE,
+    IRQCHIP_STATE_LINE_LEVEL,
+    IRQCHIP_STATE_MASKED,
+    IRQCHIP_STATE_PENDING,
+)
+from directlpi.kernel.irq.desc import IRQ_HANDLED, IRQ_NONE, IRQF_SHARED
+from directlpi.kernel.pci import PCI_IRQ_AFFINITY, PCI_IRQ_MSI, PCI_IRQ_MSIX
 from directlpi.platform import Platform
 
 __all__ = [
+    "IRQCHIP_STATE_ACTIVE",
+    "IRQCHIP_STATE_LINE_LEVEL",
+    "IRQCHIP_STATE_MASKED",
+    "IRQCHIP_STATE_PENDING",
+    "IRQF_SHARED",
+    "IRQ_HANDLED",
+    "IRQ_NONE",
+    "PCI_IRQ_AFFINITY",
+    "PCI_IRQ_MSI",
+    "PCI_IRQ_MSIX",
     "ArchitectureViolation",
     "ConfigError",
     "DirectLPIError",
     "Event",
     "EventKind",
+    "IrqAffinity",
+    "KernelError",
     "Platform",
     "UnknownSysregError",
 ]
