@@ -79,3 +79,16 @@ def test_wired_inputs_reject_impossible_intids() -> None:
     with pytest.raises(DirectLPIError) as exc2:
         hw.set_ppi_line(0, 40, True)
     assert exc2.value.errno == errno.EINVAL and "not a PPI" in str(exc2.value)
+
+
+def test_the_spoofed_msi_audit_starts_once_the_platform_knows_its_masters() -> None:
+    plat = Platform.bare(cpus=2)
+    setlpir = plat.gicr_base(1) + 0x40
+    plat.bus.write(setlpir, 8192, 4, master="0000:00:01.0")   # raw hardware: no registry
+    assert plat.spoofed_msis == []
+    plat.add_platform_device("uart-msi", slots=1)
+    plat.bus.write(setlpir, 8193, 4, master="0000:00:01.0")
+    plat.bus.write(setlpir, 8194, 4, master="uart-msi")        # never programmed with it
+    assert [(s.master, s.data, s.target_cpu, s.reason) for s in plat.spoofed_msis] == [
+        ("0000:00:01.0", 8193, 1, "unknown bus master"),
+        ("uart-msi", 8194, 1, "never programmed into this device")]

@@ -67,10 +67,11 @@ class Platform:
         self.spoofed_msis: list[SpoofedMsi] = []
         self._setlpir = {machine.gicr_base(c) + GICR.SETLPIR.offset: c
                          for c in range(machine.config.cpus)}
+        self._auditing = False
         if pci_host is not None:
             machine.bus.map_window(pci_host.ecam_base, pci_host.ecam_size, pci_host.ecam_window)
             machine.bus.map_window(pci_host.mem_base, pci_host.mem_size, pci_host.mem_window)
-        machine.bus.add_dma_hook(self._audit_dma)
+            self._start_audit()
 
     @classmethod
     def default(cls, cpus: int = 8, **options: Any) -> Platform:
@@ -285,6 +286,7 @@ class Platform:
                          msi_64bit=msi_64bit, msi_per_vector_mask=msi_per_vector_mask, **ids)
         self.pci_host.attach(fn, self.machine.bus.write)
         self.pci_devices[bdf] = fn
+        self._start_audit()
         return fn
 
     def add_platform_device(self, name: str, slots: int = 1) -> PlatformMsiDevice:
@@ -294,7 +296,16 @@ class Platform:
         dev = PlatformMsiDevice(name, slots)
         dev.dma_write = self.machine.bus.write
         self.platform_devices[name] = dev
+        self._start_audit()
         return dev
+
+    def _start_audit(self) -> None:
+        """Audit DMA writes to GICR_SETLPIR from now on.  A platform audits once it knows
+        its bus masters (it has a PCI host bridge or a registered MSI device); raw
+        hardware (``Platform.bare`` with no device) has no notion of who may write."""
+        if not self._auditing:
+            self._auditing = True
+            self.machine.bus.add_dma_hook(self._audit_dma)
 
     def _audit_dma(self, addr: int, value: int, size: int, master: str) -> None:
         cpu = self._setlpir.get(addr)
