@@ -143,21 +143,25 @@ def irq_inject_interrupt(core: IrqCore, irq: int) -> None:
     check_irq_resend(desc, inject=True)
 
 
+def _percpu_data(core: IrqCore, irq: int, op: str) -> IrqData:
+    """The irq_data of per-CPU interrupt ``irq`` whose chip implements ``op``."""
+    d = _desc(core, irq).irq_data
+    if not d.has(IRQD_PER_CPU) or d.chip is None or getattr(d.chip, op) is None:
+        raise KernelError(f"irq {irq} is not a per-CPU interrupt", errno.EINVAL)
+    return d
+
+
 def enable_percpu_irq(core: IrqCore, irq: int) -> None:
     """Unmask a per-CPU interrupt (a PPI) on the CPU the caller runs on."""
-    desc = _desc(core, irq)
-    d = desc.irq_data
-    if not d.has(IRQD_PER_CPU) or d.chip is None or d.chip.irq_unmask is None:
-        raise KernelError(f"irq {irq} is not a per-CPU interrupt", errno.EINVAL)
+    d = _percpu_data(core, irq, "irq_unmask")
+    assert d.chip is not None and d.chip.irq_unmask is not None
     d.chip.irq_unmask(d)
 
 
 def disable_percpu_irq(core: IrqCore, irq: int) -> None:
     """Mask a per-CPU interrupt on the CPU the caller runs on."""
-    desc = _desc(core, irq)
-    d = desc.irq_data
-    if not d.has(IRQD_PER_CPU) or d.chip is None or d.chip.irq_mask is None:
-        raise KernelError(f"irq {irq} is not a per-CPU interrupt", errno.EINVAL)
+    d = _percpu_data(core, irq, "irq_mask")
+    assert d.chip is not None and d.chip.irq_mask is not None
     d.chip.irq_mask(d)
 
 
