@@ -1,0 +1,1 @@
+"""Firmware descriptions: ACPI tables (and, next, devicetree) in, a board description out."""

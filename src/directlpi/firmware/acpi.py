@@ -1,0 +1,202 @@
+"""ACPI MADT ("APIC") tables for a GICv3 without an ITS: write and read.
+
+The layout is ACPI 6.3's (MADT revision 5), the newest that the Debian
+acpica-tools (``iasl`` 20200925) decodes field by field:
+
+* the 36-byte system description header, then ``Local Interrupt Controller
+  Address`` (u32, 0 on Arm) and ``Flags`` (u32, 0), at offsets 36 and 40;
+* a GICC (type 0x0B, 80 bytes) per CPU: CPU interface number, ACPI processor UID,
+  flags (bit 0 Enabled), ..., ``GICR Base Address`` at +60, ``MPIDR`` at +68;
+* one GICD (type 0x0C, 24 bytes): GIC ID, base address, system vector base (0),
+  GIC version (3) at +20;
+* a GICR (type 0x0E, 16 bytes) per redistributor region: discovery range base
+  (u64 at +4) and length (u32 at +12).
+
+The writer describes redistributors with GICR subtables (regions), as QEMU's
+``virt`` does, and leaves GICC.GICR Base Address 0; the reader also accepts
+the per-CPU form (every enabled GICC names its single RD, no GICR subtable), as
+Linux's ``gic_acpi_count_gicr_regions`` does, and refuses a table that mixes
+the two.  Nothing in the MADT can say "Direct LPI": that needs the proposed IORT
+node (R7), so a board read from a MADT alone never offers it.
+
+Every problem is reported as a :class:`FirmwareError` naming the table, the
+byte offset and the field.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import struct
+from dataclasses import dataclass
+
+from directlpi.errors import DirectLPIError
+from directlpi.kernel.fwdesc import BoardDescription, GicDescription
+
+HEADER_LEN = 36
+MADT_FIXED_LEN = 44
+MADT_REVISION = 5          # ACPI 6.3
+GICC, GICD, GICR = 0x0B, 0x0C, 0x0E
+GICC_LEN, GICD_LEN, GICR_LEN = 80, 24, 16
+GICC_ENABLED = 1 << 0
+GIC_VERSION_V3 = 3
+GICR_FRAME_PAIR = 0x20000   # one RD without VLPIs: RD_base + SGI_base
+
+_HEADER = struct.Struct("<4sIBB6s8sI4sI")
+_GICC = struct.Struct("<BBHIIIIIQQQQIQQBBH")
+_GICD = struct.Struct("<BBHIQIB3s")
+_GICR = struct.Struct("<BBHQI")
+assert _HEADER.size == HEADER_LEN and _GICC.size == GICC_LEN
+assert _GICD.size == GICD_LEN and _GICR.size == GICR_LEN
+
+_NAMES = {GICC: "GICC", GICD: "GICD", GICR: "GICR"}
+_LENGTHS = {GICC: GICC_LEN, GICD: GICD_LEN, GICR: GICR_LEN}
+
+
+class FirmwareError(DirectLPIError):
+    """A firmware description (ACPI table, devicetree) is malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class TableHeader:
+    """The 36-byte ACPI system description table header."""
+
+    signature: bytes
+    length: int
+    revision: int
+    checksum: int
+    oem_id: bytes = b"DLPI  "
+    oem_table_id: bytes = b"DIRECTLP"
+    oem_revision: int = 1
+    creator_id: bytes = b"DLPI"
+    creator_revision: int = 1
+
+
+def checksum_fix(table: bytearray) -> None:
+    """Set byte 9 so that every byte of ``table`` sums to 0 modulo 256."""
+    table[9] = 0
+    table[9] = (-sum(table)) & 0xFF
+
+
+def _header(signature: bytes, revision: int, body_len: int) -> bytes:
+    return _HEADER.pack(signature, HEADER_LEN + body_len, revision, 0, b"DLPI  ",
+                        b"DIRECTLP", 1, b"DLPI", 1)
+
+
+def build_madt(board: BoardDescription) -> bytes:
+    """The MADT describing ``board``'s CPUs (GICC), distributor (GICD) and GICR regions."""
+    body = bytearray(struct.pack("<II", 0, 0))
+    for uid, mpidr in enumerate(board.cpus):
+        body += _GICC.pack(GICC, GICC_LEN, 0, uid, uid, GICC_ENABLED, 0, 0, 0, 0, 0, 0, 0,
+                           0, mpidr, 0, 0, 0)
+    body += _GICD.pack(GICD, GICD_LEN, 0, 0, board.gic.dist_base, 0, GIC_VERSION_V3,
+                       b"\0\0\0")
+    for base, size in board.gic.redist_regions:
+        if size >= 1 << 32:
+            raise FirmwareError(f"MADT: GICR region @{base:#x} is {size:#x} bytes; the GICR "
+                                "Discovery Range Length field holds 32 bits", errno.ERANGE)
+        body += _GICR.pack(GICR, GICR_LEN, 0, base, size)
+    table = bytearray(_header(b"APIC", MADT_REVISION, len(body)) + body)
+    checksum_fix(table)
+    return bytes(table)
+
+
+def parse_header(data: bytes, signature: bytes) -> TableHeader:
+    """Check an ACPI table's header, length and checksum; raise FirmwareError naming the
+    offset and field when any is wrong."""
+    name = signature.decode("ascii", "replace")
+    if len(data) < HEADER_LEN:
+        raise FirmwareError(f"{name}: {len(data)} bytes, shorter than the {HEADER_LEN}-byte "
+                            "table header")
+    h = TableHeader(*_HEADER.unpack_from(data))
+    if h.signature != signature:
+        raise FirmwareError(f"{name}: offset 0x0 Signature: {h.signature!r}, expected "
+                            f"{signature!r}")
+    if h.length != len(data):
+        raise FirmwareError(f"{name}: offset 0x4 Length: {h.length} but the table has "
+                            f"{len(data)} bytes")
+    if sum(data) & 0xFF:
+        good = (h.checksum - sum(data)) & 0xFF
+        raise FirmwareError(f"{name}: offset 0x9 Checksum: {h.checksum:#04x}, should be "
+                            f"{good:#04x}")
+    return h
+
+
+@dataclass(frozen=True)
+class Madt:
+    """What a MADT says about a GICv3."""
+
+    cpus: tuple[int, ...]
+    """MPIDRs of the enabled GICCs, in table order (logical CPU i = entry i)."""
+    dist_base: int
+    redist_regions: tuple[tuple[int, int], ...]
+
+    def gic(self) -> GicDescription:
+        """The GIC description a kernel boots from; a MADT never names Direct LPI."""
+        return GicDescription(dist_base=self.dist_base, redist_regions=self.redist_regions)
+
+
+def parse_madt(data: bytes) -> Madt:
+    """Read a MADT; raise FirmwareError naming the offset and field of the first problem."""
+    parse_header(data, b"APIC")
+    if len(data) < MADT_FIXED_LEN:
+        raise FirmwareError(f"APIC: {len(data)} bytes, shorter than the {MADT_FIXED_LEN}-byte "
+                            "MADT header")
+    cpus: list[int] = []
+    per_cpu_rds: list[int] = []
+    gicds: list[tuple[int, int]] = []
+    regions: list[tuple[int, int]] = []
+    off = MADT_FIXED_LEN
+    while off < len(data):
+        if off + 2 > len(data):
+            raise FirmwareError(f"APIC: offset {off:#x}: subtable header runs past the end "
+                                "of the table")
+        kind, length = data[off], data[off + 1]
+        want = _LENGTHS.get(kind)
+        where = f"APIC: offset {off:#x} ({_NAMES.get(kind, f'type {kind:#04x}')})"
+        if length < 2 or off + length > len(data):
+            raise FirmwareError(f"{where} Length: {length} runs past the end of the table "
+                                f"({len(data)} bytes)" if length >= 2 else
+                                f"{where} Length: {length}, a subtable is at least 2 bytes")
+        if want is not None and length < want:
+            raise FirmwareError(f"{where} Length: {length}, expected {want}")
+        if kind == GICC:
+            f = _GICC.unpack_from(data, off)
+            flags, gicr_base, mpidr = f[5], f[13], f[14]
+            if flags & GICC_ENABLED:
+                cpus.append(mpidr)
+                per_cpu_rds.append(gicr_base)
+        elif kind == GICD:
+            f = _GICD.unpack_from(data, off)
+            if f[6] not in (0, GIC_VERSION_V3, 4):
+                raise FirmwareError(f"{where} GIC Version at +20: {f[6]}, this model is a "
+                                    "GICv3")
+            gicds.append((off, f[4]))
+        elif kind == GICR:
+            f = _GICR.unpack_from(data, off)
+            if f[4] == 0:
+                raise FirmwareError(f"{where} Discovery Range Length at +12: 0")
+            regions.append((f[3], f[4]))
+        off += length
+    if not cpus:
+        raise FirmwareError("APIC: no enabled GICC: the table describes no CPU")
+    if len(gicds) != 1:
+        raise FirmwareError(f"APIC: {len(gicds)} GICD subtables, expected exactly one")
+    if regions and any(per_cpu_rds):
+        raise FirmwareError("APIC: GICR subtables and GICC GICR Base Address both given; "
+                            "use one or the other")
+    if not regions:
+        if not all(per_cpu_rds):
+            missing = [i for i, b in enumerate(per_cpu_rds) if not b]
+            raise FirmwareError(f"APIC: no GICR subtable, and the GICC of CPU(s) {missing} "
+                                "has no GICR Base Address")
+        regions = [(b, GICR_FRAME_PAIR) for b in per_cpu_rds]
+    _check_overlaps(regions)
+    return Madt(tuple(cpus), gicds[0][1], tuple(regions))
+
+
+def _check_overlaps(regions: list[tuple[int, int]]) -> None:
+    ordered = sorted(regions)
+    for (a, alen), (b, _) in itertools.pairwise(ordered):
+        if a + alen > b:
+            raise FirmwareError(f"APIC: GICR regions @{a:#x} (+{alen:#x}) and @{b:#x} overlap")
