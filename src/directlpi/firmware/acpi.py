@@ -200,3 +200,128 @@ def _check_overlaps(regions: list[tuple[int, int]]) -> None:
     for (a, alen), (b, _) in itertools.pairwise(ordered):
         if a + alen > b:
             raise FirmwareError(f"APIC: GICR regions @{a:#x} (+{alen:#x}) and @{b:#x} overlap")
+
+
+# -- IORT, with the proposed Direct LPI node -------------------------------------------------------
+#
+# IORT (revision 0, as iasl 20200925 knows it) routes the requester IDs of root
+# complexes and named components to ITS groups only.  We PROPOSE one more node
+# type, "GIC redistributor MSI target", to which an ID mapping can point: it says
+# that the MSIs of those requester IDs are memory writes of an LPI INTID to the
+# GICR_SETLPIR register of any redistributor the MADT describes (Direct LPI).
+# It is NOT part of any IORT revision; its type number is taken from the top of
+# the unused range so that it cannot be mistaken for a future standard node.
+
+IORT_REVISION = 0
+IORT_FIXED_LEN = 48
+IORT_NODE_ITS_GROUP = 0x00
+IORT_NODE_ROOT_COMPLEX = 0x02
+IORT_NODE_DIRECT_LPI = 0x80          # PROPOSED, not standard
+DIRECT_LPI_NODE_LEN = 24
+DIRECT_LPI_FLAG = 1 << 0             # MSIs target GICR_SETLPIR of any RD
+RC_NODE_LEN = 36                     # root complex node (with the address size limit)
+ID_MAPPING_LEN = 20
+
+_NODE = struct.Struct("<BHBIII")      # type, length, revision, reserved, #mappings, mapping ref
+_MAPPING = struct.Struct("<IIIII")    # input base, ID count - 1, output base, output ref, flags
+# coherent, alloc hints, reserved, mem flags, ATS, segment, memory address size limit, reserved
+_RC_TAIL = struct.Struct("<IBHBIIB3s")
+assert _NODE.size == 16 and _MAPPING.size == ID_MAPPING_LEN
+assert 16 + _RC_TAIL.size == RC_NODE_LEN
+
+
+@dataclass(frozen=True)
+class DirectLpiRoute:
+    """Requester IDs ``rid_base .. rid_base + count - 1`` of PCI segment ``segment`` signal
+    their MSIs by Direct LPI."""
+
+    segment: int
+    rid_base: int
+    count: int
+
+
+def build_iort(routes: tuple[DirectLpiRoute, ...]) -> bytes:
+    """An IORT with one proposed Direct LPI node and a root complex node per segment whose
+    requester IDs map to it."""
+    dlpi_off = IORT_FIXED_LEN
+    nodes = bytearray(_NODE.pack(IORT_NODE_DIRECT_LPI, DIRECT_LPI_NODE_LEN, 0, 0, 0, 0))
+    nodes += struct.pack("<II", DIRECT_LPI_FLAG, 0)
+    segments: dict[int, list[DirectLpiRoute]] = {}
+    for r in routes:
+        segments.setdefault(r.segment, []).append(r)
+    for segment, maps in segments.items():
+        length = RC_NODE_LEN + ID_MAPPING_LEN * len(maps)
+        nodes += _NODE.pack(IORT_NODE_ROOT_COMPLEX, length, 0, 0, len(maps), RC_NODE_LEN)
+        nodes += _RC_TAIL.pack(1, 0, 0, 0, 0, segment, 48, b"\0\0\0")
+        for m in maps:
+            nodes += _MAPPING.pack(m.rid_base, m.count - 1, 0, dlpi_off, 0)
+    body = struct.pack("<III", 1 + len(segments), IORT_FIXED_LEN, 0) + nodes
+    table = bytearray(_header(b"IORT", IORT_REVISION, len(body)) + body)
+    checksum_fix(table)
+    return bytes(table)
+
+
+def parse_iort(data: bytes) -> tuple[DirectLpiRoute, ...]:
+    """The requester-ID ranges an IORT routes to a Direct LPI node.  ID mappings to an ITS
+    group are refused (this model has no ITS); other node types are passed over."""
+    parse_header(data, b"IORT")
+    if len(data) < IORT_FIXED_LEN:
+        raise FirmwareError(f"IORT: {len(data)} bytes, shorter than the {IORT_FIXED_LEN}-byte "
+                            "IORT header")
+    count, first, _ = struct.unpack_from("<III", data, HEADER_LEN)
+    nodes: dict[int, tuple[int, int]] = {}       # offset -> (type, length)
+    off = first
+    for i in range(count):
+        if off < IORT_FIXED_LEN or off + _NODE.size > len(data):
+            raise FirmwareError(f"IORT: node {i} at offset {off:#x} lies outside the table "
+                                f"({len(data)} bytes)")
+        kind, length, _, _, _, _ = _NODE.unpack_from(data, off)
+        if length < _NODE.size or off + length > len(data):
+            raise FirmwareError(f"IORT: offset {off:#x} (node {i}, type {kind:#04x}) Length: "
+                                f"{length} does not fit the table")
+        nodes[off] = (kind, length)
+        off += length
+    routes: list[DirectLpiRoute] = []
+    for off, (kind, length) in nodes.items():
+        if kind == IORT_NODE_DIRECT_LPI:
+            _check_direct_lpi_node(data, off, length)
+        elif kind == IORT_NODE_ROOT_COMPLEX:
+            routes += _root_complex_routes(data, off, length, nodes)
+    return tuple(routes)
+
+
+def _check_direct_lpi_node(data: bytes, off: int, length: int) -> None:
+    where = f"IORT: offset {off:#x} (Direct LPI node)"
+    if length < DIRECT_LPI_NODE_LEN:
+        raise FirmwareError(f"{where} Length: {length}, expected {DIRECT_LPI_NODE_LEN}")
+    (flags,) = struct.unpack_from("<I", data, off + 16)
+    if not flags & DIRECT_LPI_FLAG:
+        raise FirmwareError(f"{where} Flags at +16: {flags:#x}, bit 0 (Direct LPI) is clear")
+    if flags & ~DIRECT_LPI_FLAG:
+        raise FirmwareError(f"{where} Flags at +16: {flags:#x}, reserved bits set")
+
+
+def _root_complex_routes(data: bytes, off: int, length: int,
+                         nodes: dict[int, tuple[int, int]]) -> list[DirectLpiRoute]:
+    where = f"IORT: offset {off:#x} (root complex)"
+    if length < RC_NODE_LEN:
+        raise FirmwareError(f"{where} Length: {length}, expected at least {RC_NODE_LEN}")
+    _, _, _, _, nmaps, ref = _NODE.unpack_from(data, off)
+    segment = _RC_TAIL.unpack_from(data, off + 16)[5]
+    if ref + nmaps * ID_MAPPING_LEN > length or (nmaps and ref < RC_NODE_LEN):
+        raise FirmwareError(f"{where} ID mappings: {nmaps} at +{ref:#x} do not fit the "
+                            f"{length}-byte node")
+    routes = []
+    for j in range(nmaps):
+        m_off = off + ref + j * ID_MAPPING_LEN
+        in_base, span, _, out_ref, _ = _MAPPING.unpack_from(data, m_off)
+        target = nodes.get(out_ref)
+        if target is None:
+            raise FirmwareError(f"{where} ID mapping {j} Output Reference: {out_ref:#x} is "
+                                "not the offset of a node")
+        if target[0] == IORT_NODE_ITS_GROUP:
+            raise FirmwareError(f"{where} ID mapping {j} routes to an ITS group at "
+                                f"{out_ref:#x}, but this GICv3 has no ITS")
+        if target[0] == IORT_NODE_DIRECT_LPI:
+            routes.append(DirectLpiRoute(segment, in_base, span + 1))
+    return routes

@@ -1,4 +1,5 @@
-"""MADT writer and reader: round trips, and a clear FirmwareError for every malformed table."""
+"""ACPI MADT and IORT (with the proposed Direct LPI node) writers and readers: round
+trips, and a clear FirmwareError for every malformed table."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from directlpi.firmware.acpi import (
     GICC_LEN,
     GICR_FRAME_PAIR,
     MADT_FIXED_LEN,
+    DirectLpiRoute,
     FirmwareError,
+    build_iort,
     build_madt,
     checksum_fix,
+    parse_iort,
     parse_madt,
 )
 
@@ -119,3 +123,64 @@ def test_mutated_tables_give_a_firmware_error_or_a_consistent_board(
         assert str(e).startswith("APIC: ")
         return
     assert madt.cpus and all(size > 0 for _, size in madt.redist_regions)
+
+
+# -- IORT with the proposed Direct LPI node -------------------------------------------------------
+
+_ROUTES = (DirectLpiRoute(0, 0, 0x10000), DirectLpiRoute(1, 0x100, 0x100))
+
+
+def test_an_iort_routes_requester_ids_to_direct_lpi_and_reads_back() -> None:
+    raw = build_iort(_ROUTES)
+    assert raw[:4] == b"IORT" and sum(raw) & 0xFF == 0
+    assert struct.unpack_from("<I", raw, 36)[0] == 3          # Direct LPI node + 2 RCs
+    assert raw[48] == 0x80                                    # the proposed node comes first
+    assert parse_iort(raw) == _ROUTES
+
+
+def test_an_iort_without_the_proposed_node_routes_nothing() -> None:
+    raw = bytearray(build_iort(()))
+    assert parse_iort(bytes(raw)) == ()
+
+
+def test_a_cleared_direct_lpi_flag_is_refused() -> None:
+    raw = _rewrite(build_iort(_ROUTES), 48 + 16, "<I", 0)
+    with pytest.raises(FirmwareError, match=re.escape("IORT: offset 0x30 (Direct LPI node) "
+                                                      "Flags at +16: 0x0, bit 0")):
+        parse_iort(raw)
+
+
+def test_a_mapping_to_an_its_group_is_refused() -> None:
+    raw = _rewrite(build_iort(_ROUTES), 48, "<B", 0)          # the target becomes an ITS group
+    with pytest.raises(FirmwareError, match=r"routes to an ITS group .* has no ITS"):
+        parse_iort(raw)
+
+
+def test_a_dangling_output_reference_is_refused() -> None:
+    raw = _rewrite(build_iort(_ROUTES), 48 + 24 + 36 + 12, "<I", 0x31)
+    with pytest.raises(FirmwareError, match="Output Reference: 0x31 is not the offset"):
+        parse_iort(raw)
+
+
+_VALID_IORT = build_iort(_ROUTES)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_VALID_IORT) - 1), st.integers(0, 255)),
+                min_size=1, max_size=6),
+       st.integers(36, len(_VALID_IORT)), st.booleans())
+def test_mutated_iorts_give_a_firmware_error_or_routes(
+        edits: list[tuple[int, int]], cut: int, fix: bool) -> None:
+    t = bytearray(_VALID_IORT)
+    for off, val in edits:
+        t[off] = val
+    t = t[:cut]
+    if fix:
+        struct.pack_into("<I", t, 4, len(t))
+        checksum_fix(t)
+    try:
+        routes = parse_iort(bytes(t))
+    except FirmwareError as e:
+        assert str(e).startswith("IORT: ")
+        return
+    assert all(r.count >= 1 for r in routes)
