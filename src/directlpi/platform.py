@@ -13,12 +13,19 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from directlpi.devices.pci import PciFunction, PciHostBridge
 from directlpi.devices.platform_msi import PlatformMsiDevice
 from directlpi.devices.wired import WiredDevice
 from directlpi.errors import ConfigError, DirectLPIError
+from directlpi.firmware.acpi import (
+    GICR_FRAME_PAIR,
+    FirmwareError,
+    parse_iort,
+    parse_madt,
+)
 from directlpi.hw.bus import Bus
 from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventKind, Listener, Subscription
@@ -80,20 +87,63 @@ class Platform:
         firmware that names Direct LPI as the MSI provider of PCI and platform devices."""
         options.setdefault("lpi_id_bits", 16)
         machine = Machine(cls._config(cpus, **options))
-        cfg = machine.config
-        base = describe(cfg)
+        return cls._with_firmware(machine, direct_lpi=True, pci_direct_lpi=True,
+                                  mbi=machine.config.mbis,
+                                  name=f"directlpi default board ({cpus} CPUs)")
+
+    @classmethod
+    def from_acpi(cls, madt: bytes | str | Path, iort: bytes | str | Path | None = None,
+                  **options: Any) -> Platform:
+        """The board an ACPI MADT (and optionally an IORT) describes.
+
+        The MADT gives the CPUs (MPIDRs of the enabled GICCs, in order), the
+        distributor and the redistributor regions; the hardware is built to match.
+        Direct LPI is offered only if the IORT has the proposed Direct LPI node and
+        maps requester IDs to it (R7): PCI segment 0's host bridge then uses it.  ACPI
+        has no MBI description, so none is offered.  RAM and the PCI host bridge are
+        the QEMU-virt ones (MCFG and the UEFI memory map are not modelled).  Keyword
+        options are the hardware options of :meth:`bare` (``lpi_id_bits``,
+        ``direct_lpi``...).  Raises :class:`FirmwareError` naming what is wrong.
+        """
+        described = parse_madt(_table_bytes(madt, "MADT"))
+        routes = parse_iort(_table_bytes(iort, "IORT")) if iort is not None else ()
+        regions = []
+        for base, size in described.redist_regions:
+            if size % GICR_FRAME_PAIR:
+                raise FirmwareError(f"APIC: GICR region @{base:#x} is {size:#x} bytes, not a "
+                                    f"multiple of one redistributor ({GICR_FRAME_PAIR:#x})")
+            regions.append((base, size // GICR_FRAME_PAIR))
+        options.setdefault("lpi_id_bits", 16)
+        try:
+            machine = Machine(cls._config(len(described.cpus), gicd_base=described.dist_base,
+                                          redist_regions=tuple(regions),
+                                          mpidrs=described.cpus, **options))
+        except ConfigError as e:
+            raise FirmwareError(f"APIC: the hardware it describes cannot be built: {e}",
+                                e.errno) from None
+        return cls._with_firmware(machine, direct_lpi=bool(routes),
+                                  pci_direct_lpi=any(r.segment == 0 for r in routes), mbi=False,
+                                  name=f"ACPI board ({len(described.cpus)} CPUs)")
+
+    @classmethod
+    def _with_firmware(cls, machine: Machine, *, direct_lpi: bool, pci_direct_lpi: bool,
+                       mbi: bool, name: str) -> Platform:
+        """``machine`` with a QEMU-virt PCI host bridge and the firmware description that
+        names Direct LPI (and MBIs) as MSI providers when told to."""
+        base = describe(machine.config)
         host = PciHostBridge(ecam_base=VIRT_PCIE_ECAM[0], ecam_size=VIRT_PCIE_ECAM[1],
                              mem_base=VIRT_PCIE_MMIO[0], mem_size=VIRT_PCIE_MMIO[1])
         gic = GicDescription(dist_base=base.gic.dist_base,
                              redist_regions=base.gic.redist_regions,
-                             redist_stride=base.gic.redist_stride, msi_controller=True,
-                             mbi_ranges=DEFAULT_MBI_RANGE if cfg.mbis else (),
-                             direct_lpi=True)
+                             redist_stride=base.gic.redist_stride,
+                             msi_controller=direct_lpi or mbi,
+                             mbi_ranges=DEFAULT_MBI_RANGE if mbi else (),
+                             direct_lpi=direct_lpi)
         pci = PciHostDescription(ecam_base=host.ecam_base, ecam_size=host.ecam_size,
                                  mem_base=host.mem_base, mem_size=host.mem_size,
-                                 bus_start=0, bus_end=host.bus_end - 1, msi_parent=gic.fwnode)
-        board = BoardDescription(cpus=base.cpus, memory=base.memory, gic=gic,
-                                 name=f"directlpi default board ({cfg.cpus} CPUs)",
+                                 bus_start=0, bus_end=host.bus_end - 1,
+                                 msi_parent=gic.fwnode if pci_direct_lpi else None)
+        board = BoardDescription(cpus=base.cpus, memory=base.memory, gic=gic, name=name,
                                  pci_hosts=(pci,))
         return cls(machine, board, host)
 
@@ -327,6 +377,16 @@ class Platform:
         dev = WiredDevice(name, spi, self.machine.gic.set_spi_line, level=level)
         self.devices.append(dev)
         return dev
+
+
+def _table_bytes(table: bytes | str | Path, what: str) -> bytes:
+    """An ACPI table given as bytes or as a file path."""
+    if isinstance(table, bytes | bytearray):
+        return bytes(table)
+    try:
+        return Path(table).read_bytes()
+    except OSError as e:
+        raise FirmwareError(f"{what} {table}: {e.strerror}", e.errno or errno.EIO) from None
 
 
 def describe(config: MachineConfig) -> BoardDescription:
