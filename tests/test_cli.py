@@ -127,3 +127,50 @@ def test_run_with_a_bad_scenario_names_the_field(tmp_path: Path,
     assert main(["run", "--scenario", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "devices[0].msi_vectors" in err and "Traceback" not in err
+
+
+def test_acpi_writes_tables_that_check_accepts(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["acpi", "--cpus", "200", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "apic.dat"), str(tmp_path / "iort.dat")]) == 0
+    out = capsys.readouterr().out
+    assert "MADT: 200 CPU(s), GICD @0x8000000, 2 GICR region(s)" in out
+    assert "Direct LPI (PROPOSED node) for segment 0 RIDs 0x0+0x10000" in out
+    assert main(["acpi", "--no-direct-lpi", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "iort.dat"), str(tmp_path / "apic.dat")]) == 0
+    assert "no requester ID is routed to Direct LPI" in capsys.readouterr().out
+
+
+def test_check_prints_one_line_per_problem_and_exits_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["acpi", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    madt = (tmp_path / "apic.dat").read_bytes()
+    (tmp_path / "short.dat").write_bytes(madt[:100])
+    (tmp_path / "board.dts").write_text("/dts-v1/;\n/ { };\n")
+    (tmp_path / "junk.dat").write_bytes(b"\x00" * 64)
+    files = [tmp_path / n for n in ("short.dat", "board.dts", "junk.dat", "missing.dat")]
+    assert main(["check", *map(str, files)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert lines[0].endswith("short.dat: APIC: offset 0x4 Length: 724 but the table has "
+                             "100 bytes")
+    assert "devicetree input is not supported yet" in lines[1]
+    assert "not a MADT (APIC), IORT or devicetree" in lines[2]
+    assert lines[3].endswith("missing.dat: No such file or directory")
+
+
+def test_check_refuses_tables_the_hardware_cannot_match(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from directlpi.firmware.acpi import checksum_fix
+
+    assert main(["acpi", "--cpus", "4", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    raw = bytearray((tmp_path / "apic.dat").read_bytes())
+    raw[-4:] = (3 * 0x20000).to_bytes(4, "little")       # 3 RDs for 4 GICCs
+    checksum_fix(raw)
+    (tmp_path / "apic.dat").write_bytes(bytes(raw))
+    assert main(["check", str(tmp_path / "apic.dat")]) == 1
+    assert "the hardware it describes cannot be built" in capsys.readouterr().out

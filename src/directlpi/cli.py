@@ -5,6 +5,8 @@
   invariant report; exit 0 only when no invariant is violated.
 * ``directlpi walkthrough`` -- one Direct LPI, register by register, on bare hardware.
 * ``directlpi bench`` -- the figures of ``bench/``.
+* ``directlpi check FILE...`` -- validate firmware tables (ACPI MADT and IORT today).
+* ``directlpi acpi`` -- write the default board's MADT and IORT.
 
 Errors print one line (``directlpi: error: ...``) and exit non-zero; a traceback
 is shown only with ``DIRECTLPI_DEBUG=1``.
@@ -51,7 +53,54 @@ def _parser() -> argparse.ArgumentParser:
                        help="directory of bench_*.py modules (default: the checkout's bench/)")
     bench.add_argument("--only", action="append", default=[], metavar="MODULE",
                        help="run only these bench modules (e.g. bench_hw); repeatable")
+    check = sub.add_parser("check", help="validate firmware descriptions (ACPI MADT, IORT)")
+    check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    acpi = sub.add_parser("acpi", help="write the default board's MADT and IORT")
+    acpi.add_argument("--cpus", type=int, default=8, help="number of PEs (default 8)")
+    acpi.add_argument("--no-direct-lpi", action="store_true",
+                      help="leave the proposed Direct LPI node out of the IORT")
+    acpi.add_argument("--out", type=Path, default=Path("."),
+                      help="directory for apic.dat and iort.dat (default: .)")
     return p
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from directlpi.firmware.acpi import FirmwareError
+    from directlpi.firmware.check import check_files
+    from directlpi.platform import Platform
+
+    res = check_files(args.files)
+    if res.madt is not None and not res.problems:
+        try:        # the hardware must be buildable from what the tables say
+            Platform.from_acpi(res.madt[1], res.iort[1] if res.iort else None)
+        except FirmwareError as e:
+            res.problems.append(f"{res.madt[0]}: {e}")
+    for line in res.problems:
+        print(line)
+    if res.problems:
+        return EXIT_FAILED
+    for line in res.summary:
+        print(line)
+    print(f"directlpi check: {len(args.files)} file(s) valid")
+    return EXIT_OK
+
+
+def _cmd_acpi(args: argparse.Namespace) -> int:
+    from directlpi.firmware.acpi import DirectLpiRoute, build_iort, build_madt
+    from directlpi.platform import Platform
+
+    if not 1 <= args.cpus <= 512:
+        raise DirectLPIError(f"--cpus {args.cpus}: the platform takes 1..512 CPUs")
+    routes = () if args.no_direct_lpi else (DirectLpiRoute(0, 0, 0x10000),)
+    tables = {"apic.dat": build_madt(Platform.default(cpus=args.cpus).board),
+              "iort.dat": build_iort(routes)}
+    for name, data in tables.items():
+        try:
+            (args.out / name).write_bytes(data)
+        except OSError as exc:
+            raise DirectLPIError(f"--out {args.out}: {exc.strerror}", exc.errno or 2) from None
+        print(f"{args.out / name}: {len(data)} bytes")
+    return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -112,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return EXIT_USAGE
-    handlers = {"run": _cmd_run, "walkthrough": _cmd_walkthrough, "bench": _cmd_bench}
+    handlers = {"run": _cmd_run, "walkthrough": _cmd_walkthrough, "bench": _cmd_bench,
+                "check": _cmd_check, "acpi": _cmd_acpi}
     try:
         return handlers[args.command](args)
     except DirectLPIError as exc:
