@@ -1,0 +1,166 @@
+"""Flattened devicetree blobs (DTB, devicetree specification v0.4 ch. 5): read, strictly.
+
+A blob is a 40-byte big-endian header (magic 0xd00dfeed, total size, offsets of
+the structure block, strings block and memory reservation map, version 17,
+last compatible version 16, boot CPU, sizes of the strings and structure
+blocks), then a structure block of 32-bit tokens -- FDT_BEGIN_NODE (name, NUL,
+padded to 4), FDT_PROP (length, name offset, value padded to 4), FDT_END_NODE,
+FDT_NOP, FDT_END.  ``parse_fdt`` checks every offset and length against the
+blob and raises :class:`FirmwareError` naming the byte offset and what is wrong;
+it never raises anything else.  ``.dts`` sources are compiled with ``dtc``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from directlpi.firmware.acpi import FirmwareError
+
+FDT_MAGIC = 0xD00DFEED
+FDT_BEGIN_NODE, FDT_END_NODE, FDT_PROP, FDT_NOP, FDT_END = 1, 2, 3, 4, 9
+_HEADER = struct.Struct(">10I")
+MAX_DEPTH = 64
+
+
+@dataclass
+class FdtNode:
+    """One node: its name (``unit@addr``), properties (raw bytes) and children, in order."""
+
+    name: str
+    path: str
+    props: dict[str, bytes] = field(default_factory=dict)
+    children: list[FdtNode] = field(default_factory=list)
+
+    def child(self, name: str) -> FdtNode | None:
+        return next((c for c in self.children if c.name == name), None)
+
+    def walk(self) -> list[FdtNode]:
+        """This node and every node below it, depth first."""
+        out = [self]
+        for c in self.children:
+            out += c.walk()
+        return out
+
+
+def _cstring(data: bytes, off: int, end: int, what: str) -> str:
+    nul = data.find(b"\0", off, end)
+    if nul < 0:
+        raise FirmwareError(f"DTB: offset {off:#x}: {what} is not NUL-terminated")
+    try:
+        return data[off:nul].decode("ascii")
+    except UnicodeDecodeError:
+        raise FirmwareError(f"DTB: offset {off:#x}: {what} is not ASCII") from None
+
+
+def parse_fdt(data: bytes) -> FdtNode:
+    """The root node of a DTB."""
+    if len(data) < _HEADER.size:
+        raise FirmwareError(f"DTB: {len(data)} bytes, shorter than the 40-byte header")
+    (magic, total, off_struct, off_strings, _rsv, version, last_comp, _boot, size_strings,
+     size_struct) = _HEADER.unpack_from(data)
+    if magic != FDT_MAGIC:
+        raise FirmwareError(f"DTB: offset 0x0 magic: {magic:#010x}, expected {FDT_MAGIC:#x}")
+    if total > len(data):
+        raise FirmwareError(f"DTB: offset 0x4 totalsize: {total} but the blob has "
+                            f"{len(data)} bytes (truncated?)")
+    if last_comp > 17 or version < 16:
+        raise FirmwareError(f"DTB: offset 0x14 version {version} (last compatible "
+                            f"{last_comp}): only versions 16 and 17 are understood")
+    for name, off, size, hoff in (("structure block", off_struct, size_struct, 0x8),
+                                  ("strings block", off_strings, size_strings, 0xC)):
+        if off < _HEADER.size or off + size > total:
+            raise FirmwareError(f"DTB: offset {hoff:#x}: the {name} ({off:#x}+{size:#x}) lies "
+                                f"outside the {total}-byte blob")
+    strings_end = off_strings + size_strings
+    end = off_struct + size_struct
+    pos = off_struct
+    stack: list[FdtNode] = []
+    root: FdtNode | None = None
+    while True:
+        if pos + 4 > end:
+            raise FirmwareError(f"DTB: offset {pos:#x}: the structure block ends without "
+                                "FDT_END")
+        (token,) = struct.unpack_from(">I", data, pos)
+        at = pos
+        pos += 4
+        if token == FDT_BEGIN_NODE:
+            name = _cstring(data, pos, end, "node name")
+            pos = (pos + len(name) + 1 + 3) & ~3
+            if root is not None and not stack:
+                raise FirmwareError(f"DTB: offset {at:#x}: a second root node")
+            if len(stack) >= MAX_DEPTH:
+                raise FirmwareError(f"DTB: offset {at:#x}: nodes nested deeper than "
+                                    f"{MAX_DEPTH}")
+            parent = stack[-1] if stack else None
+            path = "/" if parent is None else f"{parent.path.rstrip('/')}/{name}"
+            node = FdtNode(name, path)
+            if parent is None:
+                root = node
+            else:
+                parent.children.append(node)
+            stack.append(node)
+        elif token == FDT_END_NODE:
+            if not stack:
+                raise FirmwareError(f"DTB: offset {at:#x}: FDT_END_NODE outside any node")
+            stack.pop()
+        elif token == FDT_PROP:
+            if not stack:
+                raise FirmwareError(f"DTB: offset {at:#x}: a property outside any node")
+            if pos + 8 > end:
+                raise FirmwareError(f"DTB: offset {at:#x}: property header runs past the "
+                                    "structure block")
+            length, nameoff = struct.unpack_from(">II", data, pos)
+            pos += 8
+            if pos + length > end:
+                raise FirmwareError(f"DTB: offset {at:#x}: property value ({length} bytes) "
+                                    "runs past the structure block")
+            if off_strings + nameoff >= strings_end:
+                raise FirmwareError(f"DTB: offset {at:#x}: property name offset {nameoff:#x} "
+                                    "lies outside the strings block")
+            pname = _cstring(data, off_strings + nameoff, strings_end, "property name")
+            stack[-1].props[pname] = bytes(data[pos:pos + length])
+            pos = (pos + length + 3) & ~3
+        elif token == FDT_NOP:
+            continue
+        elif token == FDT_END:
+            if stack:
+                raise FirmwareError(f"DTB: offset {at:#x}: FDT_END inside node "
+                                    f"{stack[-1].path}")
+            if root is None:
+                raise FirmwareError("DTB: the structure block holds no node")
+            return root
+        else:
+            raise FirmwareError(f"DTB: offset {at:#x}: unknown structure token {token:#x}")
+
+
+def compile_dts(path: Path) -> bytes:
+    """``dtc -I dts -O dtb`` of a source file; dtc's first error becomes a FirmwareError."""
+    dtc = shutil.which("dtc")
+    if dtc is None:
+        raise FirmwareError("dtc (Debian device-tree-compiler) is needed to read .dts files: "
+                            "run ./bootstrap")
+    out = subprocess.run([dtc, "-q", "-I", "dts", "-O", "dtb", "-o", "-", str(path)],
+                         capture_output=True, check=False)
+    if out.returncode != 0:
+        first = next((ln for ln in out.stderr.decode(errors="replace").splitlines()
+                      if ln.strip()), f"dtc exited with {out.returncode}")
+        raise FirmwareError(f"{path}: {first}")
+    return out.stdout
+
+
+def load_fdt(path: Path) -> FdtNode:
+    """The root of a ``.dts`` (compiled with dtc) or ``.dtb`` file."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FirmwareError(f"{path}: {e.strerror}") from None
+    if data[:4] != FDT_MAGIC.to_bytes(4, "big"):
+        data = compile_dts(path)
+    try:
+        return parse_fdt(data)
+    except FirmwareError as e:
+        raise FirmwareError(f"{path}: {e}", e.errno) from None
