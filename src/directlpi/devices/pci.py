@@ -25,10 +25,8 @@ import errno
 import re
 from collections.abc import Callable
 
+from directlpi.devices.msi_master import DmaWrite, MsiMaster
 from directlpi.errors import ConfigError, DirectLPIError
-
-DmaWrite = Callable[[int, int, int, str], None]
-"""``dma_write(address, value, size, master)``: a write on the bus."""
 
 # Configuration space offsets (type 0 header)
 PCI_VENDOR_ID = 0x00
@@ -96,7 +94,7 @@ def parse_bdf(bdf: str) -> tuple[int, int, int, int]:
     return int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16), int(m.group(4))
 
 
-class PciFunction:
+class PciFunction(MsiMaster):
     """One PCI function: configuration space, MSI / MSI-X, BAR0 with the MSI-X table."""
 
     def __init__(self, bdf: str, *, vendor: int = 0x1AF4, device: int = 0x1000,
@@ -109,6 +107,7 @@ class PciFunction:
         if not isinstance(msix_vectors, int) or not 0 <= msix_vectors <= 2048:
             raise ConfigError(f"{bdf}: msix_vectors={msix_vectors!r}: MSI-X offers 1..2048 "
                               "vectors (or 0 for none)", errno.EINVAL)
+        super().__init__(bdf)
         self.bdf = bdf
         self.name = bdf
         self.msi_vectors = msi_vectors
@@ -117,17 +116,10 @@ class PciFunction:
         self.msi_per_vector_mask = msi_per_vector_mask
         self.cfg = bytearray(4096)
         self._wmask = bytearray(4096)
-        self.dma_write: DmaWrite | None = None
         self.bar0_base = 0
         self.bar0_size = 0
         self.msix_table = bytearray(PCI_MSIX_ENTRY_SIZE * max(msix_vectors, 1))
         self.msix_pba = bytearray(max(8, (msix_vectors + 63) // 64 * 8))
-        #: (address, data) pairs the function was ever programmed with.
-        self.programmed: set[tuple[int, int]] = set()
-        #: MSIs the function could not send (no mechanism enabled, no bus mastering).
-        self.dropped = 0
-        #: MSIs sent on the bus.
-        self.sent = 0
         # Derived from config space and the MSI-X table on every write to them, so that
         # signalling decodes nothing (the registers stay the source of truth).
         self._master = False
@@ -333,20 +325,6 @@ class PciFunction:
         self.dropped += 1
         return False
 
-    def _send(self, address: int, data: int) -> bool:
-        if not self._master or self.dma_write is None:
-            self.dropped += 1
-            return False
-        self.sent += 1
-        self.dma_write(address, data, 4, self.bdf)
-        return True
-
-    def spoof_msi(self, address: int, data: int) -> None:
-        """Write (address, data) on the bus as this function, ignoring its MSI registers --
-        what a buggy or malicious device (or a guest owning it) can do."""
-        if self.dma_write is not None:
-            self.dma_write(address, data, 4, self.bdf)
-
     def _flush_msi_pending(self) -> None:
         if not self.msi_per_vector_mask or not self.msi_enabled:
             return
@@ -414,10 +392,6 @@ class PciFunction:
         addr = (self._entry_get(i, PCI_MSIX_ENTRY_UPPER_ADDR) << 32
                 | self._entry_get(i, PCI_MSIX_ENTRY_LOWER_ADDR))
         return addr, self._entry_get(i, PCI_MSIX_ENTRY_DATA)
-
-    def was_programmed_with(self, address: int, data: int) -> bool:
-        """Whether (address, data) was ever a message this function was programmed to send."""
-        return (address, data) in self.programmed
 
     def __repr__(self) -> str:
         return f"<PciFunction {self.bdf}>"

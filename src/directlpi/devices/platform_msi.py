@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import errno
 
-from directlpi.devices.pci import DmaWrite
+from directlpi.devices.msi_master import MsiMaster
 from directlpi.errors import ConfigError, DirectLPIError
 
 
-class PlatformMsiDevice:
+class PlatformMsiDevice(MsiMaster):
     """A device with ``slots`` MSI (address, data) slots."""
 
     def __init__(self, name: str, slots: int) -> None:
         if not isinstance(slots, int) or not 1 <= slots <= 2048:
             raise ConfigError(f"platform device {name}: {slots!r} MSI slots (1..2048)",
                               errno.EINVAL)
+        super().__init__(name)
         self.name = name
         self.slots = [(0, 0)] * slots
-        self.dma_write: DmaWrite | None = None
-        self.programmed: set[tuple[int, int]] = set()
-        self.sent = 0
-        self.dropped = 0
 
     def program_slot(self, i: int, address: int, data: int) -> None:
         """What the driver's write-message callback does: store a slot's message."""
@@ -43,19 +40,10 @@ class PlatformMsiDevice:
         """Signal slot ``i``; an unprogrammed slot (address 0) sends nothing."""
         self._check(i)
         address, data = self.slots[i]
-        if not address or self.dma_write is None:
+        if not address:
             self.dropped += 1
             return False
-        self.sent += 1
-        self.dma_write(address, data, 4, self.name)
-        return True
-
-    def spoof_msi(self, address: int, data: int) -> None:
-        if self.dma_write is not None:
-            self.dma_write(address, data, 4, self.name)
-
-    def was_programmed_with(self, address: int, data: int) -> bool:
-        return (address, data) in self.programmed
+        return self._send(address, data)
 
     def _check(self, i: int) -> None:
         if not isinstance(i, int) or not 0 <= i < len(self.slots):

@@ -1,0 +1,47 @@
+"""What every MSI-capable device shares: it is a bus master that writes messages.
+
+A device sends an MSI as a 4-byte DMA write with itself as the bus master, and
+remembers every (address, data) pair it was ever programmed with, so that the
+platform can tell a programmed MSI from a spoofed one (R6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+DmaWrite = Callable[[int, int, int, str], None]
+"""``dma_write(address, value, size, master)``: a write on the bus."""
+
+
+class MsiMaster:
+    """The bus side of an MSI-capable device, named ``requester`` on the bus."""
+
+    def __init__(self, requester: str) -> None:
+        self.requester = requester
+        self.dma_write: DmaWrite | None = None
+        #: Whether the device may master the bus now (PCI: Command.BME).
+        self._master = True
+        #: (address, data) pairs the device was ever programmed with.
+        self.programmed: set[tuple[int, int]] = set()
+        #: MSIs the device could not send (not programmed, no mechanism, no bus mastering).
+        self.dropped = 0
+        #: MSIs sent on the bus.
+        self.sent = 0
+
+    def _send(self, address: int, data: int) -> bool:
+        if not self._master or self.dma_write is None:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        self.dma_write(address, data, 4, self.requester)
+        return True
+
+    def spoof_msi(self, address: int, data: int) -> None:
+        """Write (address, data) on the bus as this device, ignoring its MSI registers --
+        what a buggy or malicious device (or a guest owning it) can do."""
+        if self.dma_write is not None:
+            self.dma_write(address, data, 4, self.requester)
+
+    def was_programmed_with(self, address: int, data: int) -> bool:
+        """Whether (address, data) was ever a message this device was programmed to send."""
+        return (address, data) in self.programmed
