@@ -17,8 +17,9 @@ from directlpi.firmware.acpi import (
     parse_iort,
     parse_madt,
 )
+from directlpi.firmware.fdt import FDT_MAGIC
 
-FDT_MAGIC = b"\xd0\x0d\xfe\xed"
+_FDT_MAGIC = FDT_MAGIC.to_bytes(4, "big")
 
 
 @dataclass
@@ -60,7 +61,7 @@ def check_files(paths: list[Path]) -> CheckResult:
             elif sig == b"IORT":
                 res.summary.append(_describe_iort(path, parse_iort(data)))
                 res.iort = (path, data)
-            elif sig == FDT_MAGIC or data.lstrip().startswith(b"/dts-v1/"):
+            elif sig == _FDT_MAGIC or data.lstrip().startswith(b"/dts-v1/"):
                 res.problems.append(f"{path}: devicetree input is not supported yet "
                                     "(only ACPI MADT and IORT tables are checked today)")
             else:
