@@ -26,6 +26,8 @@ from directlpi.firmware.acpi import (
     parse_iort,
     parse_madt,
 )
+from directlpi.firmware.boards import default_tree
+from directlpi.firmware.devicetree import DtBoard, load_board, read_board
 from directlpi.hw.bus import Bus
 from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventKind, Listener, Subscription
@@ -82,14 +84,45 @@ class Platform:
 
     @classmethod
     def default(cls, cpus: int = 8, **options: Any) -> Platform:
-        """The embedded default board: QEMU-virt memory map, GICv3 with Direct LPI on every
-        RD and no ITS, MBIs with an MBI range, 16 LPI INTID bits, a PCI host bridge, and
-        firmware that names Direct LPI as the MSI provider of PCI and platform devices."""
-        options.setdefault("lpi_id_bits", 16)
-        machine = Machine(cls._config(cpus, **options))
-        return cls._with_firmware(machine, direct_lpi=True, pci_direct_lpi=True,
-                                  mbi=machine.config.mbis,
-                                  name=f"directlpi default board ({cpus} CPUs)")
+        """The embedded default board, from its shipped devicetree (``boards/default.dts``):
+        QEMU-virt memory map, GICv3 with Direct LPI on every RD and no ITS, MBIs with an
+        MBI range, 16 LPI INTID bits, a PCI host bridge whose functions signal MSIs by
+        Direct LPI.  ``cpus`` other than 8 gives the same board with that many cpu nodes
+        (and a second GICR region above 4 GiB past 123 CPUs), as QEMU writes it.
+        Keyword options are the hardware options of :meth:`bare`."""
+        return cls._from_dt(read_board(default_tree(cpus)), options)
+
+    @classmethod
+    def from_devicetree(cls, source: bytes | str | Path, **options: Any) -> Platform:
+        """The board a devicetree describes: a ``.dts`` (compiled with dtc) or ``.dtb``
+        path, or DTB bytes.
+
+        The hardware is built to match what the tree says (CPUs and their MPIDRs,
+        RAM, GICD, the GICR regions and stride, the ECAM host bridge) plus its
+        ``directlpi,hardware-model`` node, if any; keyword options (those of
+        :meth:`bare`) override the silicon.  Direct LPI is offered only when the GIC
+        node has the ``arm,gic-v3-direct-lpi`` child (R7).  Raises
+        :class:`~directlpi.firmware.devicetree.DtError` listing every problem, or
+        :class:`FirmwareError` for an unreadable file.
+        """
+        dt = load_board(source)
+        try:
+            return cls._from_dt(dt, options)
+        except ConfigError as e:
+            raise FirmwareError(f"{source if not isinstance(source, bytes) else 'DTB'}: the "
+                                f"hardware it describes cannot be built: {e}", e.errno) from None
+
+    @classmethod
+    def _from_dt(cls, dt: DtBoard, options: dict[str, Any]) -> Platform:
+        hw = {**dt.hardware, **options}
+        hw.setdefault("lpi_id_bits", 16)
+        machine = Machine(cls._config(**hw))
+        host = None
+        if dt.pci is not None:
+            host = PciHostBridge(ecam_base=dt.pci.ecam_base, ecam_size=dt.pci.ecam_size,
+                                 mem_base=dt.pci.mem_base, mem_size=dt.pci.mem_size,
+                                 segment=dt.pci.segment)
+        return cls(machine, dt.board, host)
 
     @classmethod
     def from_acpi(cls, madt: bytes | str | Path, iort: bytes | str | Path | None = None,
@@ -142,7 +175,7 @@ class Platform:
         pci = PciHostDescription(ecam_base=host.ecam_base, ecam_size=host.ecam_size,
                                  mem_base=host.mem_base, mem_size=host.mem_size,
                                  bus_start=0, bus_end=host.bus_end - 1,
-                                 msi_parent=gic.fwnode if pci_direct_lpi else None)
+                                 msi_parent=gic.direct_lpi_fwnode if pci_direct_lpi else None)
         board = BoardDescription(cpus=base.cpus, memory=base.memory, gic=gic, name=name,
                                  pci_hosts=(pci,))
         return cls(machine, board, host)

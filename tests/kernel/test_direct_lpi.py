@@ -221,7 +221,7 @@ def _board_without_direct_lpi(plat: Platform) -> BoardDescription:
     g = plat.board.gic
     gic = GicDescription(dist_base=g.dist_base, redist_regions=g.redist_regions,
                          msi_controller=True, mbi_ranges=g.mbi_ranges, direct_lpi=False,
-                         fwnode=g.fwnode)
+                         fwnode=g.fwnode, direct_lpi_fwnode=g.direct_lpi_fwnode)
     return BoardDescription(cpus=plat.board.cpus, memory=plat.board.memory, gic=gic,
                             pci_hosts=plat.board.pci_hosts)
 
@@ -233,7 +233,7 @@ def test_R7_no_firmware_description_no_direct_lpi_even_without_an_its() -> None:
     kern = plat.boot()
     assert kern.direct_lpi is None and kern.msi_provider == "none"
     assert len(kern.log.grep("Direct LPI not described by firmware")) == 1
-    assert kern.irq.irq_find_matching_fwnode(plat.board.gic.fwnode,
+    assert kern.irq.irq_find_matching_fwnode(plat.board.gic.direct_lpi_fwnode,
                                              DomainBusToken.PCI_MSI) is None
     with pytest.raises(KernelError) as exc:
         kern.pci_alloc_irq_vectors(fn, 1, 2, PCI_IRQ_MSIX)

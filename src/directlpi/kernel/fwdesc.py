@@ -23,12 +23,27 @@ class GicDescription:
     redist_stride: int = 0
     """``redistributor-stride`` (0: walk by GICR_TYPER.VLPIS)."""
     msi_controller: bool = False
-    """DT ``msi-controller`` on the GIC node."""
+    """DT ``msi-controller`` on the GIC node: the GIC offers MBIs (with ``mbi_ranges``)."""
     mbi_ranges: tuple[tuple[int, int], ...] = ()
     """DT ``mbi-ranges``: (first SPI INTID, count)."""
     direct_lpi: bool = False
-    """The discriminating firmware property that names Direct LPI as an MSI provider (R7)."""
+    """Firmware names Direct LPI as an MSI provider (R7): the DT ``arm,gic-v3-direct-lpi``
+    child of the GIC node, or the proposed IORT node."""
     fwnode: Fwnode = field(default_factory=lambda: Fwnode("gic"), compare=False)
+    """The GIC node: the wired-interrupt parent, and the MSI parent that means MBI."""
+    direct_lpi_fwnode: Fwnode = field(default_factory=lambda: Fwnode("gic-direct-lpi"),
+                                      compare=False)
+    """The Direct LPI MSI controller node: the MSI parent that means Direct LPI."""
+
+
+@dataclass(frozen=True)
+class MsiRoute:
+    """DT ``msi-map`` entry (or ``msi-parent`` for every RID): requester IDs
+    ``rid_base .. rid_base + count - 1`` (after ``mask``) signal MSIs to ``parent``."""
+
+    rid_base: int
+    count: int
+    parent: Fwnode
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,18 @@ class PciHostDescription:
     bus_end: int = 0
     segment: int = 0
     msi_parent: Fwnode | None = None
-    """The MSI controller its functions use (DT ``msi-parent``), or None."""
+    """The MSI controller all its functions use (DT ``msi-parent``), or None."""
+    msi_map: tuple[MsiRoute, ...] = ()
+    """Per-RID MSI controllers (DT ``msi-map``); when given, ``msi_parent`` is None."""
+    msi_map_mask: int = 0xFFFF_FFFF
+
+    def msi_parent_for(self, rid: int) -> Fwnode | None:
+        """The MSI controller that requester ID ``rid`` signals to, or None."""
+        if not self.msi_map:
+            return self.msi_parent
+        masked = rid & self.msi_map_mask
+        return next((r.parent for r in self.msi_map
+                     if r.rid_base <= masked < r.rid_base + r.count), None)
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ class Kernel:
             if not self.params.lpis:
                 self.log.info("GICv3: LPIs disabled on the command line")
             return self.params.lpis
-        if not (self.board.gic.direct_lpi and self.board.gic.msi_controller):
+        if not self.board.gic.direct_lpi:
             self.log.info("GICv3: no LPI-based MSI provider described by firmware, not "
                           "enabling LPIs")
             return False

@@ -165,13 +165,17 @@ class PciSubsystem:
 
     def msi_domain(self, dev: PciDev) -> MsiDomain:
         """The PCI-MSI domain of the MSI controller firmware names for this host bridge."""
-        parent = dev.host.msi_parent
-        dom = None
-        if parent is not None:
-            dom = self.k.irq.irq_find_matching_fwnode(parent, DomainBusToken.PCI_MSI)
+        _seg, bus, slot, func = parse_bdf(dev.bdf)
+        parent = dev.host.msi_parent_for((bus << 8) | (slot << 3) | func)
+        if parent is None:
+            raise KernelError(f"pci {dev.bdf}: no MSI domain (firmware names no MSI "
+                              "controller for its requester ID)", errno.ENOSPC)
+        dom = self.k.irq.irq_find_matching_fwnode(parent, DomainBusToken.PCI_MSI)
         if dom is None or not isinstance(dom.host_data, MsiDomain):
-            raise KernelError(f"pci {dev.bdf}: no MSI domain (firmware names no usable MSI "
-                              "controller for its host bridge)", errno.ENOSPC)
+            what = ("the GIC's MBIs, which this model does not provide yet"
+                    if parent is self.k.board.gic.fwnode else "it has no PCI-MSI domain")
+            raise KernelError(f"pci {dev.bdf}: no MSI domain (firmware routes its MSIs to "
+                              f"{parent.name}: {what})", errno.ENOSPC)
         return dom.host_data
 
     # -- the PCI-MSI chip's device operations --------------------------------------------------

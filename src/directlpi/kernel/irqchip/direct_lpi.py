@@ -120,7 +120,7 @@ class DirectLpi:
             irq_retrigger=self.retrigger, irq_compose_msi_msg=self.compose_msi_msg,
             irq_set_irqchip_state=self.set_irqchip_state,
             irq_get_irqchip_state=self.get_irqchip_state, flags=IRQCHIP_SKIP_SET_WAKE)
-        fwnode = kernel.board.gic.fwnode
+        fwnode = kernel.board.gic.direct_lpi_fwnode
         self.nexus = kernel.irq.create_domain(
             "DirectLPI", fwnode, IrqDomainOps(alloc=self._alloc, free=self._free,
                                               activate=self._activate,
@@ -371,7 +371,7 @@ def direct_lpi_init(kernel: Kernel, quirks: frozenset[str] = frozenset()) -> Dir
     """Register Direct LPI only if firmware names it and every RD supports it (R7, R8)."""
     gic = kernel.board.gic
     log = kernel.log
-    if not (gic.msi_controller and gic.direct_lpi):
+    if not gic.direct_lpi:
         log.info("GICv3: Direct LPI not described by firmware: not used as an MSI provider")
         return None
     if not kernel.gic.has_direct_lpi:

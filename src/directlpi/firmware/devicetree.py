@@ -1,0 +1,636 @@
+"""Devicetree in; the board description and the hardware it describes out.
+
+``read_board(root)`` reads a parsed tree (:mod:`directlpi.firmware.fdt`) the way
+Linux's GICv3, ECAM host and MSI code read it, and checks it strictly.  It
+understands:
+
+* ``/cpus/cpu@N`` -- ``reg`` is the MPIDR affinity (``/cpus`` ``#address-cells``
+  1 or 2, ``#size-cells`` 0); logical CPU *i* is the *i*-th available cpu node.
+* ``device_type = "memory"`` nodes -- RAM.
+* the ``arm,gic-v3`` node -- ``reg`` = GICD, then ``#redistributor-regions``
+  GICR regions (any further GICC/GICH/GICV entries are ignored),
+  ``redistributor-stride``, ``msi-controller`` + ``mbi-ranges`` (MBIs), and the
+  Direct LPI MSI controller: a child node ``compatible = "arm,gic-v3-direct-lpi";
+  msi-controller; #msi-cells = <0>;`` (the proposed binding,
+  ``bindings/interrupt-controller/arm,gic-v3-direct-lpi.yaml``).
+* one ``pci-host-ecam-generic`` node -- ECAM ``reg``, ``bus-range``, the 32-bit
+  memory window of ``ranges``, ``linux,pci-domain``, and ``msi-parent`` or
+  ``msi-map`` naming, per requester ID, the GIC node (MBI) or the Direct LPI node.
+* an optional ``directlpi,hardware-model`` node: not firmware, but the silicon the
+  model builds where a devicetree says nothing (RD DirectLPI support, INTID bits,
+  SPI count, and -- to model a devicetree that is wrong -- where the RDs really are).
+  The kernel never reads it.
+
+Every problem found is reported as ``<node path>: <property>: <what is wrong>``;
+:class:`DtError` carries them all.  Choices where Linux is lenient and the model
+is strict (so that firmware bugs show): ``msi-parent`` together with ``msi-map``,
+an ECAM window smaller than ``bus-range``, and a GICR region that is not a whole
+number of redistributors are errors, not warnings.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from directlpi.firmware.acpi import FirmwareError
+from directlpi.firmware.fdt import FDT_MAGIC, FdtNode, compile_dts, parse_fdt
+from directlpi.kernel.fwdesc import (
+    BoardDescription,
+    GicDescription,
+    MsiRoute,
+    PciHostDescription,
+)
+from directlpi.kernel.irq.domain import Fwnode
+
+GIC_COMPAT = "arm,gic-v3"
+DIRECT_LPI_COMPAT = "arm,gic-v3-direct-lpi"
+ITS_COMPAT = "arm,gic-v3-its"
+ECAM_COMPAT = "pci-host-ecam-generic"
+MODEL_COMPAT = "directlpi,hardware-model"
+
+SZ_64K = 0x1_0000
+SZ_1M = 0x10_0000
+RD_FRAMES = 2 * SZ_64K
+"""Stride of a GICv3 redistributor without VLPIs (RD_base + SGI_base): the model's RDs."""
+MAX_CPUS = 512
+MAX_SPI_INTID = 1019
+MPIDR_AFF_MASK = 0xFF_00FF_FFFF
+PCI_SPACE_MEM32, PCI_SPACE_MEM64 = 2, 3
+
+
+class DtError(FirmwareError):
+    """A devicetree that cannot be used; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        more = (f" (and {len(problems) - 1} more problem(s): `directlpi check` lists them)"
+                if len(problems) > 1 else "")
+        super().__init__(problems[0] + more, errno.EINVAL)
+
+
+@dataclass(frozen=True)
+class DtBoard:
+    """What a devicetree says: the description the kernel boots from, and the hardware."""
+
+    board: BoardDescription
+    hardware: dict[str, Any]
+    """Keyword options of :class:`~directlpi.hw.machine.MachineConfig`."""
+    pci: PciHostDescription | None
+    notes: tuple[str, ...] = ()
+    """Facts worth a line in ``directlpi check`` (what was found)."""
+
+
+class _Skip(Exception):
+    """Abandon the current section of the tree; its problem is already recorded."""
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Reader:
+    root: FdtNode
+    problems: list[str] = field(default_factory=list)
+    parents: dict[int, FdtNode] = field(default_factory=dict)
+    phandles: dict[int, FdtNode] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node in self.root.walk():
+            for c in node.children:
+                self.parents[id(c)] = node
+            for pname in ("phandle", "linux,phandle"):
+                if pname in node.props:
+                    ph = self.try_u32(node, pname)
+                    if ph is None:
+                        continue
+                    other = self.phandles.get(ph)
+                    if other is not None and other is not node:
+                        self.note(node, pname, f"{ph:#x} is also the phandle of {other.path}")
+                    self.phandles[ph] = node
+
+    # -- problems -------------------------------------------------------------------------------
+
+    def note(self, node: FdtNode, prop: str | None, why: str) -> None:
+        self.problems.append(f"{node.path}: {prop}: {why}" if prop else f"{node.path}: {why}")
+
+    def fail(self, node: FdtNode, prop: str | None, why: str) -> NoReturn:
+        self.note(node, prop, why)
+        raise _Skip
+
+    def _try(self, section: Callable[[], T]) -> T | None:
+        try:
+            return section()
+        except _Skip:
+            return None
+
+    # -- properties -----------------------------------------------------------------------------
+
+    def cells(self, node: FdtNode, prop: str) -> list[int]:
+        raw = node.props[prop]
+        if len(raw) % 4:
+            self.fail(node, prop, f"{len(raw)} bytes, not a whole number of 32-bit cells")
+        return list(struct.unpack(f">{len(raw) // 4}I", raw))
+
+    def u32(self, node: FdtNode, prop: str, default: int | None = None) -> int:
+        if prop not in node.props:
+            if default is None:
+                self.fail(node, prop, "missing")
+            return default
+        c = self.cells(node, prop)
+        if len(c) != 1:
+            self.fail(node, prop, f"{len(c)} cells, expected 1")
+        return c[0]
+
+    def try_u32(self, node: FdtNode, prop: str, default: int | None = None) -> int | None:
+        """:meth:`u32`, or None (its problem recorded) if the property is bad or missing."""
+        try:
+            return self.u32(node, prop, default)
+        except _Skip:
+            return None
+
+    def strings(self, node: FdtNode, prop: str) -> list[str]:
+        raw = node.props.get(prop)
+        if raw is None:
+            return []
+        if not raw.endswith(b"\0"):
+            self.fail(node, prop, "not a NUL-terminated string list")
+        try:
+            return raw[:-1].decode("ascii").split("\0")
+        except UnicodeDecodeError:
+            self.fail(node, prop, "not an ASCII string list")
+
+    def compatible(self, node: FdtNode) -> list[str]:
+        return self._try(lambda: self.strings(node, "compatible")) or []
+
+    def available(self, node: FdtNode) -> bool:
+        status = self._try(lambda: self.strings(node, "status"))
+        return not status or status[0] in ("okay", "ok")
+
+    def parent(self, node: FdtNode) -> FdtNode:
+        return self.parents.get(id(node), self.root)
+
+    def address_cells(self, bus: FdtNode) -> int:
+        n = self.u32(bus, "#address-cells", 2)
+        if not 1 <= n <= 3:
+            self.fail(bus, "#address-cells", f"{n}: only 1..3 are meaningful here")
+        return n
+
+    def size_cells(self, bus: FdtNode) -> int:
+        n = self.u32(bus, "#size-cells", 1)
+        if n > 2:
+            self.fail(bus, "#size-cells", f"{n}: more than 2 cells")
+        return n
+
+    def reg(self, node: FdtNode, required: bool = True) -> list[tuple[int, int]]:
+        """``reg`` as (address, size) in the parent bus's cells."""
+        if "reg" not in node.props:
+            if required:
+                self.fail(node, "reg", "missing")
+            return []
+        bus = self.parent(node)
+        ac, sc = self.address_cells(bus), self.size_cells(bus)
+        c = self.cells(node, "reg")
+        width = ac + sc
+        if not c or len(c) % width:
+            self.fail(node, "reg", f"{len(c)} cells, not a multiple of {width} "
+                      f"(#address-cells {ac} + #size-cells {sc} of {bus.path})")
+        return [(_number(c[i:i + ac]), _number(c[i + ac:i + width]))
+                for i in range(0, len(c), width)]
+
+    def find(self, compat: str) -> list[FdtNode]:
+        return [n for n in self.root.walk() if compat in self.compatible(n)]
+
+
+def _number(cells: list[int]) -> int:
+    v = 0
+    for c in cells:
+        v = (v << 32) | c
+    return v
+
+
+# -- the sections of the tree -------------------------------------------------------------------
+
+def _cpus(r: _Reader) -> tuple[int, ...]:
+    cpus = r.root.child("cpus")
+    if cpus is None:
+        r.fail(r.root, None, "no /cpus node")
+    ac = r.u32(cpus, "#address-cells")
+    if ac not in (1, 2):
+        r.fail(cpus, "#address-cells", f"{ac}: must be 1 or 2 (MPIDR affinity)")
+    if r.u32(cpus, "#size-cells") != 0:
+        r.fail(cpus, "#size-cells", "must be 0")
+    mpidrs: list[int] = []
+    seen: dict[int, str] = {}
+    for node in cpus.children:
+        if r.strings(node, "device_type") != ["cpu"] or not r.available(node):
+            continue
+        if "reg" not in node.props:
+            r.note(node, "reg", "missing (the MPIDR affinity of this CPU)")
+            continue
+        c = r.cells(node, "reg")
+        if len(c) != ac:
+            r.note(node, "reg", f"{len(c)} cells, but #address-cells of /cpus is {ac}")
+            continue
+        mpidr = _number(c)
+        if mpidr & ~MPIDR_AFF_MASK:
+            r.note(node, "reg", f"{mpidr:#x} is not an MPIDR affinity (Aff3 in bits 39:32, "
+                   "Aff2..Aff0 in bits 23:0)")
+        elif mpidr in seen:
+            r.note(node, "reg", f"MPIDR {mpidr:#x} is also {seen[mpidr]}'s")
+        else:
+            seen[mpidr] = node.path
+            mpidrs.append(mpidr)
+    if not mpidrs:
+        r.fail(cpus, None, "no available cpu node (device_type = \"cpu\")")
+    if len(mpidrs) > MAX_CPUS:
+        r.fail(cpus, None, f"{len(mpidrs)} CPUs: the model builds at most {MAX_CPUS}")
+    return tuple(mpidrs)
+
+
+def _memory(r: _Reader) -> tuple[tuple[int, int], ...]:
+    ram: list[tuple[int, int]] = []
+    for node in r.root.children:
+        if r.strings(node, "device_type") == ["memory"] and r.available(node):
+            for base, size in r.reg(node):
+                if size == 0:
+                    r.note(node, "reg", f"the range at {base:#x} is empty")
+                else:
+                    ram.append((base, size))
+    if not ram:
+        r.fail(r.root, None, "no memory node (device_type = \"memory\") with a non-empty reg")
+    return tuple(ram)
+
+
+@dataclass
+class _Gic:
+    node: FdtNode
+    desc: GicDescription
+    regions: list[tuple[int, int]]
+    stride: int
+    direct_lpi: FdtNode | None
+
+
+def _gic(r: _Reader, spis: int) -> _Gic:
+    gics = r.find(GIC_COMPAT)
+    if not gics:
+        r.fail(r.root, None, f"no GICv3 node (compatible \"{GIC_COMPAT}\")")
+    g = gics[0]
+    for other in gics[1:]:
+        r.note(other, "compatible", f"a second GICv3; {g.path} is the interrupt controller")
+    if "interrupt-controller" not in g.props:
+        r.note(g, "interrupt-controller", "missing")
+    if r.u32(g, "#interrupt-cells") != 3:
+        r.note(g, "#interrupt-cells", "must be 3 (type, number, flags): PPI partitions "
+               "(4 cells) are not modelled")
+    if "#msi-cells" in g.props:
+        r.note(g, "#msi-cells", "not allowed on the GIC node (msi-controller there means MBI, "
+               "which takes no cells; Direct LPI is the arm,gic-v3-direct-lpi child node)")
+    nregions = r.u32(g, "#redistributor-regions", 1)
+    if not 1 <= nregions <= 4096:
+        r.fail(g, "#redistributor-regions", f"{nregions}: must be 1..4096")
+    regs = r.reg(g)
+    if len(regs) < 1 + nregions:
+        r.fail(g, "reg", f"{len(regs)} entries, but the GICD and #redistributor-regions = "
+               f"{nregions} GICR region(s) need {1 + nregions}")
+    dist_base, dist_size = regs[0]
+    if dist_base % SZ_64K or dist_size < SZ_64K:
+        r.note(g, "reg", f"GICD @{dist_base:#x} size {dist_size:#x}: the distributor is a "
+               "64 KiB-aligned frame of at least 64 KiB")
+    stride = 0
+    if "redistributor-stride" in g.props:
+        c = r.cells(g, "redistributor-stride")
+        if len(c) != 2:
+            r.fail(g, "redistributor-stride", f"{len(c)} cells, expected a 64-bit value (2)")
+        stride = _number(c)
+        if stride % SZ_64K or stride < RD_FRAMES:
+            r.fail(g, "redistributor-stride", f"{stride:#x}: must be a multiple of 64 KiB, at "
+                   f"least {RD_FRAMES:#x} (RD_base + SGI_base)")
+    step = stride or RD_FRAMES
+    regions: list[tuple[int, int]] = []
+    for k, (base, size) in enumerate(regs[1:1 + nregions]):
+        if base % SZ_64K or size == 0 or size % step:
+            r.note(g, "reg", f"GICR region {k} @{base:#x} size {size:#x}: not a 64 KiB-aligned "
+                   f"whole number of redistributors ({step:#x} each)")
+        else:
+            regions.append((base, size))
+    mbi = _mbi_ranges(r, g, spis)
+    dlpi = _direct_lpi_child(r, g)
+    desc = GicDescription(dist_base=dist_base, redist_regions=tuple(regions),
+                          redist_stride=stride, msi_controller=bool(mbi), mbi_ranges=mbi,
+                          direct_lpi=dlpi is not None, fwnode=Fwnode(g.path),
+                          direct_lpi_fwnode=Fwnode(dlpi.path if dlpi else f"{g.path}/-"))
+    return _Gic(g, desc, regions, step, dlpi)
+
+
+def _mbi_ranges(r: _Reader, g: FdtNode, spis: int) -> tuple[tuple[int, int], ...]:
+    has_ctrl, has_ranges = "msi-controller" in g.props, "mbi-ranges" in g.props
+    if has_ctrl and not has_ranges:
+        r.note(g, "msi-controller", "on the GIC node it means MBI and needs mbi-ranges "
+               "(Direct LPI is described by an arm,gic-v3-direct-lpi child node)")
+    if has_ranges and not has_ctrl:
+        r.note(g, "mbi-ranges", "given without msi-controller")
+    if not (has_ctrl and has_ranges):
+        return ()
+    c = r.cells(g, "mbi-ranges")
+    if not c or len(c) % 2:
+        r.fail(g, "mbi-ranges", f"{len(c)} cells, not (first SPI, count) pairs")
+    last_spi = 31 + spis
+    out: list[tuple[int, int]] = []
+    for first, count in zip(c[::2], c[1::2], strict=True):
+        end = first + count - 1
+        if count == 0 or first < 32 or end > last_spi:
+            r.note(g, "mbi-ranges", f"<{first} {count}>: SPIs {first}..{end} are not within "
+                   f"the implemented SPIs 32..{last_spi}")
+            continue
+        clash = next((f for f, n in out if first < f + n and f < first + count), None)
+        if clash is not None:
+            r.note(g, "mbi-ranges", f"<{first} {count}> overlaps the range starting at {clash}")
+            continue
+        out.append((first, count))
+    return tuple(out)
+
+
+def _direct_lpi_child(r: _Reader, g: FdtNode) -> FdtNode | None:
+    found: FdtNode | None = None
+    for child in g.children:
+        compat = r.compatible(child)
+        if ITS_COMPAT in compat:
+            r.note(child, "compatible", "an ITS: the modelled GIC has none (Direct LPI is "
+                   "the route without an ITS)")
+        if DIRECT_LPI_COMPAT not in compat or not r.available(child):
+            continue
+        if found is not None:
+            r.note(child, "compatible", f"a second Direct LPI node; {found.path} is the first")
+            continue
+        ok = True
+        if "msi-controller" not in child.props:
+            r.note(child, "msi-controller", "missing: the Direct LPI node is an MSI controller")
+            ok = False
+        cells = r.try_u32(child, "#msi-cells")
+        if cells is not None and cells != 0:
+            r.note(child, "#msi-cells", f"{cells}: must be 0 (a Direct LPI MSI carries only "
+                   "the INTID; there is no DeviceID)")
+            ok = False
+        elif cells is None:
+            ok = False
+        if "reg" in child.props:
+            r.note(child, "reg", "not allowed: the MSI doorbells are the GIC's redistributors "
+                   "(GICR_SETLPIR), already described by the GIC node")
+            ok = False
+        if ok:
+            found = child
+    return found
+
+
+def _pci(r: _Reader, gic: _Gic) -> PciHostDescription | None:
+    hosts = [n for n in r.find(ECAM_COMPAT) if r.available(n)]
+    if not hosts:
+        return None
+    h = hosts[0]
+    for other in hosts[1:]:
+        r.note(other, "compatible", f"a second PCI host bridge: the model has one ({h.path})")
+    if r.strings(h, "device_type") != ["pci"]:
+        r.note(h, "device_type", "must be \"pci\"")
+    if r.u32(h, "#address-cells") != 3 or r.u32(h, "#size-cells") != 2:
+        r.fail(h, "#address-cells", "a PCI bus has #address-cells = 3 and #size-cells = 2")
+    regs = r.reg(h)
+    if len(regs) != 1:
+        r.fail(h, "reg", f"{len(regs)} entries: the ECAM host takes one (config space)")
+    ecam_base, ecam_size = regs[0]
+    if ecam_base % SZ_1M or ecam_size < SZ_1M or ecam_size % SZ_1M or ecam_size > 256 * SZ_1M:
+        r.fail(h, "reg", f"ECAM @{ecam_base:#x} size {ecam_size:#x}: must be 1 MiB-aligned, "
+               "1 MiB per bus, at most 256 buses")
+    bus_start, bus_end = 0, 255
+    if "bus-range" in h.props:
+        c = r.cells(h, "bus-range")
+        if len(c) != 2 or c[0] > c[1] or c[1] > 255:
+            r.fail(h, "bus-range", f"{c}: must be <first last> with first <= last <= 255")
+        bus_start, bus_end = c
+    if bus_start != 0:
+        r.fail(h, "bus-range", f"starts at bus {bus_start}: the model's host bridge starts at 0")
+    if (bus_end + 1) * SZ_1M > ecam_size:
+        r.fail(h, "bus-range", f"buses {bus_start}..{bus_end} need {(bus_end + 1) * SZ_1M:#x} "
+               f"bytes of ECAM, reg gives {ecam_size:#x}")
+    mem = _pci_mem_window(r, h)
+    segment = r.u32(h, "linux,pci-domain", 0)
+    msi_parent, msi_map = _pci_msi(r, h, gic)
+    mask = r.u32(h, "msi-map-mask", 0xFFFF_FFFF)
+    return PciHostDescription(ecam_base=ecam_base, ecam_size=ecam_size, mem_base=mem[0],
+                              mem_size=mem[1], bus_start=bus_start, bus_end=bus_end,
+                              segment=segment, msi_parent=msi_parent, msi_map=msi_map,
+                              msi_map_mask=mask)
+
+
+def _pci_mem_window(r: _Reader, h: FdtNode) -> tuple[int, int]:
+    if "ranges" not in h.props:
+        r.fail(h, "ranges", "missing: the host bridge needs a memory window")
+    pac = r.address_cells(r.parent(h))
+    width = 3 + pac + 2
+    c = r.cells(h, "ranges")
+    if not c or len(c) % width:
+        r.fail(h, "ranges", f"{len(c)} cells, not a multiple of {width} (3 PCI address cells, "
+               f"{pac} CPU address cells, 2 size cells)")
+    for i in range(0, len(c), width):
+        space = (c[i] >> 24) & 3
+        pci_addr = _number(c[i + 1:i + 3])
+        cpu_addr = _number(c[i + 3:i + 3 + pac])
+        size = _number(c[i + 3 + pac:i + width])
+        if space == PCI_SPACE_MEM32:
+            if pci_addr != cpu_addr:
+                r.fail(h, "ranges", f"memory window PCI {pci_addr:#x} -> CPU {cpu_addr:#x}: "
+                       "the model maps PCI memory 1:1")
+            if size == 0 or cpu_addr + size > 1 << 32:
+                r.fail(h, "ranges", f"32-bit memory window @{cpu_addr:#x} size {size:#x} "
+                       "does not fit below 4 GiB")
+            return cpu_addr, size
+    r.fail(h, "ranges", "no 32-bit memory window (space code 0b10): BARs need one")
+
+
+def _pci_msi(r: _Reader, h: FdtNode,
+             gic: _Gic) -> tuple[Fwnode | None, tuple[MsiRoute, ...]]:
+    """``msi-parent`` / ``msi-map`` resolved to the GIC (MBI) or the Direct LPI node."""
+    def controller(prop: str, phandle: int) -> tuple[FdtNode, Fwnode]:
+        node = r.phandles.get(phandle)
+        if node is None:
+            r.fail(h, prop, f"phandle {phandle:#x} names no node")
+        if node is gic.node:
+            if not gic.desc.msi_controller:
+                r.fail(h, prop, f"names {node.path}, which offers no MBIs (no msi-controller "
+                       "with mbi-ranges)")
+            return node, gic.desc.fwnode
+        if gic.direct_lpi is not None and node is gic.direct_lpi:
+            return node, gic.desc.direct_lpi_fwnode
+        r.fail(h, prop, f"names {node.path}, which is not an MSI controller of this GIC")
+
+    has_parent, has_map = "msi-parent" in h.props, "msi-map" in h.props
+    if has_parent and has_map:
+        r.fail(h, "msi-map", "given together with msi-parent: say it once (msi-map alone)")
+    if has_parent:
+        c = r.cells(h, "msi-parent")
+        if len(c) != 1:
+            r.fail(h, "msi-parent", f"{len(c)} cells: one phandle (both MSI controllers of the "
+                   "GIC take #msi-cells = 0)")
+        return controller("msi-parent", c[0])[1], ()
+    if not has_map:
+        return None, ()
+    c = r.cells(h, "msi-map")
+    routes: list[MsiRoute] = []
+    i = 0
+    while i < len(c):
+        if i + 2 > len(c):
+            r.fail(h, "msi-map", f"entry at cell {i} is cut short")
+        rid_base = c[i]
+        node, fw = controller("msi-map", c[i + 1])
+        # The msi-specifier has the target's #msi-cells; a controller without the
+        # property (the GIC node for MBI) takes the legacy single cell.
+        spec = r.try_u32(node, "#msi-cells", 1)
+        if spec is None:
+            raise _Skip
+        if i + 2 + spec + 1 > len(c):
+            r.fail(h, "msi-map", f"entry at cell {i} is cut short: {node.path} takes "
+                   f"{spec} msi-specifier cell(s), so an entry is {3 + spec} cells")
+        count = c[i + 2 + spec]
+        if count == 0 or rid_base + count > 0x1_0000:
+            r.fail(h, "msi-map", f"entry at cell {i}: RIDs {rid_base:#x}+{count:#x} are not a "
+                   "non-empty range of 16-bit requester IDs")
+        clash = next((x for x in routes if rid_base < x.rid_base + x.count
+                      and x.rid_base < rid_base + count), None)
+        if clash is not None:
+            r.fail(h, "msi-map", f"entry at cell {i}: RIDs {rid_base:#x}+{count:#x} overlap "
+                   f"RIDs {clash.rid_base:#x}+{clash.count:#x}")
+        routes.append(MsiRoute(rid_base, count, fw))
+        i += 3 + spec
+    return None, tuple(routes)
+
+
+def _model(r: _Reader, ncpus: int) -> dict[str, Any]:
+    """The silicon options of the ``directlpi,hardware-model`` node."""
+    nodes = r.find(MODEL_COMPAT)
+    if not nodes:
+        return {}
+    m = nodes[0]
+    for other in nodes[1:]:
+        r.note(other, "compatible", f"a second hardware-model node; {m.path} is used")
+    hw: dict[str, Any] = {}
+    for prop, key in (("directlpi,lpi-id-bits", "lpi_id_bits"), ("directlpi,spis", "spis")):
+        if prop in m.props:
+            hw[key] = r.u32(m, prop)
+    if "directlpi,direct-lpi" in m.props:
+        flags = r.cells(m, "directlpi,direct-lpi")
+        if len(flags) not in (1, ncpus) or any(f > 1 for f in flags):
+            r.fail(m, "directlpi,direct-lpi", f"{len(flags)} cells: one 0/1 flag for every RD, "
+                   f"or one per CPU ({ncpus})")
+        hw["direct_lpi"] = bool(flags[0]) if len(flags) == 1 else tuple(map(bool, flags))
+    if "directlpi,mbis" in m.props:
+        hw["mbis"] = bool(r.u32(m, "directlpi,mbis"))
+    if "directlpi,gicr-regions" in m.props:
+        c = r.cells(m, "directlpi,gicr-regions")
+        if not c or len(c) % 3:
+            r.fail(m, "directlpi,gicr-regions", f"{len(c)} cells, not <base-hi base-lo RD-count> "
+                   "triples")
+        hw["redist_regions"] = tuple((_number(c[i:i + 2]), c[i + 2]) for i in range(0, len(c), 3))
+    return hw
+
+
+def _overlaps(r: _Reader, spans: list[tuple[int, int, str]]) -> None:
+    """One problem per span that starts inside an earlier one."""
+    widest: tuple[int, int, str] | None = None
+    for span in sorted(spans):
+        base, size, what = span
+        if widest is not None and base < widest[0] + widest[1]:
+            b, s, w = widest
+            r.problems.append(f"{what} @{base:#x}+{size:#x} overlaps {w} @{b:#x}+{s:#x}")
+        if widest is None or base + size > widest[0] + widest[1]:
+            widest = span
+
+
+def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
+    """The board ``root`` describes; :class:`DtError` lists every problem found."""
+    r = _Reader(root)
+    model = r._try(lambda: r.strings(root, "model"))
+    cpus = r._try(lambda: _cpus(r))
+    ram = r._try(lambda: _memory(r))
+    hw = r._try(lambda: _model(r, len(cpus or ()))) or {}
+    gic = r._try(lambda: _gic(r, int(hw.get("spis", MAX_SPI_INTID - 31))))
+    pci = r._try(lambda: _pci(r, gic)) if gic is not None else None
+    if cpus is None or ram is None or gic is None or r.problems:
+        raise DtError(r.problems or [f"{root.path}: unusable"])
+    spans = [(b, s, f"{root.path}memory") for b, s in ram]
+    spans.append((gic.desc.dist_base, SZ_64K, f"{gic.node.path} GICD"))
+    spans += [(b, s, f"{gic.node.path} GICR region {k}")
+              for k, (b, s) in enumerate(gic.regions)]
+    if pci is not None:
+        spans += [(pci.ecam_base, pci.ecam_size, f"{ECAM_COMPAT} ECAM"),
+                  (pci.mem_base, pci.mem_size, f"{ECAM_COMPAT} memory window")]
+    _overlaps(r, spans)
+    if r.problems:
+        raise DtError(r.problems)
+    capacity = sum(s // gic.stride for _b, s in gic.regions)
+    if capacity < len(cpus):
+        raise DtError([f"{gic.node.path}: reg: the GICR regions hold {capacity} "
+                       f"redistributor(s) for {len(cpus)} CPUs"])
+    hardware: dict[str, Any] = {
+        "cpus": len(cpus), "mpidrs": cpus, "gicd_base": gic.desc.dist_base,
+        "redist_regions": tuple((b, s // gic.stride) for b, s in gic.regions),
+        "redist_stride": gic.stride, "ram": ram}
+    hardware.update(hw)
+    title = name or (model[0] if model else "devicetree board")
+    board = BoardDescription(cpus=cpus, memory=ram, gic=gic.desc, name=title,
+                             pci_hosts=(pci,) if pci else ())
+    notes = [f"{len(cpus)} CPU(s), GICD @{gic.desc.dist_base:#x}, {len(gic.regions)} GICR "
+             f"region(s) ({capacity} RD frames)",
+             "MSI providers described: " + (", ".join(
+                 p for p, on in (("Direct LPI", gic.direct_lpi), ("MBI", gic.desc.msi_controller))
+                 if on) or "none")]
+    if pci is not None:
+        notes.append("PCI host bridge: " + _describe_msi(pci, gic.desc))
+    return DtBoard(board, hardware, pci, tuple(notes))
+
+
+def _describe_msi(pci: PciHostDescription, gic: GicDescription) -> str:
+    def kind(fw: Fwnode | None) -> str:
+        return {id(gic.fwnode): "MBI", id(gic.direct_lpi_fwnode): "Direct LPI"}.get(
+            id(fw), "none")
+    if pci.msi_map:
+        return "MSIs by msi-map: " + ", ".join(
+            f"RIDs {m.rid_base:#x}+{m.count:#x} -> {kind(m.parent)}" for m in pci.msi_map)
+    return f"MSIs of every RID -> {kind(pci.msi_parent)}"
+
+
+def fdt_bytes(source: bytes | str | Path) -> bytes:
+    """A DTB: given as bytes, or read from a ``.dtb`` file, or compiled from a ``.dts``."""
+    if isinstance(source, bytes | bytearray):
+        return bytes(source)
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FirmwareError(f"{path}: {e.strerror}", e.errno or errno.EIO) from None
+    return data if data[:4] == FDT_MAGIC.to_bytes(4, "big") else compile_dts(path)
+
+
+def load_board(source: bytes | str | Path) -> DtBoard:
+    """Read and check the devicetree at ``source`` (DTB bytes, ``.dtb`` or ``.dts`` path)."""
+    where = "" if isinstance(source, bytes | bytearray) else f"{source}: "
+    data = fdt_bytes(source)
+    try:
+        return read_board(parse_fdt(data))
+    except DtError as e:
+        raise DtError([where + p for p in e.problems]) from None
+    except FirmwareError as e:
+        raise FirmwareError(where + str(e), e.errno) from None
+
+
+def iter_problems(source: bytes | str | Path) -> Iterator[str]:
+    """Every problem of the devicetree at ``source``, one line each (nothing if valid)."""
+    try:
+        load_board(source)
+    except DtError as e:
+        yield from e.problems
+    except FirmwareError as e:
+        yield str(e)
