@@ -88,7 +88,7 @@ def test_run_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["run", "--json", "--cpus", "4"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["platform"] == {"cpus": 4, "msi_provider": "direct-lpi", "lpi_id_bits": 16,
-                               "its": False}
+                               "its": False, "board": "directlpi default board (4 CPUs)"}
     assert set(doc["totals"]) == {"msis_written", "handled", "lost", "spurious", "coalesced"}
     assert doc["totals"]["lost"] == doc["totals"]["spurious"] == 0
     assert doc["violations"] == []
@@ -154,12 +154,18 @@ def test_check_prints_one_line_per_problem_and_exits_1(
     files = [tmp_path / n for n in ("short.dat", "board.dts", "junk.dat", "missing.dat")]
     assert main(["check", *map(str, files)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4
-    assert lines[0].endswith("short.dat: APIC: offset 0x4 Length: 724 but the table has "
-                             "100 bytes")
-    assert "devicetree input is not supported yet" in lines[1]
-    assert "not a MADT (APIC), IORT or devicetree" in lines[2]
-    assert lines[3].endswith("missing.dat: No such file or directory")
+    by_file = {f.name: [ln for ln in lines if ln.startswith(f"{f}:")] for f in files}
+    assert sum(map(len, by_file.values())) == len(lines)      # every line names its file
+    (short,) = by_file["short.dat"]
+    assert short.endswith("short.dat: APIC: offset 0x4 Length: 724 but the table has 100 bytes")
+    dts = by_file["board.dts"]
+    assert any(ln.endswith("board.dts: /: no /cpus node") for ln in dts)
+    assert any(ln.endswith('board.dts: /: no GICv3 node (compatible "arm,gic-v3")') for ln in dts)
+    assert any("(schema " in ln for ln in dts)                 # dt-schema's findings too
+    (junk,) = by_file["junk.dat"]
+    assert "not a MADT (APIC), IORT or devicetree" in junk
+    (missing,) = by_file["missing.dat"]
+    assert missing.endswith("missing.dat: No such file or directory")
 
 
 def test_check_refuses_tables_the_hardware_cannot_match(
@@ -174,3 +180,84 @@ def test_check_refuses_tables_the_hardware_cannot_match(
     (tmp_path / "apic.dat").write_bytes(bytes(raw))
     assert main(["check", str(tmp_path / "apic.dat")]) == 1
     assert "the hardware it describes cannot be built" in capsys.readouterr().out
+
+
+# -- devicetree: check, run --platform, acpi --from ----------------------------------------------
+
+def _board(name: str) -> str:
+    from directlpi.firmware.boards import BOARDS_DIR
+    return str(BOARDS_DIR / f"{name}.dts")
+
+
+def test_check_accepts_the_shipped_boards_and_reports_what_the_kernel_does(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    files = [_board("default"), _board("mbi-only"), _board("rds-without-directlpi")]
+    assert main(["check", *files]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "directlpi check: 3 file(s) valid"
+    assert f"{files[0]}: MSI providers described: Direct LPI, MBI" in out
+    assert f"{files[0]}: kernel: MSI provider: direct-lpi" in out
+    assert f"{files[1]}: kernel: MSI provider: none" in out
+    assert any(ln.startswith(f"{files[2]}: kernel: WARNING: GICv3: Direct LPI described by "
+                             "firmware, but not every redistributor") for ln in out)
+    firsts = [next(i for i, ln in enumerate(out) if ln.startswith(f)) for f in files]
+    assert firsts == sorted(firsts)                     # grouped by file, in the given order
+
+
+def test_check_reports_malformed_dtbs_by_offset(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from directlpi.firmware.boards import DEFAULT_DTB
+    dtb = DEFAULT_DTB.read_bytes()
+    (tmp_path / "short.dtb").write_bytes(dtb[:300])
+    (tmp_path / "magic.dtb").write_bytes(b"\xd0\x0d\xfe\xed" + b"\0" * 36)
+    assert main(["check", str(tmp_path / "short.dtb"), str(tmp_path / "magic.dtb")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2
+    assert "short.dtb: DTB: offset 0x4 totalsize" in out[0] and "truncated" in out[0]
+    assert "magic.dtb: DTB: offset 0x14 version 0" in out[1]
+
+
+def test_check_boots_the_board_to_find_rds_that_are_not_where_it_says(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = Path(_board("rds-without-directlpi")).read_text().replace(
+        "directlpi,direct-lpi = <0>;", "directlpi,gicr-regions = <0x0 0x080c0000 123>;")
+    (tmp_path / "moved.dts").write_text(text)
+    assert main(["check", str(tmp_path / "moved.dts")]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line == (f"{tmp_path}/moved.dts: /interrupt-controller@8000000: reg: the GICR regions "
+                    "do not match the hardware: the kernel stops with \"GICv3: CPU0: mpidr 0 has "
+                    "no re-distributor!\"")
+
+
+def test_run_on_a_devicetree_platform(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--platform", _board("gicr-256cpus"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["platform"]["cpus"] == 256
+    assert report["platform"]["board"] == "directlpi 256-CPU board, two GICR regions"
+
+
+def test_run_on_a_board_without_an_msi_provider_is_a_clear_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--platform", _board("mbi-only")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("directlpi: error: pci 0000:00:01.0: no MSI domain") and "MBI" in err
+    assert main(["run", "--platform", _board("default"), "--cpus", "4"]) == 1
+    assert "--cpus and --platform conflict" in capsys.readouterr().err
+    assert main(["run", "--platform", "/nonexistent.dts"]) == 1
+    assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_acpi_from_a_devicetree_says_what_acpi_cannot(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from directlpi import Platform
+    from directlpi.firmware.acpi import parse_iort
+
+    assert main(["acpi", "--from", _board("mbi-and-direct-lpi"), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: segment 0 RIDs 0x100+0xf00 use MBI: ACPI has no MBI description" in out
+    routes = parse_iort((tmp_path / "iort.dat").read_bytes())
+    assert [(r.segment, r.rid_base, r.count) for r in routes] == [(0, 0, 0x100)]
+    plat = Platform.from_acpi(tmp_path / "apic.dat", tmp_path / "iort.dat")
+    assert plat.board.cpus == Platform.from_devicetree(_board("mbi-and-direct-lpi")).board.cpus
+    assert main(["acpi", "--from", _board("default"), "--cpus", "4"]) == 1
+    assert "--cpus and --from conflict" in capsys.readouterr().err

@@ -1,12 +1,15 @@
 """The ``directlpi`` command line.
 
 * ``directlpi run`` -- the main job: a scenario (the embedded default, or
-  ``--scenario FILE``) on the default board, ``/proc/interrupts`` and the
-  invariant report; exit 0 only when no invariant is violated.
+  ``--scenario FILE``) on the default board (or ``--platform BOARD``, a
+  devicetree), ``/proc/interrupts`` and the invariant report; exit 0 only when
+  no invariant is violated.
 * ``directlpi walkthrough`` -- one Direct LPI, register by register, on bare hardware.
 * ``directlpi bench`` -- the figures of ``bench/``.
-* ``directlpi check FILE...`` -- validate firmware tables (ACPI MADT and IORT today).
-* ``directlpi acpi`` -- write the default board's MADT and IORT.
+* ``directlpi check FILE...`` -- validate firmware descriptions: devicetree sources
+  and blobs (loader, dt-schema bindings, a boot on the described hardware) and ACPI
+  MADT/IORT tables.
+* ``directlpi acpi [--from BOARD]`` -- write a board's MADT and IORT.
 
 Errors print one line (``directlpi: error: ...``) and exit non-zero; a traceback
 is shown only with ``DIRECTLPI_DEBUG=1``.
@@ -19,10 +22,14 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from directlpi.errors import DirectLPIError
+
+if TYPE_CHECKING:
+    from directlpi.platform import Platform
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -39,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", type=Path, default=None,
                      help="TOML scenario (default: the embedded default scenario)")
     run.add_argument("--cpus", type=int, default=None, help="override the scenario's CPU count")
+    run.add_argument("--platform", type=Path, default=None, metavar="BOARD",
+                     help="run on this devicetree (.dts or .dtb) instead of the default board")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--trace", type=Path, default=None,
                      help="write every hardware event (MMIO excepted) to this file")
@@ -53,10 +62,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="directory of bench_*.py modules (default: the checkout's bench/)")
     bench.add_argument("--only", action="append", default=[], metavar="MODULE",
                        help="run only these bench modules (e.g. bench_hw); repeatable")
-    check = sub.add_parser("check", help="validate firmware descriptions (ACPI MADT, IORT)")
+    check = sub.add_parser("check", help="validate firmware descriptions (DTS/DTB, ACPI "
+                           "MADT and IORT)")
     check.add_argument("files", type=Path, nargs="+", metavar="FILE")
-    acpi = sub.add_parser("acpi", help="write the default board's MADT and IORT")
-    acpi.add_argument("--cpus", type=int, default=8, help="number of PEs (default 8)")
+    acpi = sub.add_parser("acpi", help="write a board's MADT and IORT (default board, or "
+                          "--from a devicetree)")
+    acpi.add_argument("--from", dest="source", type=Path, default=None, metavar="BOARD",
+                      help="the devicetree (.dts or .dtb) to describe in ACPI")
+    acpi.add_argument("--cpus", type=int, default=None,
+                      help="number of PEs of the default board (default 8)")
     acpi.add_argument("--no-direct-lpi", action="store_true",
                       help="leave the proposed Direct LPI node out of the IORT")
     acpi.add_argument("--out", type=Path, default=Path("."),
@@ -75,31 +89,73 @@ def _cmd_check(args: argparse.Namespace) -> int:
             Platform.from_acpi(res.madt[1], res.iort[1] if res.iort else None)
         except FirmwareError as e:
             res.problems.append(f"{res.madt[0]}: {e}")
+    for path, dtb in res.devicetrees:
+        problems, notes = _boot_check(Platform.from_devicetree, dtb)
+        res.problems += [f"{path}: {p}" for p in problems]
+        res.summary += [f"{path}: {n}" for n in notes]
     for line in res.problems:
         print(line)
     if res.problems:
         return EXIT_FAILED
+    order = [f"{p}:" for p in args.files]
+    res.summary.sort(key=lambda ln: next((i for i, p in enumerate(order) if ln.startswith(p)),
+                                         len(order)))
     for line in res.summary:
         print(line)
     print(f"directlpi check: {len(args.files)} file(s) valid")
     return EXIT_OK
 
 
+def _boot_check(build: Callable[[bytes], Platform], dtb: bytes) -> tuple[list[str], list[str]]:
+    """Build the described board, boot a kernel on it: does the description match the
+    hardware?  Problems (no RD where the GIC node says, kernel errors) and notes (the
+    kernel's warnings, e.g. Direct LPI refused)."""
+    from directlpi.firmware.acpi import FirmwareError
+    from directlpi.kernel.errors import KernelError
+
+    try:
+        plat = build(dtb)
+        kern = plat.boot()
+    except FirmwareError as e:
+        return [str(e)], []
+    except KernelError as e:
+        return [f"{plat.board.gic.fwnode.name}: reg: the GICR regions do not match the "
+                f"hardware: the kernel stops with \"{e}\""], []
+    problems = [f"{plat.board.gic.fwnode.name}: reg: {ln.text}" for ln in kern.log.lines
+                if ln.level == "warn" and "No redistributor present" in ln.text]
+    notes = [f"kernel: {ln}" for ln in kern.log.lines
+             if ln.level in ("warn", "err") and "No redistributor present" not in ln.text]
+    notes.append(f"kernel: MSI provider: {kern.msi_provider}")
+    return problems, notes
+
+
 def _cmd_acpi(args: argparse.Namespace) -> int:
-    from directlpi.firmware.acpi import DirectLpiRoute, build_iort, build_madt
+    from directlpi.firmware.acpi import build_iort, build_madt, direct_lpi_routes
+    from directlpi.firmware.devicetree import load_board
     from directlpi.platform import Platform
 
-    if not 1 <= args.cpus <= 512:
-        raise DirectLPIError(f"--cpus {args.cpus}: the platform takes 1..512 CPUs")
-    routes = () if args.no_direct_lpi else (DirectLpiRoute(0, 0, 0x10000),)
-    tables = {"apic.dat": build_madt(Platform.default(cpus=args.cpus).board),
-              "iort.dat": build_iort(routes)}
+    if args.source is not None:
+        if args.cpus is not None:
+            raise DirectLPIError("--cpus and --from conflict: the board file says how many "
+                                 "CPUs there are")
+        board = load_board(args.source).board
+    else:
+        cpus = 8 if args.cpus is None else args.cpus
+        if not 1 <= cpus <= 512:
+            raise DirectLPIError(f"--cpus {cpus}: the platform takes 1..512 CPUs")
+        board = Platform.default(cpus=cpus).board
+    routes, left_out = direct_lpi_routes(board)
+    if args.no_direct_lpi:
+        routes = ()
+    tables = {"apic.dat": build_madt(board), "iort.dat": build_iort(routes)}
     for name, data in tables.items():
         try:
             (args.out / name).write_bytes(data)
         except OSError as exc:
             raise DirectLPIError(f"--out {args.out}: {exc.strerror}", exc.errno or 2) from None
         print(f"{args.out / name}: {len(data)} bytes")
+    for line in left_out:
+        print(f"note: {line}")
     return EXIT_OK
 
 
@@ -118,7 +174,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise DirectLPIError(f"--trace {args.trace}: {exc.strerror}",
                                      exc.errno or 2) from None
-        report = ScenarioRun(scenario, cpus=args.cpus, trace=trace).run()
+        report = ScenarioRun(scenario, cpus=args.cpus, trace=trace,
+                             platform=args.platform).run()
     finally:
         if trace is not None:
             trace.close()

@@ -105,12 +105,17 @@ class Platform:
         :class:`~directlpi.firmware.devicetree.DtError` listing every problem, or
         :class:`FirmwareError` for an unreadable file.
         """
-        dt = load_board(source)
+        return cls.from_board(load_board(source), **options)
+
+    @classmethod
+    def from_board(cls, dt: DtBoard, **options: Any) -> Platform:
+        """The board of an already-read devicetree (:func:`~directlpi.firmware.devicetree.
+        load_board`); keyword options override the silicon, as for :meth:`from_devicetree`."""
         try:
             return cls._from_dt(dt, options)
         except ConfigError as e:
-            raise FirmwareError(f"{source if not isinstance(source, bytes) else 'DTB'}: the "
-                                f"hardware it describes cannot be built: {e}", e.errno) from None
+            raise FirmwareError(f"{dt.board.name}: the hardware it describes cannot be built: "
+                                f"{e}", e.errno) from None
 
     @classmethod
     def _from_dt(cls, dt: DtBoard, options: dict[str, Any]) -> Platform:

@@ -1,8 +1,12 @@
 """``directlpi check``: validate firmware descriptions, one line per problem.
 
-Today this covers binary ACPI tables, recognised by their signature: a MADT
-(``APIC``) and an IORT.  Devicetree sources and blobs are recognised and
-reported as not yet supported (issue 5), never misread.
+Files are recognised by content: binary ACPI tables by their signature (a MADT,
+``APIC``, and an IORT), devicetree blobs by their magic, devicetree sources by
+``/dts-v1/`` (compiled with dtc).  A devicetree is read by the board loader
+(every problem, named by node and property) and validated against the project's
+dt-schema bindings when dtschema is installed.  Booting the described board to
+cross-check it against the hardware is the CLI's part (this layer cannot
+build platforms).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from directlpi.firmware.acpi import (
     parse_iort,
     parse_madt,
 )
-from directlpi.firmware.fdt import FDT_MAGIC
+from directlpi.firmware.devicetree import DtError, fdt_bytes, read_board
+from directlpi.firmware.fdt import FDT_MAGIC, parse_fdt
+from directlpi.firmware.schema import SchemaUnavailable, schema_problems
 
 _FDT_MAGIC = FDT_MAGIC.to_bytes(4, "big")
 
@@ -29,6 +35,8 @@ class CheckResult:
     problems: list[str] = field(default_factory=list)
     madt: tuple[Path, bytes] | None = None
     iort: tuple[Path, bytes] | None = None
+    devicetrees: list[tuple[Path, bytes]] = field(default_factory=list)
+    """Valid devicetrees (as DTB), for the hardware cross-check."""
     summary: list[str] = field(default_factory=list)
 
 
@@ -61,9 +69,8 @@ def check_files(paths: list[Path]) -> CheckResult:
             elif sig == b"IORT":
                 res.summary.append(_describe_iort(path, parse_iort(data)))
                 res.iort = (path, data)
-            elif sig == _FDT_MAGIC or data.lstrip().startswith(b"/dts-v1/"):
-                res.problems.append(f"{path}: devicetree input is not supported yet "
-                                    "(only ACPI MADT and IORT tables are checked today)")
+            elif sig == _FDT_MAGIC or data.lstrip().startswith((b"/dts-v1/", b"/*", b"//")):
+                _check_devicetree(res, path)
             else:
                 res.problems.append(f"{path}: not a MADT (APIC), IORT or devicetree: "
                                     f"starts with {sig!r}")
@@ -72,3 +79,23 @@ def check_files(paths: list[Path]) -> CheckResult:
     if res.iort is not None and res.madt is None and not res.problems:
         res.problems.append(f"{res.iort[0]}: an IORT needs the MADT that describes the GIC")
     return res
+
+
+def _check_devicetree(res: CheckResult, path: Path) -> None:
+    """The loader's problems and the schema's, all of them, one line each."""
+    dtb = fdt_bytes(path)
+    try:
+        notes = read_board(parse_fdt(dtb)).notes
+    except DtError as e:
+        res.problems += [f"{path}: {p}" for p in e.problems]
+        notes = ()
+    except FirmwareError as e:
+        res.problems.append(f"{path}: {e}")
+        return
+    try:
+        res.problems += [f"{path}: {p}" for p in schema_problems(dtb)]
+    except SchemaUnavailable as e:
+        res.summary.append(f"{path}: {e}")
+    res.summary += [f"{path}: {n}" for n in notes]
+    if notes:
+        res.devicetrees.append((path, dtb))

@@ -252,18 +252,19 @@ def _cpus(r: _Reader) -> tuple[int, ...]:
     return tuple(mpidrs)
 
 
-def _memory(r: _Reader) -> tuple[tuple[int, int], ...]:
-    ram: list[tuple[int, int]] = []
+def _memory(r: _Reader) -> list[tuple[int, int, str]]:
+    """RAM ranges as (base, size, node path)."""
+    ram: list[tuple[int, int, str]] = []
     for node in r.root.children:
         if r.strings(node, "device_type") == ["memory"] and r.available(node):
             for base, size in r.reg(node):
                 if size == 0:
                     r.note(node, "reg", f"the range at {base:#x} is empty")
                 else:
-                    ram.append((base, size))
+                    ram.append((base, size, node.path))
     if not ram:
         r.fail(r.root, None, "no memory node (device_type = \"memory\") with a non-empty reg")
-    return tuple(ram)
+    return ram
 
 
 @dataclass
@@ -465,6 +466,9 @@ def _pci_msi(r: _Reader, h: FdtNode,
             return node, gic.desc.fwnode
         if gic.direct_lpi is not None and node is gic.direct_lpi:
             return node, gic.desc.direct_lpi_fwnode
+        if DIRECT_LPI_COMPAT in r.compatible(node):
+            r.fail(h, prop, f"names {node.path}, a Direct LPI node that cannot be used (its "
+                   "own problems are listed)")
         r.fail(h, prop, f"names {node.path}, which is not an MSI controller of this GIC")
 
     has_parent, has_map = "msi-parent" in h.props, "msi-map" in h.props
@@ -479,32 +483,24 @@ def _pci_msi(r: _Reader, h: FdtNode,
     if not has_map:
         return None, ()
     c = r.cells(h, "msi-map")
+    if not c or len(c) % 4:
+        r.fail(h, "msi-map", f"{len(c)} cells, not <rid-base phandle msi-base length> entries")
     routes: list[MsiRoute] = []
-    i = 0
-    while i < len(c):
-        if i + 2 > len(c):
-            r.fail(h, "msi-map", f"entry at cell {i} is cut short")
-        rid_base = c[i]
-        node, fw = controller("msi-map", c[i + 1])
-        # The msi-specifier has the target's #msi-cells; a controller without the
-        # property (the GIC node for MBI) takes the legacy single cell.
-        spec = r.try_u32(node, "#msi-cells", 1)
-        if spec is None:
-            raise _Skip
-        if i + 2 + spec + 1 > len(c):
-            r.fail(h, "msi-map", f"entry at cell {i} is cut short: {node.path} takes "
-                   f"{spec} msi-specifier cell(s), so an entry is {3 + spec} cells")
-        count = c[i + 2 + spec]
+    for i in range(0, len(c), 4):
+        rid_base, phandle, msi_base, count = c[i:i + 4]
+        _node, fw = controller("msi-map", phandle)
+        if msi_base != 0:
+            r.fail(h, "msi-map", f"entry {i // 4}: msi-base {msi_base:#x}: both MSI controllers "
+                   "of the GIC take no msi-specifier (no DeviceID): write 0")
         if count == 0 or rid_base + count > 0x1_0000:
-            r.fail(h, "msi-map", f"entry at cell {i}: RIDs {rid_base:#x}+{count:#x} are not a "
+            r.fail(h, "msi-map", f"entry {i // 4}: RIDs {rid_base:#x}+{count:#x} are not a "
                    "non-empty range of 16-bit requester IDs")
         clash = next((x for x in routes if rid_base < x.rid_base + x.count
                       and x.rid_base < rid_base + count), None)
         if clash is not None:
-            r.fail(h, "msi-map", f"entry at cell {i}: RIDs {rid_base:#x}+{count:#x} overlap "
+            r.fail(h, "msi-map", f"entry {i // 4}: RIDs {rid_base:#x}+{count:#x} overlap "
                    f"RIDs {clash.rid_base:#x}+{clash.count:#x}")
         routes.append(MsiRoute(rid_base, count, fw))
-        i += 3 + spec
     return None, tuple(routes)
 
 
@@ -538,13 +534,15 @@ def _model(r: _Reader, ncpus: int) -> dict[str, Any]:
 
 
 def _overlaps(r: _Reader, spans: list[tuple[int, int, str]]) -> None:
-    """One problem per span that starts inside an earlier one."""
+    """One problem per span that starts inside an earlier one; spans are (base, size,
+    "<node path>: reg: <what>")."""
     widest: tuple[int, int, str] | None = None
     for span in sorted(spans):
         base, size, what = span
         if widest is not None and base < widest[0] + widest[1]:
-            b, s, w = widest
-            r.problems.append(f"{what} @{base:#x}+{size:#x} overlaps {w} @{b:#x}+{s:#x}")
+            b, sz, w = widest
+            r.problems.append(f"{what} @{base:#x}+{size:#x} overlaps {w.replace(': reg:', '')} "
+                              f"@{b:#x}+{sz:#x}")
         if widest is None or base + size > widest[0] + widest[1]:
             widest = span
 
@@ -560,13 +558,14 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
     pci = r._try(lambda: _pci(r, gic)) if gic is not None else None
     if cpus is None or ram is None or gic is None or r.problems:
         raise DtError(r.problems or [f"{root.path}: unusable"])
-    spans = [(b, s, f"{root.path}memory") for b, s in ram]
-    spans.append((gic.desc.dist_base, SZ_64K, f"{gic.node.path} GICD"))
-    spans += [(b, s, f"{gic.node.path} GICR region {k}")
+    spans = [(b, s, f"{path}: reg: RAM") for b, s, path in ram]
+    spans.append((gic.desc.dist_base, SZ_64K, f"{gic.node.path}: reg: GICD"))
+    spans += [(b, s, f"{gic.node.path}: reg: GICR region {k}")
               for k, (b, s) in enumerate(gic.regions)]
     if pci is not None:
-        spans += [(pci.ecam_base, pci.ecam_size, f"{ECAM_COMPAT} ECAM"),
-                  (pci.mem_base, pci.mem_size, f"{ECAM_COMPAT} memory window")]
+        host = next(n.path for n in r.find(ECAM_COMPAT) if r.available(n))
+        spans += [(pci.ecam_base, pci.ecam_size, f"{host}: reg: ECAM"),
+                  (pci.mem_base, pci.mem_size, f"{host}: ranges: memory window")]
     _overlaps(r, spans)
     if r.problems:
         raise DtError(r.problems)
@@ -574,13 +573,14 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
     if capacity < len(cpus):
         raise DtError([f"{gic.node.path}: reg: the GICR regions hold {capacity} "
                        f"redistributor(s) for {len(cpus)} CPUs"])
+    memory = tuple((b, s) for b, s, _path in ram)
     hardware: dict[str, Any] = {
         "cpus": len(cpus), "mpidrs": cpus, "gicd_base": gic.desc.dist_base,
         "redist_regions": tuple((b, s // gic.stride) for b, s in gic.regions),
-        "redist_stride": gic.stride, "ram": ram}
+        "redist_stride": gic.stride, "ram": memory}
     hardware.update(hw)
     title = name or (model[0] if model else "devicetree board")
-    board = BoardDescription(cpus=cpus, memory=ram, gic=gic.desc, name=title,
+    board = BoardDescription(cpus=cpus, memory=memory, gic=gic.desc, name=title,
                              pci_hosts=(pci,) if pci else ())
     notes = [f"{len(cpus)} CPU(s), GICD @{gic.desc.dist_base:#x}, {len(gic.regions)} GICR "
              f"region(s) ({capacity} RD frames)",

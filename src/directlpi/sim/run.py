@@ -13,11 +13,13 @@ import errno
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from directlpi.devices.pci import PciFunction
 from directlpi.devices.platform_msi import PlatformMsiDevice
 from directlpi.errors import DirectLPIError
+from directlpi.firmware.devicetree import load_board
 from directlpi.hw.events import Event, EventKind
 from directlpi.kernel.irq.affinity import IrqAffinity
 from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
@@ -66,12 +68,28 @@ class ScenarioRun:
     """One run of a scenario: platform, kernel, drivers, checker, outcomes."""
 
     def __init__(self, scenario: Scenario, cpus: int | None = None,
-                 trace: TextIO | None = None, quirks: frozenset[str] = frozenset()) -> None:
+                 trace: TextIO | None = None, quirks: frozenset[str] = frozenset(),
+                 platform: Path | None = None) -> None:
+        """``platform``: a devicetree (``.dts``/``.dtb``) to run on instead of the default
+        board; it then says how many CPUs there are (``cpus`` must be None) and what the
+        silicon is (the scenario's ``lpi_id_bits`` applies unless its
+        ``directlpi,hardware-model`` node sets them)."""
         self.scenario = scenario
-        ncpus = cpus if cpus is not None else scenario.platform.cpus
-        scenario.check_cpus(ncpus)
+        if platform is not None:
+            if cpus is not None:
+                raise ScenarioError("--cpus and --platform conflict: the board file says how "
+                                    "many CPUs there are")
+            dt = load_board(platform)
+            hw = {} if "lpi_id_bits" in dt.hardware else {
+                "lpi_id_bits": scenario.platform.lpi_id_bits}
+            ncpus = len(dt.board.cpus)
+            scenario.check_cpus(ncpus)
+            self.plat = Platform.from_board(dt, **hw)
+        else:
+            ncpus = cpus if cpus is not None else scenario.platform.cpus
+            scenario.check_cpus(ncpus)
+            self.plat = Platform.default(cpus=ncpus, lpi_id_bits=scenario.platform.lpi_id_bits)
         self.ncpus = ncpus
-        self.plat = Platform.default(cpus=ncpus, lpi_id_bits=scenario.platform.lpi_id_bits)
         self.drivers: dict[str, Driver] = {}
         for spec in scenario.devices:
             if isinstance(spec, PciDeviceSpec):
@@ -269,7 +287,8 @@ class RunReport:
         return {
             "scenario": run.scenario.name,
             "platform": {"cpus": run.plat.num_cpus, "msi_provider": k.msi_provider,
-                         "lpi_id_bits": k.lpi.lpi_id_bits if k.lpi else 0, "its": False},
+                         "lpi_id_bits": k.lpi.lpi_id_bits if k.lpi else 0, "its": False,
+                         "board": run.plat.board.name},
             "irqs": self.irqs(),
             "totals": {key: totals[key] for key in ("msis_written", "handled", "lost",
                                                     "spurious", "coalesced")},
