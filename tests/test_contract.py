@@ -75,7 +75,7 @@ def test_the_readme_snippets_run_as_written(capsys: Any) -> None:
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    bare, stack = re.findall(r"```python\n(.*?)```", readme, re.S)
+    bare, stack, from_dt = re.findall(r"```python\n(.*?)```", readme, re.S)
     ns: dict[str, Any] = {}
     exec(compile(bare, "README.md", "exec"), ns)
     assert ns["hw"].cpu(1).read_sysreg("ICC_IAR1_EL1") == 1023    # nothing set up: spurious
@@ -86,3 +86,6 @@ def test_the_readme_snippets_run_as_written(capsys: Any) -> None:
     assert kern.irq_get_effective_affinity(virq) == {5}
     assert kern.get_cached_msi_msg(virq).address == ns["plat"].gicr_base(5) + 0x40
     assert "nic-0" in capsys.readouterr().out
+    ns = {}
+    exec(compile(from_dt, "README.md", "exec"), ns)
+    assert ns["kern"].direct_lpi is None and ns["plat"].board.gic.msi_controller
