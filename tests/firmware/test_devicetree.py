@@ -15,7 +15,7 @@ from directlpi import Platform
 from directlpi.firmware.acpi import FirmwareError
 from directlpi.firmware.boards import BOARDS_DIR, DEFAULT_DTB, board_files, default_tree
 from directlpi.firmware.devicetree import DtBoard, DtError, fdt_bytes, load_board, read_board
-from directlpi.firmware.fdt import FdtNode, compile_dts, parse_fdt
+from directlpi.firmware.fdt import FdtNode, build_fdt, compile_dts, parse_fdt
 from directlpi.kernel.errors import KernelError
 from directlpi.kernel.irq.desc import IRQ_HANDLED
 from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
@@ -185,6 +185,14 @@ CASES = {
                      "reg = <0x0 0x07ff0000 0x0 0x80000000>;")],
         f"{GIC}: reg: GICD @0x8000000+0x10000 overlaps /memory@40000000 RAM "
         "@0x7ff0000+0x80000000"),
+    "a GIC without reg": (
+        "default", [("\t\treg = <0x0 0x08000000 0x0 0x10000>,\t\t/* GICD */\n"
+                     "\t\t      <0x0 0x080a0000 0x0 0xf60000>;\t\t/* GICR region: 123 RDs */\n",
+                     "")],
+        f"{GIC}: reg: missing"),
+    "RAM without reg": (
+        "default", [("reg = <0x0 0x40000000 0x0 0x80000000>;\t\t/* 2 GiB */", "")],
+        "/memory@40000000: reg: missing"),
     "a GICR region missing from reg": (
         "default", [("ranges;\n\t\treg", "ranges;\n\t\t#redistributor-regions = <2>;\n\t\treg")],
         f"{GIC}: reg: 2 entries, but the GICD and #redistributor-regions = 2 GICR region(s) "
@@ -363,3 +371,38 @@ def test_default_tree_refuses_a_bad_cpu_count() -> None:
     from directlpi.errors import ConfigError
     with pytest.raises(ConfigError, match="cpus: 0 is not a PE count"):
         default_tree(0)
+
+
+def test_build_fdt_is_the_inverse_of_parse_fdt() -> None:
+    tree = parse_fdt(_BOTH)
+    assert parse_fdt(build_fdt(tree)) == tree
+    assert build_fdt(parse_fdt(DEFAULT_DTB.read_bytes())) == DEFAULT_DTB.read_bytes()
+
+
+@settings(max_examples=60)
+@given(st.data())
+def test_check_never_fails_on_a_mutated_board(tmp_path_factory: pytest.TempPathFactory,
+                                              data: st.DataObject) -> None:
+    """Through the whole ``directlpi check`` path -- loader, dt-schema, the boot on the
+    described hardware -- a mutated tree gives exit 0 or 1 with lines that name the
+    file, never an internal error."""
+    from directlpi.cli import EXIT_FAILED, EXIT_OK, main
+
+    root = parse_fdt(_BOTH)
+    for _ in range(data.draw(st.integers(1, 2))):
+        node, prop = data.draw(st.sampled_from(_props(root)))
+        n = data.draw(st.integers(0, 6))
+        node.props[prop] = struct.pack(f">{n}I", *data.draw(st.lists(
+            st.sampled_from([0, 1, 3, 0x100, 0x20000, 0x8000000, 0xFFFFFFFF]),
+            min_size=n, max_size=n)))
+    path = tmp_path_factory.mktemp("check") / "board.dtb"
+    path.write_bytes(build_fdt(root))
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        rc = main(["check", str(path)])
+    assert rc in (EXIT_OK, EXIT_FAILED), out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines and all(ln.startswith(str(path)) or ln.startswith("directlpi check:")
+                         for ln in lines), lines

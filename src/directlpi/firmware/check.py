@@ -96,6 +96,9 @@ def _check_devicetree(res: CheckResult, path: Path) -> None:
         res.problems += [f"{path}: {p}" for p in schema_problems(dtb)]
     except SchemaUnavailable as e:
         res.summary.append(f"{path}: {e}")
+    except Exception as e:  # dtschema is third-party code on hostile input: never a traceback
+        res.problems.append(f"{path}: schema: dtschema cannot decode this tree "
+                            f"({type(e).__name__}: {e})")
     res.summary += [f"{path}: {n}" for n in notes]
     if notes:
         res.devicetrees.append((path, dtb))

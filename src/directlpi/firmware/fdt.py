@@ -137,6 +137,37 @@ def parse_fdt(data: bytes) -> FdtNode:
             raise FirmwareError(f"DTB: offset {at:#x}: unknown structure token {token:#x}")
 
 
+def build_fdt(root: FdtNode, boot_cpuid: int = 0) -> bytes:
+    """The DTB (version 17) of a tree: the inverse of :func:`parse_fdt`."""
+    strings = bytearray()
+    offsets: dict[str, int] = {}
+    struct_block = bytearray()
+
+    def emit(node: FdtNode) -> None:
+        name = node.name.encode() + b"\0"
+        struct_block.extend(struct.pack(">I", FDT_BEGIN_NODE) + name)
+        struct_block.extend(b"\0" * (-len(name) % 4))
+        for pname, value in node.props.items():
+            if pname not in offsets:
+                offsets[pname] = len(strings)
+                strings.extend(pname.encode() + b"\0")
+            struct_block.extend(struct.pack(">III", FDT_PROP, len(value), offsets[pname]))
+            struct_block.extend(value + b"\0" * (-len(value) % 4))
+        for child in node.children:
+            emit(child)
+        struct_block.extend(struct.pack(">I", FDT_END_NODE))
+
+    emit(root)
+    struct_block.extend(struct.pack(">I", FDT_END))
+    off_rsvmap = _HEADER.size
+    off_struct = off_rsvmap + 16                    # one terminating (0, 0) reservation
+    off_strings = off_struct + len(struct_block)
+    total = off_strings + len(strings)
+    header = _HEADER.pack(FDT_MAGIC, total, off_struct, off_strings, off_rsvmap, 17, 16,
+                          boot_cpuid, len(strings), len(struct_block))
+    return header + bytes(16) + bytes(struct_block) + bytes(strings)
+
+
 def compile_dts(path: Path) -> bytes:
     """``dtc -I dts -O dtb`` of a source file; dtc's first error becomes a FirmwareError."""
     dtc = shutil.which("dtc")
