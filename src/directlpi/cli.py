@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="the devicetree (.dts or .dtb) to describe in ACPI")
     acpi.add_argument("--cpus", type=int, default=None,
                       help="number of PEs of the default board (default 8)")
+    acpi.add_argument("--gicr-in-gicc", action="store_true",
+                      help="describe each CPU's redistributor in its GICC (GICR Base Address) "
+                      "instead of GICR region subtables")
     acpi.add_argument("--no-direct-lpi", action="store_true",
                       help="leave the proposed Direct LPI node out of the IORT")
     acpi.add_argument("--out", type=Path, default=Path("."),
@@ -147,7 +150,8 @@ def _cmd_acpi(args: argparse.Namespace) -> int:
     routes, left_out = direct_lpi_routes(board)
     if args.no_direct_lpi:
         routes = ()
-    tables = {"apic.dat": build_madt(board), "iort.dat": build_iort(routes)}
+    tables = {"apic.dat": build_madt(board, gicr_in_gicc=args.gicr_in_gicc),
+              "iort.dat": build_iort(routes)}
     for name, data in tables.items():
         try:
             (args.out / name).write_bytes(data)

@@ -86,3 +86,14 @@ def test_a_madt_the_hardware_cannot_match_is_a_firmware_error() -> None:
 def test_a_missing_table_file_is_a_firmware_error(tmp_path: Path) -> None:
     with pytest.raises(FirmwareError, match=r"MADT .*nope\.dat: No such file"):
         Platform.from_acpi(tmp_path / "nope.dat")
+
+
+def test_a_madt_with_redistributors_in_the_giccs_boots_the_same_board() -> None:
+    from directlpi.firmware.boards import BOARDS_DIR
+
+    dt = Platform.from_devicetree(BOARDS_DIR / "gicr-256cpus.dts")
+    plat = Platform.from_acpi(build_madt(dt.board, gicr_in_gicc=True), IORT)
+    assert plat.board.cpus == dt.board.cpus
+    assert [plat.gicr_base(c) for c in (0, 122, 123, 255)] == [
+        dt.gicr_base(c) for c in (0, 122, 123, 255)]
+    assert plat.boot().msi_provider == "direct-lpi"

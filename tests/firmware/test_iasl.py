@@ -50,3 +50,15 @@ def test_iasl_decodes_our_iort_except_the_proposed_node(tmp_path: Path) -> None:
     assert _fields(dsl, "PCI Segment Number") == ["00000000"]
     assert _fields(dsl, "ID Count") == ["0000FFFF"]
     assert _fields(dsl, "Output Reference") == ["00000030"]      # the proposed node's offset
+
+
+def test_iasl_decodes_redistributors_described_in_each_gicc(tmp_path: Path) -> None:
+    from directlpi.firmware.boards import BOARDS_DIR
+
+    board = Platform.from_devicetree(BOARDS_DIR / "gicr-256cpus.dts").board
+    dsl = _disassemble(tmp_path, "apic", build_madt(board, gicr_in_gicc=True))
+    assert "Unknown" not in dsl and "Invalid" not in dsl and "GICR Base" not in dsl.split(
+        "Generic Interrupt Distributor")[1]                       # no GICR subtable
+    rds = [int(v, 16) for v in _fields(dsl, "Redistributor Base Address")]
+    assert rds[:2] == [0x080A_0000, 0x080C_0000] and rds[123] == 0x40_0000_0000
+    assert len(rds) == 256

@@ -83,15 +83,28 @@ def _header(signature: bytes, revision: int, body_len: int) -> bytes:
                         b"DIRECTLP", 1, b"DLPI", 1)
 
 
-def build_madt(board: BoardDescription) -> bytes:
-    """The MADT describing ``board``'s CPUs (GICC), distributor (GICD) and GICR regions."""
+def rd_bases(board: BoardDescription) -> list[int]:
+    """RD_base of logical CPU i's redistributor, as the GICR regions place them in order."""
+    stride = board.gic.redist_stride or GICR_FRAME_PAIR
+    bases = [base + j * stride for base, size in board.gic.redist_regions
+             for j in range(size // stride)]
+    if len(bases) < len(board.cpus):
+        raise FirmwareError(f"MADT: the GICR regions hold {len(bases)} redistributors for "
+                            f"{len(board.cpus)} CPUs", errno.EINVAL)
+    return bases[:len(board.cpus)]
+
+
+def build_madt(board: BoardDescription, gicr_in_gicc: bool = False) -> bytes:
+    """The MADT describing ``board``'s CPUs (GICC), distributor (GICD) and redistributors:
+    as GICR region subtables, or (``gicr_in_gicc``) as each GICC's GICR Base Address."""
     body = bytearray(struct.pack("<II", 0, 0))
-    for uid, mpidr in enumerate(board.cpus):
+    rds = rd_bases(board) if gicr_in_gicc else [0] * len(board.cpus)
+    for uid, (mpidr, rd) in enumerate(zip(board.cpus, rds, strict=True)):
         body += _GICC.pack(GICC, GICC_LEN, 0, uid, uid, GICC_ENABLED, 0, 0, 0, 0, 0, 0, 0,
-                           0, mpidr, 0, 0, 0)
+                           rd, mpidr, 0, 0, 0)
     body += _GICD.pack(GICD, GICD_LEN, 0, 0, board.gic.dist_base, 0, GIC_VERSION_V3,
                        b"\0\0\0")
-    for base, size in board.gic.redist_regions:
+    for base, size in () if gicr_in_gicc else board.gic.redist_regions:
         if size >= 1 << 32:
             raise FirmwareError(f"MADT: GICR region @{base:#x} is {size:#x} bytes; the GICR "
                                 "Discovery Range Length field holds 32 bits", errno.ERANGE)
