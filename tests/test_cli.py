@@ -87,7 +87,7 @@ def test_run_plays_the_default_scenario_and_reports(capsys: pytest.CaptureFixtur
 def test_run_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--json", "--cpus", "4"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["platform"] == {"cpus": 4, "msi_provider": "direct-lpi", "lpi_id_bits": 16,
+    assert doc["platform"] == {"cpus": 4, "msi_provider": "direct-lpi+mbi", "lpi_id_bits": 16,
                                "its": False, "board": "directlpi default board (4 CPUs)"}
     assert set(doc["totals"]) == {"msis_written", "handled", "lost", "spurious", "coalesced"}
     assert doc["totals"]["lost"] == doc["totals"]["spurious"] == 0
@@ -196,8 +196,8 @@ def test_check_accepts_the_shipped_boards_and_reports_what_the_kernel_does(
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "directlpi check: 3 file(s) valid"
     assert f"{files[0]}: MSI providers described: Direct LPI, MBI" in out
-    assert f"{files[0]}: kernel: MSI provider: direct-lpi" in out
-    assert f"{files[1]}: kernel: MSI provider: none" in out
+    assert f"{files[0]}: kernel: MSI provider: direct-lpi+mbi" in out
+    assert f"{files[1]}: kernel: MSI provider: mbi" in out
     assert any(ln.startswith(f"{files[2]}: kernel: WARNING: GICv3: Direct LPI described by "
                              "firmware, but not every redistributor") for ln in out)
     firsts = [next(i for i, ln in enumerate(out) if ln.startswith(f)) for f in files]
@@ -236,11 +236,23 @@ def test_run_on_a_devicetree_platform(capsys: pytest.CaptureFixture[str]) -> Non
     assert report["platform"]["board"] == "directlpi 256-CPU board, two GICR regions"
 
 
+def test_run_on_the_mbi_only_board_uses_mbis(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--platform", _board("mbi-only"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["platform"]["msi_provider"] == "mbi"
+    assert {irq["chip"] for irq in report["irqs"]} == {"MBI-PCI-MSI", "MBI-pMSI"}
+    assert {irq["msi"]["address"] for irq in report["irqs"]} == {0x0800_0040}
+    (spoof,) = report["security"]["spoofed_msis"]       # MBIs are not isolated either
+    assert spoof["address"] == 0x0800_0040 and spoof["target_cpu"] == -1
+
+
 def test_run_on_a_board_without_an_msi_provider_is_a_clear_error(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--platform", _board("mbi-only")]) == 1
+    assert main(["run", "--platform", _board("rds-without-directlpi")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("directlpi: error: pci 0000:00:01.0: no MSI domain") and "MBI" in err
+    assert err.startswith("directlpi: error: pci 0000:00:01.0: no MSI domain (firmware routes "
+                          "its MSIs to /interrupt-controller@8000000/direct-lpi: it has no "
+                          "PCI-MSI domain)")
     assert main(["run", "--platform", _board("default"), "--cpus", "4"]) == 1
     assert "--cpus and --platform conflict" in capsys.readouterr().err
     assert main(["run", "--platform", "/nonexistent.dts"]) == 1

@@ -33,7 +33,7 @@ from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventKind, Listener, Subscription
 from directlpi.hw.machine import Machine, MachineConfig
 from directlpi.hw.memory import PhysicalMemory
-from directlpi.hw.regs import FRAME_SIZE, GICR
+from directlpi.hw.regs import FRAME_SIZE, GICD, GICR
 from directlpi.kernel.fwdesc import BoardDescription, GicDescription, PciHostDescription
 from directlpi.kernel.kernel import BootParams, Kernel
 
@@ -45,7 +45,8 @@ DEFAULT_MBI_RANGE = ((256, 128),)
 
 @dataclass(frozen=True)
 class SpoofedMsi:
-    """A DMA write to a GICR_SETLPIR that the writing master was never programmed with."""
+    """A DMA write to a GICR_SETLPIR or to GICD_SETSPI_NSR (``target_cpu`` -1: an MBI,
+    whose address names no CPU) that the writing master was never programmed with."""
 
     master: str
     address: int
@@ -71,11 +72,13 @@ class Platform:
         self.pci_host = pci_host
         self.pci_devices: dict[str, PciFunction] = {}
         self.platform_devices: dict[str, PlatformMsiDevice] = {}
-        #: Every DMA write to a GICR_SETLPIR whose (address, data) the writer was never
-        #: programmed with: the isolation hole of Direct LPI, made visible (R6).
+        #: Every DMA write to a GICR_SETLPIR or GICD_SETSPI_NSR whose (address, data) the
+        #: writer was never programmed with: the isolation hole of Direct LPI (and of
+        #: MBIs), made visible (R6).
         self.spoofed_msis: list[SpoofedMsi] = []
         self._setlpir = {machine.gicr_base(c) + GICR.SETLPIR.offset: c
                          for c in range(machine.config.cpus)}
+        self._setspi = machine.gicd_base + GICD.SETSPI_NSR.offset
         self._auditing = False
         if pci_host is not None:
             machine.bus.map_window(pci_host.ecam_base, pci_host.ecam_size, pci_host.ecam_window)
@@ -396,7 +399,7 @@ class Platform:
             self.machine.bus.add_dma_hook(self._audit_dma)
 
     def _audit_dma(self, addr: int, value: int, size: int, master: str) -> None:
-        cpu = self._setlpir.get(addr)
+        cpu = self._setlpir.get(addr, -1 if addr == self._setspi else None)
         if cpu is None:
             return
         dev: PciFunction | PlatformMsiDevice | None = (

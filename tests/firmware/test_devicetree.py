@@ -115,12 +115,11 @@ def test_R7_mbi_only_board_no_direct_lpi_though_every_rd_reports_it() -> None:
     assert _all_rds_report_direct_lpi(plat)
     fn = plat.add_pci_device("0000:00:01.0", msix_vectors=2)
     kern = plat.boot()
-    assert kern.direct_lpi is None and kern.msi_provider == "none"
+    assert kern.direct_lpi is None and kern.msi_provider == "mbi"
     assert kern.log.grep("Direct LPI not described by firmware")
-    with pytest.raises(KernelError) as exc:
-        kern.pci_alloc_irq_vectors(fn, 1, 2, PCI_IRQ_MSIX)
-    assert exc.value.errno == errno.ENOSPC
-    assert f"routes its MSIs to {GIC}: the GIC's MBIs" in str(exc.value)
+    assert kern.pci_alloc_irq_vectors(fn, 1, 2, PCI_IRQ_MSIX) == 2     # by MBI instead
+    msg = kern.get_cached_msi_msg(kern.pci_irq_vector(fn, 0))
+    assert msg.address == plat.gicd_base + 0x40 and 256 <= msg.data < 384
 
 
 def test_a_bridge_chooses_direct_lpi_or_mbi_by_requester_id() -> None:
@@ -135,9 +134,15 @@ def test_a_bridge_chooses_direct_lpi_or_mbi_by_requester_id() -> None:
     on_bus0.raise_msi(0)
     plat.run_until_idle(verify=True)
     assert runs == [kern.pci_irq_vector(on_bus0, 0)]
-    with pytest.raises(KernelError) as exc:                 # RID 0x100 -> the GIC node: MBI
-        kern.pci_alloc_irq_vectors(on_bus1, 1, 1, PCI_IRQ_MSIX)
-    assert "the GIC's MBIs" in str(exc.value)
+    assert kern.get_cached_msi_msg(kern.pci_irq_vector(on_bus0, 0)).address == \
+        plat.gicr_base(0) + 0x40                           # RID 0x008 -> Direct LPI
+    kern.pci_alloc_irq_vectors(on_bus1, 1, 1, PCI_IRQ_MSIX)  # RID 0x100 -> the GIC node: MBI
+    virq = kern.pci_irq_vector(on_bus1, 0)
+    assert kern.get_cached_msi_msg(virq).address == plat.gicd_base + 0x40
+    kern.request_irq(virq, lambda irq, dev: runs.append(irq) or IRQ_HANDLED, name="bus1")
+    on_bus1.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert runs[-1] == virq
 
 
 def test_R8_described_direct_lpi_refused_when_the_rds_lack_it() -> None:

@@ -278,10 +278,12 @@ class Distributor(MmioFrame):
     def _w_SETSPI_NSR(self, value: int) -> None:
         i = GICD.SETSPI_NSR.INTID.get(value)
         if not self.valid_spi(i):
-            self._ignored(i, "invalid-spi", f"SETSPI_NSR names INTID {i}, not an implemented SPI")
+            self._ignored(i, "invalid-spi", f"SETSPI_NSR names INTID {i}, not an implemented SPI",
+                          "GICD_SETSPI_NSR")
             return
         if self.is_pending(i):
-            self._ignored(i, "already-pending", f"SETSPI_NSR: SPI {i} is already pending")
+            self._ignored(i, "already-pending", f"SETSPI_NSR: SPI {i} is already pending",
+                          "GICD_SETSPI_NSR")
             return
         if self.edge[i]:
             self.latch[i] = 1
@@ -294,17 +296,28 @@ class Distributor(MmioFrame):
     def _w_CLRSPI_NSR(self, value: int) -> None:
         i = GICD.CLRSPI_NSR.INTID.get(value)
         if not self.valid_spi(i):
-            self._ignored(i, "invalid-spi", f"CLRSPI_NSR names INTID {i}, not an implemented SPI")
+            self._ignored(i, "invalid-spi", f"CLRSPI_NSR names INTID {i}, not an implemented SPI",
+                          "GICD_CLRSPI_NSR")
             return
         if not self.is_pending(i):
-            self._ignored(i, "not-pending", f"CLRSPI_NSR: SPI {i} is not pending")
+            self._ignored(i, "not-pending", f"CLRSPI_NSR: SPI {i} is not pending",
+                          "GICD_CLRSPI_NSR")
             return
+        self._clear_pending(i, "clrspi")
+
+    def _clear_pending(self, i: int, reason: str) -> None:
+        """Drop the latch and an MBI-asserted level (a wired level input still asserted
+        keeps a level SPI pending)."""
+        was = self.is_pending(i)
         self.latch[i] = 0
         self.msi_level[i] = 0
         self._update(i)
+        if was and not self.is_pending(i) and self._hub.on[EventKind.SPI_CLEARED]:
+            self._hub.emit(Event(EventKind.SPI_CLEARED, "GICD", intid=i, reason=reason))
 
-    def _ignored(self, i: int, reason: str, detail: str) -> None:
-        self._hub.report(Event(EventKind.IGNORED, "GICD", intid=i, reason=reason, detail=detail))
+    def _ignored(self, i: int, reason: str, detail: str, register: str) -> None:
+        self._hub.report(Event(EventKind.IGNORED, "GICD", intid=i, reason=reason, detail=detail,
+                               register=register))
 
     def _bits(self, arr: bytearray, n: int) -> int:
         base = 32 * n
@@ -366,12 +379,8 @@ class Distributor(MmioFrame):
                 self._hub.emit(Event(EventKind.SPI_PENDING, "GICD", intid=i, reason="ispendr"))
 
     def _w_ICPENDR(self, n: int, value: int) -> None:
-        # Clears the software latch (and an MBI-asserted level); a wired level
-        # input that is still asserted keeps a level SPI pending.
         for i in self._spis_in(n, value):
-            self.latch[i] = 0
-            self.msi_level[i] = 0
-            self._update(i)
+            self._clear_pending(i, "icpendr")
 
     def _r_ISACTIVER(self, n: int) -> int:
         return self._bits(self.active, n)

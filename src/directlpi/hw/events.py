@@ -55,6 +55,8 @@ class EventKind(IntEnum):
     """A write the architecture calls (CONSTRAINED) UNPREDICTABLE; the model ignored it."""
     SGI_GENERATED = 17
     """ICC_SGI1R_EL1 made an SGI pending on a target PE."""
+    SPI_CLEARED = 18
+    """Software removed an SPI's pending state (``reason``: "icpendr", "clrspi")."""
 
 
 #: Kinds counted whether or not anyone listens (failure paths only).

@@ -34,6 +34,7 @@ from directlpi.kernel.irq.proc import show_interrupts
 from directlpi.kernel.irqchip.direct_lpi import DirectLpi, direct_lpi_init
 from directlpi.kernel.irqchip.gic_v3 import GicV3
 from directlpi.kernel.irqchip.gic_v3_lpi import MAX_LPI_ID_BITS, LpiInfrastructure
+from directlpi.kernel.irqchip.gic_v3_mbi import Mbi, mbi_init
 from directlpi.kernel.mm import PhysAllocator
 from directlpi.kernel.msi import MsiAllocInfo, MsiDesc, MsiDomain, MsiMsg, msi_alloc_descs
 from directlpi.kernel.pci import PciSubsystem
@@ -86,6 +87,7 @@ class Kernel:
         self.gic = GicV3(self, board.gic)
         self.lpi: LpiInfrastructure | None = None
         self.direct_lpi: DirectLpi | None = None
+        self.mbi: Mbi | None = None
         self.pci = PciSubsystem(self, board.pci_hosts)
         #: Devices handed to a guest through vfio (after the isolation check).
         self.assigned: set[str] = set()
@@ -157,6 +159,7 @@ class Kernel:
             if self._want_lpis():
                 self._init_lpis()
             self.direct_lpi = direct_lpi_init(self, self.params.dlpi_quirks)
+            self.mbi = mbi_init(self)
         for cpu in range(len(self.board.cpus)):
             if cpu != boot:
                 self._bring_up(cpu)
@@ -338,10 +341,13 @@ class Kernel:
         self.pci.free_irq_vectors(self._bdf(dev))
 
     def _platform_msi_domain(self) -> MsiDomain:
-        if self.direct_lpi is None:
+        """Direct LPI's platform-MSI domain, else MBI's (platform devices are not in the
+        devicetree, so there is no msi-parent to choose by)."""
+        provider = self.direct_lpi or self.mbi
+        if provider is None:
             raise KernelError("no platform-MSI domain: no MSI provider was registered",
                               errno.ENOSPC)
-        return self.direct_lpi.platform
+        return provider.platform
 
     def platform_msi_domain_alloc_irqs(self, dev: Any, nvec: int,
                                        write_msg: Callable[[MsiDesc, MsiMsg], None]) -> int:
@@ -434,7 +440,10 @@ class Kernel:
 
     @property
     def msi_provider(self) -> str:
-        return "direct-lpi" if self.direct_lpi is not None else "none"
+        """The MSI providers registered: "direct-lpi", "mbi", "direct-lpi+mbi" or "none"."""
+        names = [n for n, p in (("direct-lpi", self.direct_lpi), ("mbi", self.mbi))
+                 if p is not None]
+        return "+".join(names) or "none"
 
     # -- introspection -----------------------------------------------------------------------------
 

@@ -172,7 +172,7 @@ class PciSubsystem:
                               "controller for its requester ID)", errno.ENOSPC)
         dom = self.k.irq.irq_find_matching_fwnode(parent, DomainBusToken.PCI_MSI)
         if dom is None or not isinstance(dom.host_data, MsiDomain):
-            what = ("the GIC's MBIs, which this model does not provide yet"
+            what = ("the GIC's MBIs, which the kernel did not set up: see its log"
                     if parent is self.k.board.gic.fwnode else "it has no PCI-MSI domain")
             raise KernelError(f"pci {dev.bdf}: no MSI domain (firmware routes its MSIs to "
                               f"{parent.name}: {what})", errno.ENOSPC)

@@ -1,22 +1,25 @@
 """The invariant checker: what must hold whatever the driver, workload or timing.
 
-It listens to the hardware (every GICR_SETLPIR outcome, every acknowledge, every
-DMA write to a redistributor) and to the kernel (handler entries, LPI
-allocations), and checks:
+It listens to the hardware (every GICR_SETLPIR outcome, every MBI SPI made
+pending, every acknowledge, every DMA write to a doorbell) and to the kernel
+(handler entries, LPI and MBI allocations), and checks, for every *message*
+interrupt -- an LPI, or an SPI the MBI provider handed out (wired SPIs are not
+tracked):
 
-* **no lost interrupt** -- every write of an allocated LPI's INTID into a
-  GICR_SETLPIR (by a device, or by the kernel retriggering or carrying it over)
-  is followed by a handler run that starts after the write, unless the interrupt
-  is disabled, masked or shut down when the check is made, or software cleared
-  the pending state since (GICR_CLRLPIR) (edge semantics: several writes may
-  coalesce into one run);
+* **no lost interrupt** -- every write of an allocated INTID (a device's MSI to
+  GICR_SETLPIR or GICD_SETSPI_NSR, or the kernel retriggering or carrying it
+  over) is followed by a handler run that starts after the write, unless the
+  interrupt is disabled, masked or shut down when the check is made, or
+  software cleared the pending state since (GICR_CLRLPIR, GICD_ICPENDR) (edge
+  semantics: several writes may coalesce into one run);
 * **no spurious handler run** -- a handler runs only if its LPI was written since
   the previous run;
-* **nothing delivered while masked** -- no LPI is acknowledged while the kernel
-  has it masked;
+* **nothing delivered while masked** -- no message interrupt is acknowledged while
+  the kernel has it masked;
 * **no INTID allocated twice**;
-* **no stale message** -- a device writes only the message the MSI layer last
-  composed for that INTID (else an affinity change did not reach the device).
+* **no stale message** -- a device writes an LPI only to the RD the kernel routes
+  it to (else an affinity change did not reach the device).  An MBI's address
+  (the distributor) does not depend on the target, so it cannot go stale.
 
 A spoofed MSI (a pair the device was never programmed with) is a security
 finding reported by the platform, not a violation here.
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from directlpi.hw.events import Event, EventKind
-from directlpi.hw.regs import GICR, LPI_BASE
+from directlpi.hw.regs import GICD, GICR, LPI_BASE
 from directlpi.kernel.irq.desc import (
     IRQD_IRQ_DISABLED,
     IRQD_IRQ_MASKED,
@@ -42,6 +45,11 @@ if TYPE_CHECKING:
     from directlpi.platform import Platform
 
 _WRITE_OUTCOMES = ("already-pending", "lpis-disabled", "unimplemented-intid")
+_WRITE_REGISTERS = ("GICR_SETLPIR", "GICD_SETSPI_NSR")
+
+
+def _kind(intid: int) -> str:
+    return "LPI" if intid >= LPI_BASE else "MBI SPI"
 
 
 @dataclass(frozen=True)
@@ -72,20 +80,31 @@ class InvariantChecker:
         self._write_seq: dict[int, int] = {}
         self._run_seq: dict[int, int] = {}
         self._allocated: set[int] = set()
+        self._mbi: set[int] = set()
+        """SPIs the MBI provider has handed out (tracked like LPIs)."""
         self.totals: Counter[str] = Counter()
         self.violations: list[Violation] = []
         self._setlpir = {plat.gicr_base(c) + GICR.SETLPIR.offset: c
                          for c in range(plat.num_cpus)}
+        self._setspi = plat.gicd_base + GICD.SETSPI_NSR.offset
         self._sub = plat.observe(self._on_event, [EventKind.LPI_PENDING, EventKind.IGNORED,
-                                                  EventKind.ACK, EventKind.LPI_CLEARED])
+                                                  EventKind.ACK, EventKind.LPI_CLEARED,
+                                                  EventKind.SPI_PENDING, EventKind.SPI_CLEARED])
         plat.machine.bus.add_dma_hook(self._on_dma)
         kern.irq.handler_hooks.append(self._on_handler)
         if kern.lpi is not None and kern.lpi.allocator is not None:
             kern.lpi.allocator.observers.append(self._on_alloc)
             for base, size in kern.lpi.allocator.allocated_blocks():
                 self._allocated.update(range(base, base + size))
+        if kern.mbi is not None:
+            kern.mbi.allocator.observers.append(self._on_mbi_alloc)
+            self._mbi.update(kern.mbi.allocator.allocated())
+            self._allocated |= self._mbi
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _tracked(self, intid: int) -> bool:
+        return intid >= LPI_BASE or intid in self._mbi
 
     def _virq(self, intid: int) -> int | None:
         dom = self.kern.gic.domain
@@ -97,18 +116,18 @@ class InvariantChecker:
     # -- observations ----------------------------------------------------------------------------
 
     def _on_event(self, ev: Event) -> None:
-        if ev.intid < LPI_BASE:
+        if not self._tracked(ev.intid):
             return
         if ev.kind is EventKind.ACK:
             self._on_ack(ev)
             return
-        if ev.kind is EventKind.LPI_CLEARED:
-            # Software cleared the pending state (GICR_CLRLPIR): what was written is
-            # cancelled, not lost -- and a handler run now would be spurious.
+        if ev.kind in (EventKind.LPI_CLEARED, EventKind.SPI_CLEARED):
+            # Software cleared the pending state (GICR_CLRLPIR, GICD_ICPENDR): what was
+            # written is cancelled, not lost -- and a handler run now would be spurious.
             self.seq += 1
             self._run_seq[ev.intid] = self.seq
             return
-        if ev.kind is EventKind.IGNORED and (ev.register != "GICR_SETLPIR"
+        if ev.kind is EventKind.IGNORED and (ev.register not in _WRITE_REGISTERS
                                              or ev.reason not in _WRITE_OUTCOMES):
             return
         if ev.kind is EventKind.IGNORED and ev.reason == "already-pending":
@@ -122,10 +141,14 @@ class InvariantChecker:
         desc = self.kern.irq_to_desc(virq) if virq is not None else None
         if desc is not None and desc.irq_data.has(IRQD_IRQ_MASKED):
             self._violate("delivered-while-masked", ev.intid, ev.cpu,
-                          f"LPI {ev.intid} (IRQ {virq}) acknowledged on CPU{ev.cpu} while the "
+                          f"{_kind(ev.intid)} {ev.intid} (IRQ {virq}) acknowledged on "
+                          f"CPU{ev.cpu} while the "
                           "kernel has it masked")
 
     def _on_dma(self, addr: int, value: int, size: int, master: str) -> None:
+        if addr == self._setspi:
+            self.totals["msis_written"] += 1
+            return
         cpu = self._setlpir.get(addr)
         if cpu is None:
             return
@@ -150,15 +173,25 @@ class InvariantChecker:
 
     def _on_handler(self, desc: IrqDesc) -> None:
         intid = desc.levels()[-1].hwirq
-        if intid < LPI_BASE:
+        if not self._tracked(intid):
             return
         self.seq += 1
         self.totals["handled"] += 1
         if self._write_seq.get(intid, -1) <= self._run_seq.get(intid, -1):
             self._violate("spurious-handler-run", intid, self.kern.this_cpu,
-                          f"IRQ {desc.irq} (LPI {intid}) handled on CPU{self.kern.this_cpu} "
+                          f"IRQ {desc.irq} ({_kind(intid)} {intid}) handled on "
+                          f"CPU{self.kern.this_cpu} "
                           "with no write of its INTID since its previous run")
         self._run_seq[intid] = self.seq
+
+    def _on_mbi_alloc(self, op: str, base: int, size: int) -> None:
+        span = set(range(base, base + size))
+        if op == "alloc":
+            self._mbi |= span
+            self._on_alloc(op, base, size)
+        else:
+            self._on_alloc(op, base, size)
+            self._mbi -= span
 
     def _on_alloc(self, op: str, base: int, size: int) -> None:
         span = set(range(base, base + size))
@@ -194,7 +227,8 @@ class InvariantChecker:
             if ("lost-interrupt", intid) in reported:
                 continue
             self._violate("lost-interrupt", intid, None,
-                          f"LPI {intid} (IRQ {virq}, {self._name(desc)}) was written but no "
+                          f"{_kind(intid)} {intid} (IRQ {virq}, {self._name(desc)}) was "
+                          "written but no "
                           "handler ran after the write, although it is enabled")
         self.totals["lost"] = sum(1 for v in self.violations if v.invariant == "lost-interrupt")
         self.totals["spurious"] = sum(1 for v in self.violations

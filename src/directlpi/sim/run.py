@@ -321,12 +321,17 @@ class RunReport:
                        "nothing delivered while masked, no INTID allocated twice, no stale "
                        "message")
         sec = d["security"]
+        why = {"direct-lpi": "Direct LPI: any bus master can write any INTID into any "
+                             "redistributor",
+               "mbi": "MBI: any bus master can write any SPI into GICD_SETSPI_NSR"}
+        reasons = [why[p] for p in d["platform"]["msi_provider"].split("+") if p in why]
         out += ["", "security:",
-                f"  MSI isolation: {'yes' if sec['msi_isolation'] else 'no'} (Direct LPI: any "
-                "bus master can write any INTID into any redistributor)"]
+                f"  MSI isolation: {'yes' if sec['msi_isolation'] else 'no'}"
+                + (f" ({'; '.join(reasons)})" if reasons else "")]
         for s in sec["spoofed_msis"]:
+            target = f"CPU{s['target_cpu']}" if s["target_cpu"] >= 0 else "GICD_SETSPI_NSR"
             out.append(f"  spoofed MSI: {s['master']} wrote {s['data']} to {s['address']:#x} "
-                       f"(CPU{s['target_cpu']}): {s['reason']}")
+                       f"({target}): {s['reason']}")
         if not sec["spoofed_msis"]:
             out.append("  no spoofed MSI seen")
         return "\n".join(out)

@@ -146,8 +146,9 @@ def irq_chip_set_type_parent(d: IrqData, flow_type: int) -> int:
 
 
 def irq_chip_retrigger_hierarchy(d: IrqData) -> int:
-    """Retrigger through the first level (this one or a parent) whose chip can."""
-    data: IrqData | None = d
+    """Retrigger through the first *parent* level whose chip can (a chip may use this
+    as its own ``irq_retrigger``)."""
+    data: IrqData | None = d.parent_data
     while data is not None:
         if data.chip is not None and data.chip.irq_retrigger is not None:
             return data.chip.irq_retrigger(data)

@@ -36,7 +36,7 @@ from directlpi.kernel.irq.desc import (
 from directlpi.kernel.irq.domain import irq_domain_activate_irq, irq_domain_deactivate_irq
 
 if TYPE_CHECKING:
-    from directlpi.kernel.irq.desc import Cpumask
+    from directlpi.kernel.irq.desc import Cpumask, IrqData
 
 # -- mask / unmask / enable / disable ------------------------------------------------------------
 
@@ -174,9 +174,16 @@ def check_irq_resend(desc: IrqDesc, inject: bool = False) -> None:
     if not desc.istate & IRQS_PENDING and not inject:
         return
     desc.istate &= ~IRQS_PENDING
-    if not irq_chip_retrigger_hierarchy(d):
+    if not _try_retrigger(d):
         desc.core.resend_queue.append(desc)
     desc.istate |= IRQS_REPLAY
+
+
+def _try_retrigger(d: IrqData) -> int:
+    """``try_retrigger``: the top chip's ``irq_retrigger``, else the hierarchy's."""
+    if d.chip is not None and d.chip.irq_retrigger is not None:
+        return int(d.chip.irq_retrigger(d))
+    return irq_chip_retrigger_hierarchy(d)
 
 
 # -- flow handlers ---------------------------------------------------------------------------------
