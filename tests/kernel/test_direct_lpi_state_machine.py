@@ -1,4 +1,5 @@
-"""Hypothesis: any interleaving of driver, device and hotplug actions keeps the invariants.
+"""Hypothesis: any interleaving of driver, device and hotplug actions keeps the invariants,
+with Direct LPI (the default board) and with MBIs (the MBI-only board).
 
 Rules mix vector allocation and free, mask and unmask, disable and enable, affinity
 moves, pending-state changes, retrigger, CPU offline/online and device traffic on three
@@ -33,9 +34,13 @@ CPU = st.integers(0, CPUS - 1)
 
 
 class DirectLpiMachine(RuleBasedStateMachine):
+    @staticmethod
+    def platform() -> Platform:
+        return Platform.default(cpus=CPUS)
+
     def __init__(self) -> None:
         super().__init__()
-        self.plat = Platform.default(cpus=CPUS)
+        self.plat = self.platform()
         self.fns: dict[str, Any] = {
             "x": self.plat.add_pci_device("0000:00:01.0", msix_vectors=4),
             "m": self.plat.add_pci_device("0000:00:02.0", msi_vectors=4,
@@ -162,3 +167,17 @@ class DirectLpiMachine(RuleBasedStateMachine):
 TestDirectLpiMachine = DirectLpiMachine.TestCase
 TestDirectLpiMachine.settings = settings(max_examples=40, stateful_step_count=30,
                                          deadline=None)
+
+
+class MbiMachine(DirectLpiMachine):
+    """The same rules on the MBI-only board: every vector is an MBI SPI (GICD_SETSPI_NSR),
+    tracked by the same checker."""
+
+    @staticmethod
+    def platform() -> Platform:
+        from directlpi.firmware.boards import BOARDS_DIR
+        return Platform.from_devicetree(BOARDS_DIR / "mbi-only.dts")
+
+
+TestMbiMachine = MbiMachine.TestCase
+TestMbiMachine.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)

@@ -16,6 +16,8 @@ the hardware must have GICD_TYPER.MBIS.
   the offset within the range, which is the same only when the range starts
   aligned.  The model's choice is the strict one.
 * Pending state, masking and affinity are the GIC's SPI machinery (the parent chip).
+  Freeing discards what is pending (GICD_ICPENDR), so a new owner of the SPI never
+  takes its predecessor's interrupt (Linux leaves it; the strict choice).
 * Not isolated: any bus master can write any SPI number into GICD_SETSPI_NSR, just
   as with Direct LPI; no ISOLATED_MSI flag.
 """
@@ -234,12 +236,19 @@ class Mbi:
             raise
 
     def _free(self, domain: IrqDomain, virq: int, nr_irqs: int) -> None:
+        """Give the SPIs back, their pending state discarded: an MBI latched before the
+        free must not reach the SPI's next owner (Linux's MBI driver leaves it, and the
+        next owner takes a spurious interrupt; the model's choice is the strict one,
+        as Direct LPI's CLRLPIR on free)."""
         blocks: list[MbiBlock] = []
+        dist = self.k.board.gic.dist_base
         for i in range(nr_irqs):
             d = irq_domain_get_irq_data(domain, virq + i)
             b: MbiBlock = d.chip_data
             if b not in blocks:
                 blocks.append(b)
+            if d.hwirq:
+                self.k.writel(1 << (d.hwirq % 32), dist + GICD.ICPENDR.at(d.hwirq // 32))
             irq_domain_reset_irq_data(d)
         irq_domain_free_irqs_parent(domain, virq, nr_irqs)
         for b in blocks:
