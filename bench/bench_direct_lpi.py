@@ -10,6 +10,10 @@
   re-composed and rewritten into the MSI-X entry, the new RD invalidated, and the
   old RD probed for a pending LPI to carry over.
 * ``run_default_scenario_s`` -- ``directlpi run`` (the default scenario) in-process.
+* ``e2e_mbi_per_s``, ``mbi_mask_unmask_pairs_per_s``, ``mbi_affinity_moves_per_s`` --
+  the same three on the MBI-only board (MSIs to GICD_SETSPI_NSR): the route Direct LPI
+  is measured against.  An MBI move is a GICD_IROUTER write; the device keeps its
+  message.
 """
 
 from __future__ import annotations
@@ -23,8 +27,14 @@ from directlpi.kernel.kernel import Kernel
 from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
 
 
-def _setup(**fn: int) -> tuple[Platform, Kernel, object, int]:
-    plat = Platform.default(cpus=8)
+def _mbi_board() -> Platform:
+    from directlpi.firmware.boards import BOARDS_DIR
+    return Platform.from_devicetree(BOARDS_DIR / "mbi-only.dts")
+
+
+def _setup(board: Callable[[], Platform] = Platform.default,
+           **fn: int) -> tuple[Platform, Kernel, object, int]:
+    plat = board()
     dev = plat.add_pci_device("0000:00:01.0", msi_vectors=fn.get("msi_vectors", 0),
                               msix_vectors=fn.get("msix_vectors", 0))
     kern = plat.boot()
@@ -35,8 +45,8 @@ def _setup(**fn: int) -> tuple[Platform, Kernel, object, int]:
     return plat, kern, dev, kern.pci_irq_vector(dev, n - 1)
 
 
-def _e2e(quick: bool, **fn: int) -> float:
-    plat, _, dev, _ = _setup(**fn)
+def _e2e(quick: bool, board: Callable[[], Platform] = Platform.default, **fn: int) -> float:
+    plat, _, dev, _ = _setup(board, **fn)
     raise_msi: Callable[[int], bool] = dev.raise_msi  # type: ignore[attr-defined]
     run_until_idle = plat.run_until_idle
     vector = 3 if fn.get("msi_vectors") else 1
@@ -48,8 +58,8 @@ def _e2e(quick: bool, **fn: int) -> float:
     return median_rate(run, 10_000 if quick else 50_000, repeats=3 if quick else 7)
 
 
-def _mask_unmask(quick: bool) -> float:
-    _, kern, _, virq = _setup(msix_vectors=4)
+def _mask_unmask(quick: bool, board: Callable[[], Platform] = Platform.default) -> float:
+    _, kern, _, virq = _setup(board, msix_vectors=4)
     mask, unmask = kern.mask_irq, kern.unmask_irq
 
     def run(n: int) -> None:
@@ -59,8 +69,8 @@ def _mask_unmask(quick: bool) -> float:
     return median_rate(run, 5_000 if quick else 20_000, repeats=3 if quick else 7)
 
 
-def _moves(quick: bool) -> float:
-    _, kern, _, virq = _setup(msix_vectors=4)
+def _moves(quick: bool, board: Callable[[], Platform] = Platform.default) -> float:
+    _, kern, _, virq = _setup(board, msix_vectors=4)
     move = kern.irq_set_affinity
     a, b = frozenset({2}), frozenset({5})
 
@@ -89,4 +99,10 @@ def run(quick: bool) -> list[Figure]:
                "irq_set_affinity: rewrite the device, invalidate, probe the old RD"),
         Figure("run_default_scenario_s", median_seconds(_scenario, 3 if quick else 5), "s",
                "the default scenario of `directlpi run`, in-process"),
+        Figure("e2e_mbi_per_s", _e2e(quick, _mbi_board, msix_vectors=4), "msis/s",
+               "MSI-X raise -> GICD_SETSPI_NSR -> IAR1 -> handler -> EOIR1 (MBI-only board)"),
+        Figure("mbi_mask_unmask_pairs_per_s", _mask_unmask(quick, _mbi_board), "pairs/s",
+               "mask_irq + unmask_irq of an MBI: vector control, GICD_ICENABLER/ISENABLER"),
+        Figure("mbi_affinity_moves_per_s", _moves(quick, _mbi_board), "moves/s",
+               "irq_set_affinity of an MBI: GICD_IROUTER, the device untouched"),
     ]
