@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from directlpi.kernel.errors import KernelError
-from directlpi.kernel.irq.chip import IRQ_SET_MASK_OK_DONE, IrqChip
+from directlpi.kernel.irq.chip import (
+    IRQ_SET_MASK_OK_DONE,
+    IrqChip,
+    irq_chip_eoi_parent,
+    irq_chip_mask_parent,
+    irq_chip_unmask_parent,
+)
 from directlpi.kernel.irq.core import IrqAffinityDesc
 from directlpi.kernel.irq.desc import Cpumask, FlowHandler, IrqData
 from directlpi.kernel.irq.domain import (
@@ -239,6 +245,15 @@ def platform_msi_write_msg(d: IrqData, msg: MsiMsg) -> None:
     desc.msg = msg.copy()
     if desc.write_msg is not None:
         desc.write_msg(desc, msg)
+
+
+def platform_msi_chip(name: str, set_affinity: Callable[[IrqData, Cpumask, bool], int],
+                      flags: int = 0) -> IrqChip:
+    """The platform-MSI level chip of an MSI provider: masking at the parent (the
+    device has no mask of its own), the message handed to the driver's callback."""
+    return IrqChip(name=name, irq_mask=irq_chip_mask_parent, irq_unmask=irq_chip_unmask_parent,
+                   irq_eoi=irq_chip_eoi_parent, irq_set_affinity=set_affinity,
+                   irq_write_msi_msg=platform_msi_write_msg, flags=flags)
 
 
 def msi_alloc_descs(dev: Any, nvec: int, write_msg: Callable[[MsiDesc, MsiMsg], None]

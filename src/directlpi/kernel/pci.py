@@ -12,6 +12,7 @@ BAR0, both by MMIO: the kernel never touches the device model.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -53,8 +54,19 @@ from directlpi.devices.pci import (
 from directlpi.kernel.errors import KernelError
 from directlpi.kernel.fwdesc import PciHostDescription
 from directlpi.kernel.irq.affinity import IrqAffinity, irq_create_affinity_masks
+from directlpi.kernel.irq.chip import (
+    IrqChip,
+    irq_chip_eoi_parent,
+    irq_chip_mask_parent,
+    irq_chip_unmask_parent,
+)
 from directlpi.kernel.irq.core import IrqAffinityDesc
-from directlpi.kernel.irq.desc import IRQD_AFFINITY_MANAGED, IRQD_MANAGED_SHUTDOWN, IrqData
+from directlpi.kernel.irq.desc import (
+    IRQD_AFFINITY_MANAGED,
+    IRQD_MANAGED_SHUTDOWN,
+    Cpumask,
+    IrqData,
+)
 from directlpi.kernel.irq.domain import (
     DomainBusToken,
     irq_domain_activate_irq,
@@ -198,6 +210,23 @@ class PciSubsystem:
             off = self._msi_mask_off(dev, desc)
             cur = self.read(dev, off, 4)
             self.write(dev, off, cur | bit if masked else cur & ~bit, 4)
+
+    def msi_chip(self, name: str, set_affinity: Callable[[IrqData, Cpumask, bool], int],
+                 flags: int = 0) -> IrqChip:
+        """The PCI-MSI level chip of an MSI provider: masking at the device (per-vector
+        mask or MSI-X vector control) and at the parent, the message written into the
+        function, affinity as the provider does it."""
+        def mask(d: IrqData) -> None:
+            self.mask_vector(d, True)
+            irq_chip_mask_parent(d)
+
+        def unmask(d: IrqData) -> None:
+            irq_chip_unmask_parent(d)
+            self.mask_vector(d, False)
+
+        return IrqChip(name=name, irq_mask=mask, irq_unmask=unmask,
+                       irq_eoi=irq_chip_eoi_parent, irq_set_affinity=set_affinity,
+                       irq_write_msi_msg=self.write_msg, flags=flags)
 
     def write_msg(self, d: IrqData, msg: MsiMsg) -> None:
         """``pci_msi_domain_write_msg``: program the function's capability or table entry."""

@@ -45,8 +45,6 @@ from directlpi.kernel.irq.chip import (
     IRQCHIP_STATE_PENDING,
     IrqChip,
     irq_chip_eoi_parent,
-    irq_chip_mask_parent,
-    irq_chip_unmask_parent,
 )
 from directlpi.kernel.irq.desc import (
     IRQ_TYPE_EDGE_RISING,
@@ -78,7 +76,7 @@ from directlpi.kernel.msi import (
     MsiDomainInfo,
     MsiMsg,
     msi_domain_set_affinity,
-    platform_msi_write_msg,
+    platform_msi_chip,
 )
 
 if TYPE_CHECKING:
@@ -126,19 +124,14 @@ class DirectLpi:
                                               activate=self._activate,
                                               deactivate=self._deactivate),
             parent=kernel.gic.domain, host_data=self, bus_token=DomainBusToken.NEXUS)
-        pci_chip = IrqChip(name="DLPI-MSI", irq_mask=self._pci_mask, irq_unmask=self._pci_unmask,
-                           irq_eoi=irq_chip_eoi_parent, irq_set_affinity=self._msi_set_affinity,
-                           irq_write_msi_msg=self._pci_write_msg,
-                           flags=IRQCHIP_AFFINITY_PRE_STARTUP)
+        pci_chip = kernel.pci.msi_chip("DLPI-MSI", self._msi_set_affinity,
+                                       IRQCHIP_AFFINITY_PRE_STARTUP)
         flags = (MSI_FLAG_USE_DEF_DOM_OPS | MSI_FLAG_USE_DEF_CHIP_OPS | MSI_FLAG_PCI_MSIX
                  | MSI_FLAG_MULTI_PCI_MSI)
         self.pci = MsiDomain(kernel.irq, "DLPI-PCI-MSI", fwnode, MsiDomainInfo(flags, pci_chip),
                              self.nexus, DomainBusToken.PCI_MSI)
-        pmsi_chip = IrqChip(name="DLPI-PMSI", irq_mask=irq_chip_mask_parent,
-                            irq_unmask=irq_chip_unmask_parent, irq_eoi=irq_chip_eoi_parent,
-                            irq_set_affinity=self._msi_set_affinity,
-                            irq_write_msi_msg=platform_msi_write_msg,
-                            flags=IRQCHIP_AFFINITY_PRE_STARTUP)
+        pmsi_chip = platform_msi_chip("DLPI-PMSI", self._msi_set_affinity,
+                                      IRQCHIP_AFFINITY_PRE_STARTUP)
         self.platform = MsiDomain(kernel.irq, "DLPI-pMSI", fwnode,
                                   MsiDomainInfo(MSI_FLAG_USE_DEF_DOM_OPS, pmsi_chip),
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
@@ -271,17 +264,6 @@ class DirectLpi:
         assert d.parent_data is not None
         self.complete_move(d.parent_data)
         return ret
-
-    def _pci_mask(self, d: IrqData) -> None:
-        self.k.pci.mask_vector(d, True)
-        irq_chip_mask_parent(d)
-
-    def _pci_unmask(self, d: IrqData) -> None:
-        irq_chip_unmask_parent(d)
-        self.k.pci.mask_vector(d, False)
-
-    def _pci_write_msg(self, d: IrqData, msg: MsiMsg) -> None:
-        self.k.pci.write_msg(d, msg)
 
     # -- the nexus domain --------------------------------------------------------------------------
 

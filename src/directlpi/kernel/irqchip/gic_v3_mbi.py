@@ -65,7 +65,7 @@ from directlpi.kernel.msi import (
     MsiDomain,
     MsiDomainInfo,
     MsiMsg,
-    platform_msi_write_msg,
+    platform_msi_chip,
 )
 
 if TYPE_CHECKING:
@@ -168,19 +168,13 @@ class Mbi:
         self.nexus = kernel.irq.create_domain(
             "MBI", gic.fwnode, IrqDomainOps(alloc=self._alloc, free=self._free),
             parent=kernel.gic.domain, host_data=self, bus_token=DomainBusToken.NEXUS)
-        pci_chip = IrqChip(name="MBI-PCI-MSI", irq_mask=self._pci_mask,
-                           irq_unmask=self._pci_unmask, irq_eoi=irq_chip_eoi_parent,
-                           irq_set_affinity=irq_chip_set_affinity_parent,
-                           irq_write_msi_msg=self._pci_write_msg)
+        pci_chip = kernel.pci.msi_chip("MBI-PCI-MSI", irq_chip_set_affinity_parent)
         flags = (MSI_FLAG_USE_DEF_DOM_OPS | MSI_FLAG_USE_DEF_CHIP_OPS | MSI_FLAG_PCI_MSIX
                  | MSI_FLAG_MULTI_PCI_MSI)
         self.pci = MsiDomain(kernel.irq, "MBI-PCI-MSI", gic.fwnode,
                              MsiDomainInfo(flags, pci_chip), self.nexus,
                              DomainBusToken.PCI_MSI)
-        pmsi_chip = IrqChip(name="MBI-pMSI", irq_mask=irq_chip_mask_parent,
-                            irq_unmask=irq_chip_unmask_parent, irq_eoi=irq_chip_eoi_parent,
-                            irq_set_affinity=irq_chip_set_affinity_parent,
-                            irq_write_msi_msg=platform_msi_write_msg)
+        pmsi_chip = platform_msi_chip("MBI-pMSI", irq_chip_set_affinity_parent)
         self.platform = MsiDomain(kernel.irq, "MBI-pMSI", gic.fwnode,
                                   MsiDomainInfo(MSI_FLAG_USE_DEF_DOM_OPS, pmsi_chip),
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
@@ -191,17 +185,6 @@ class Mbi:
     def compose_msi_msg(self, d: IrqData, msg: MsiMsg) -> None:
         msg.address = self.doorbell
         msg.data = d.hwirq
-
-    def _pci_mask(self, d: IrqData) -> None:
-        self.k.pci.mask_vector(d, True)
-        irq_chip_mask_parent(d)
-
-    def _pci_unmask(self, d: IrqData) -> None:
-        irq_chip_unmask_parent(d)
-        self.k.pci.mask_vector(d, False)
-
-    def _pci_write_msg(self, d: IrqData, msg: MsiMsg) -> None:
-        self.k.pci.write_msg(d, msg)
 
     def _alloc(self, domain: IrqDomain, virq: int, nr_irqs: int, arg: Any) -> None:
         if not isinstance(arg, MsiAllocInfo):
