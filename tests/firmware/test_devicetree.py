@@ -411,3 +411,14 @@ def test_check_never_fails_on_a_mutated_board(tmp_path_factory: pytest.TempPathF
     lines = out.getvalue().splitlines()
     assert lines and all(ln.startswith(str(path)) or ln.startswith("directlpi check:")
                          for ln in lines), lines
+
+
+def test_a_redistributor_stride_is_built_and_walked(tmp_path: Path) -> None:
+    strided = variant(tmp_path, "default",
+                      ("<0x0 0x080a0000 0x0 0xf60000>", "<0x0 0x080a0000 0x0 0x200000>"),
+                      ("ranges;\n", "ranges;\n\t\tredistributor-stride = /bits/ 64 <0x40000>;\n"))
+    plat = Platform.from_devicetree(strided)
+    assert plat.board.gic.redist_stride == 0x40000
+    assert [plat.gicr_base(c) for c in (0, 1, 7)] == [0x080A_0000, 0x080E_0000, 0x0826_0000]
+    kern = plat.boot()
+    assert sorted(kern.irq.online) == list(range(8)) and kern.direct_lpi is not None
