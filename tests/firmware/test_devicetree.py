@@ -222,6 +222,10 @@ CASES = {
         "default", [("mbi-ranges = <256 128>;", "mbi-ranges = <1000 100>;")],
         f"{GIC}: mbi-ranges: <1000 100>: SPIs 1000..1099 are not within the implemented SPIs "
         "32..1019"),
+    "an MBI alias frame": (
+        "default", [("mbi-ranges = <256 128>;",
+                     "mbi-ranges = <256 128>;\n\t\tmbi-alias = <0x0 0x08100000>;")],
+        f"{GIC}: mbi-alias: not modelled"),
     "#msi-cells on the GIC node": (
         "default", [("#interrupt-cells = <3>;", "#interrupt-cells = <3>;\n\t\t#msi-cells = <1>;")],
         f"{GIC}: #msi-cells: not allowed on the GIC node"),

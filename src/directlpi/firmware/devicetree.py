@@ -335,6 +335,9 @@ def _mbi_ranges(r: _Reader, g: FdtNode, spis: int) -> tuple[tuple[int, int], ...
                "(Direct LPI is described by an arm,gic-v3-direct-lpi child node)")
     if has_ranges and not has_ctrl:
         r.note(g, "mbi-ranges", "given without msi-controller")
+    if "mbi-alias" in g.props:
+        r.note(g, "mbi-alias", "not modelled: the model's distributor has no alias frame "
+               "for GICD_SETSPI_NSR (MBIs are written to the GICD frame itself)")
     if not (has_ctrl and has_ranges):
         return ()
     c = r.cells(g, "mbi-ranges")
