@@ -22,14 +22,10 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from directlpi.errors import DirectLPIError
-
-if TYPE_CHECKING:
-    from directlpi.platform import Platform
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -93,7 +89,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         except FirmwareError as e:
             res.problems.append(f"{res.madt[0]}: {e}")
     for path, dtb in res.devicetrees:
-        problems, notes = _boot_check(Platform.from_devicetree, dtb)
+        problems, notes = _boot_check(dtb)
         res.problems += [f"{path}: {p}" for p in problems]
         res.summary += [f"{path}: {n}" for n in notes]
     for line in res.problems:
@@ -109,15 +105,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _boot_check(build: Callable[[bytes], Platform], dtb: bytes) -> tuple[list[str], list[str]]:
-    """Build the described board, boot a kernel on it: does the description match the
-    hardware?  Problems (no RD where the GIC node says, kernel errors) and notes (the
-    kernel's warnings, e.g. Direct LPI refused)."""
+def _boot_check(dtb: bytes) -> tuple[list[str], list[str]]:
+    """Build the board a devicetree describes, boot a kernel on it: does the description
+    match the hardware?  Problems (no RD where the GIC node says, kernel errors) and notes
+    (the kernel's warnings, e.g. Direct LPI refused)."""
     from directlpi.firmware.acpi import FirmwareError
     from directlpi.kernel.errors import KernelError
+    from directlpi.platform import Platform
 
     try:
-        plat = build(dtb)
+        plat = Platform.from_devicetree(dtb)
         kern = plat.boot()
     except FirmwareError as e:
         return [str(e)], []

@@ -40,7 +40,6 @@ from directlpi.kernel.kernel import BootParams, Kernel
 # The default board's PCI host bridge, as QEMU's virt: ECAM and a 32-bit memory window.
 VIRT_PCIE_ECAM = (0x3F00_0000, 0x0100_0000)
 VIRT_PCIE_MMIO = (0x1000_0000, 0x2EFF_0000)
-DEFAULT_MBI_RANGE = ((256, 128),)
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,10 @@ class Platform:
         #: writer was never programmed with: the isolation hole of Direct LPI (and of
         #: MBIs), made visible (R6).
         self.spoofed_msis: list[SpoofedMsi] = []
-        self._setlpir = {machine.gicr_base(c) + GICR.SETLPIR.offset: c
-                         for c in range(machine.config.cpus)}
-        self._setspi = machine.gicd_base + GICD.SETSPI_NSR.offset
+        #: MSI doorbells: each RD's GICR_SETLPIR -> its CPU; GICD_SETSPI_NSR -> -1.
+        self._doorbells = {machine.gicr_base(c) + GICR.SETLPIR.offset: c
+                           for c in range(machine.config.cpus)}
+        self._doorbells[machine.gicd_base + GICD.SETSPI_NSR.offset] = -1
         self._auditing = False
         if pci_host is not None:
             machine.bus.map_window(pci_host.ecam_base, pci_host.ecam_size, pci_host.ecam_window)
@@ -162,30 +162,21 @@ class Platform:
         except ConfigError as e:
             raise FirmwareError(f"APIC: the hardware it describes cannot be built: {e}",
                                 e.errno) from None
-        return cls._with_firmware(machine, direct_lpi=bool(routes),
-                                  pci_direct_lpi=any(r.segment == 0 for r in routes), mbi=False,
-                                  name=f"ACPI board ({len(described.cpus)} CPUs)")
-
-    @classmethod
-    def _with_firmware(cls, machine: Machine, *, direct_lpi: bool, pci_direct_lpi: bool,
-                       mbi: bool, name: str) -> Platform:
-        """``machine`` with a QEMU-virt PCI host bridge and the firmware description that
-        names Direct LPI (and MBIs) as MSI providers when told to."""
-        base = describe(machine.config)
+        # The QEMU-virt PCI host bridge, and a description naming Direct LPI when the
+        # IORT does (ACPI has no MBI description: msi_controller stays False).
+        virt = describe(machine.config)
         host = PciHostBridge(ecam_base=VIRT_PCIE_ECAM[0], ecam_size=VIRT_PCIE_ECAM[1],
                              mem_base=VIRT_PCIE_MMIO[0], mem_size=VIRT_PCIE_MMIO[1])
-        gic = GicDescription(dist_base=base.gic.dist_base,
-                             redist_regions=base.gic.redist_regions,
-                             redist_stride=base.gic.redist_stride,
-                             msi_controller=direct_lpi or mbi,
-                             mbi_ranges=DEFAULT_MBI_RANGE if mbi else (),
-                             direct_lpi=direct_lpi)
+        gic = GicDescription(dist_base=virt.gic.dist_base,
+                             redist_regions=virt.gic.redist_regions,
+                             redist_stride=virt.gic.redist_stride, direct_lpi=bool(routes))
+        segment0 = any(r.segment == 0 for r in routes)
         pci = PciHostDescription(ecam_base=host.ecam_base, ecam_size=host.ecam_size,
                                  mem_base=host.mem_base, mem_size=host.mem_size,
                                  bus_start=0, bus_end=host.bus_end - 1,
-                                 msi_parent=gic.direct_lpi_fwnode if pci_direct_lpi else None)
-        board = BoardDescription(cpus=base.cpus, memory=base.memory, gic=gic, name=name,
-                                 pci_hosts=(pci,))
+                                 msi_parent=gic.direct_lpi_fwnode if segment0 else None)
+        board = BoardDescription(cpus=virt.cpus, memory=virt.memory, gic=gic, pci_hosts=(pci,),
+                                 name=f"ACPI board ({len(described.cpus)} CPUs)")
         return cls(machine, board, host)
 
     @classmethod
@@ -399,7 +390,7 @@ class Platform:
             self.machine.bus.add_dma_hook(self._audit_dma)
 
     def _audit_dma(self, addr: int, value: int, size: int, master: str) -> None:
-        cpu = self._setlpir.get(addr, -1 if addr == self._setspi else None)
+        cpu = self._doorbells.get(addr)
         if cpu is None:
             return
         dev: PciFunction | PlatformMsiDevice | None = (

@@ -260,14 +260,12 @@ def direct_lpi_routes(board: BoardDescription) -> tuple[tuple[DirectLpiRoute, ..
     left_out: list[str] = []
     dlpi, mbi = board.gic.direct_lpi_fwnode, board.gic.fwnode
     for host in board.pci_hosts:
-        spans = ([(m.rid_base, m.count, m.parent) for m in host.msi_map] if host.msi_map
-                 else [(0, 0x1_0000, host.msi_parent)] if host.msi_parent else [])
-        for base, count, parent in spans:
-            if parent is dlpi and board.gic.direct_lpi:
-                routes.append(DirectLpiRoute(host.segment, base, count))
-            elif parent is mbi:
-                left_out.append(f"segment {host.segment} RIDs {base:#x}+{count:#x} use MBI: "
-                                "ACPI has no MBI description, left out of the IORT")
+        for r in host.msi_routes():
+            if r.parent is dlpi and board.gic.direct_lpi:
+                routes.append(DirectLpiRoute(host.segment, r.rid_base, r.count))
+            elif r.parent is mbi:
+                left_out.append(f"segment {host.segment} RIDs {r.rid_base:#x}+{r.count:#x} use "
+                                "MBI: ACPI has no MBI description, left out of the IORT")
     return tuple(routes), left_out
 
 

@@ -391,7 +391,8 @@ def _direct_lpi_child(r: _Reader, g: FdtNode) -> FdtNode | None:
     return found
 
 
-def _pci(r: _Reader, gic: _Gic) -> PciHostDescription | None:
+def _pci(r: _Reader, gic: _Gic) -> tuple[PciHostDescription, FdtNode] | None:
+    """The host bridge's description and its node."""
     hosts = [n for n in r.find(ECAM_COMPAT) if r.available(n)]
     if not hosts:
         return None
@@ -427,7 +428,7 @@ def _pci(r: _Reader, gic: _Gic) -> PciHostDescription | None:
     return PciHostDescription(ecam_base=ecam_base, ecam_size=ecam_size, mem_base=mem[0],
                               mem_size=mem[1], bus_start=bus_start, bus_end=bus_end,
                               segment=segment, msi_parent=msi_parent, msi_map=msi_map,
-                              msi_map_mask=mask)
+                              msi_map_mask=mask), h
 
 
 def _pci_mem_window(r: _Reader, h: FdtNode) -> tuple[int, int]:
@@ -558,15 +559,16 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
     ram = r._try(lambda: _memory(r))
     hw = r._try(lambda: _model(r, len(cpus or ()))) or {}
     gic = r._try(lambda: _gic(r, int(hw.get("spis", MAX_SPI_INTID - 31))))
-    pci = r._try(lambda: _pci(r, gic)) if gic is not None else None
+    found = r._try(lambda: _pci(r, gic)) if gic is not None else None
+    pci = found[0] if found else None
     if cpus is None or ram is None or gic is None or r.problems:
         raise DtError(r.problems or [f"{root.path}: unusable"])
     spans = [(b, s, f"{path}: reg: RAM") for b, s, path in ram]
     spans.append((gic.desc.dist_base, SZ_64K, f"{gic.node.path}: reg: GICD"))
     spans += [(b, s, f"{gic.node.path}: reg: GICR region {k}")
               for k, (b, s) in enumerate(gic.regions)]
-    if pci is not None:
-        host = next(n.path for n in r.find(ECAM_COMPAT) if r.available(n))
+    if found is not None:
+        pci, host = found[0], found[1].path
         spans += [(pci.ecam_base, pci.ecam_size, f"{host}: reg: ECAM"),
                   (pci.mem_base, pci.mem_size, f"{host}: ranges: memory window")]
     _overlaps(r, spans)
@@ -599,10 +601,10 @@ def _describe_msi(pci: PciHostDescription, gic: GicDescription) -> str:
     def kind(fw: Fwnode | None) -> str:
         return {id(gic.fwnode): "MBI", id(gic.direct_lpi_fwnode): "Direct LPI"}.get(
             id(fw), "none")
-    if pci.msi_map:
-        return "MSIs by msi-map: " + ", ".join(
-            f"RIDs {m.rid_base:#x}+{m.count:#x} -> {kind(m.parent)}" for m in pci.msi_map)
-    return f"MSIs of every RID -> {kind(pci.msi_parent)}"
+    if pci.msi_parent is None and not pci.msi_map:
+        return "no MSI controller named (no msi-parent or msi-map)"
+    return ("MSIs by msi-map: " if pci.msi_map else "MSIs by msi-parent: ") + ", ".join(
+        f"RIDs {m.rid_base:#x}+{m.count:#x} -> {kind(m.parent)}" for m in pci.msi_routes())
 
 
 def fdt_bytes(source: bytes | str | Path) -> bytes:

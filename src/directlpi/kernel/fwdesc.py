@@ -63,12 +63,17 @@ class PciHostDescription:
     """Per-RID MSI controllers (DT ``msi-map``); when given, ``msi_parent`` is None."""
     msi_map_mask: int = 0xFFFF_FFFF
 
+    def msi_routes(self) -> tuple[MsiRoute, ...]:
+        """Where each requester-ID range signals: the ``msi_map``, or ``msi_parent`` for
+        every RID."""
+        if self.msi_map or self.msi_parent is None:
+            return self.msi_map
+        return (MsiRoute(0, 0x1_0000, self.msi_parent),)
+
     def msi_parent_for(self, rid: int) -> Fwnode | None:
         """The MSI controller that requester ID ``rid`` signals to, or None."""
-        if not self.msi_map:
-            return self.msi_parent
-        masked = rid & self.msi_map_mask
-        return next((r.parent for r in self.msi_map
+        masked = rid & self.msi_map_mask if self.msi_map else rid
+        return next((r.parent for r in self.msi_routes()
                      if r.rid_base <= masked < r.rid_base + r.count), None)
 
 
