@@ -1,8 +1,14 @@
 """What every MSI-capable device shares: it is a bus master that writes messages.
 
-A device sends an MSI as a 4-byte DMA write with itself as the bus master, and
-remembers every (address, data) pair it was ever programmed with, so that the
-platform can tell a programmed MSI from a spoofed one (R6).
+A device sends an MSI as a 4-byte DMA write with itself as the bus master.  It
+can say which (address, data) pairs it is programmed to send *now*
+(:meth:`MsiMaster.sends`), so that the platform can tell a genuine MSI from a
+spoofed one (R6); it also still remembers every pair it was ever programmed
+with (``programmed``, :meth:`MsiMaster.was_programmed_with`).
+
+With posted writes (PCIe ordering), a device's MSIs may still be in flight on
+the bus; a read that completes from the device lands them first.  ``flush`` is
+how the device asks the bus to do so: whoever wires ``dma_write`` sets it too.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ class MsiMaster:
     def __init__(self, requester: str) -> None:
         self.requester = requester
         self.dma_write: DmaWrite | None = None
+        #: Lands this device's posted writes still in flight (``bus.flush(requester)``);
+        #: None when nothing is wired (or writes are not posted): nothing to land.
+        self.flush: Callable[[], None] | None = None
         #: Whether the device may master the bus now (PCI: Command.BME).
         self._master = True
         #: (address, data) pairs the device was ever programmed with.
@@ -36,11 +45,25 @@ class MsiMaster:
         self.dma_write(address, data, 4, self.requester)
         return True
 
+    def land_posted(self) -> None:
+        """A read is completing from the device: its posted writes land before it does
+        (PCIe: a completion may not pass a posted write in the same direction)."""
+        if self.flush is not None:
+            self.flush()
+
     def spoof_msi(self, address: int, data: int) -> None:
         """Write (address, data) on the bus as this device, ignoring its MSI registers --
         what a buggy or malicious device (or a guest owning it) can do."""
         if self.dma_write is not None:
             self.dma_write(address, data, 4, self.requester)
+
+    def sends(self, address: int, data: int) -> bool:
+        """Whether (address, data) is a message the device is programmed to send now.
+
+        Not "ever": a message the driver has since replaced, or that a disabled
+        mechanism holds, is not one.  A master with no MSI mechanism sends none.
+        """
+        return False
 
     def was_programmed_with(self, address: int, data: int) -> bool:
         """Whether (address, data) was ever a message this device was programmed to send."""

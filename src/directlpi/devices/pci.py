@@ -14,9 +14,21 @@ Per the PCI Local Bus / PCIe specifications:
   PBA bit; it is sent when unmasked.
 * Every message is a DWORD memory write on the bus with the function as bus
   master -- an MSI is nothing else -- and only while Bus Master Enable is set.
+* **Ordering** (PCIe Base Specification, "Transaction Ordering"): memory writes
+  are posted, and a completion may not pass a posted write in the same
+  direction.  So a CPU read of the function's configuration space (through the
+  host bridge's ECAM) or of its BAR (MSI-X table, PBA) lands the function's
+  posted writes before it returns -- and only that function's.
 
-The function also remembers every (address, data) pair it was ever programmed
-with, so that the platform can tell a genuine MSI from a spoofed one.
+Choice made here (the strict one): a CPU *write* to configuration space or to a
+BAR does not land anything.  Configuration writes are non-posted on PCIe and
+their completion would order too, but the model makes a driver read back to
+flush, as Linux does: ``__pci_write_msi_msg`` reads the MSI-X entry back and
+``pci_msix_mask`` reads after masking.
+
+The function can say which (address, data) pairs it is programmed to send now
+(:meth:`PciFunction.sends`), so that the platform can tell a genuine MSI from a
+spoofed one; it also remembers every pair it was ever programmed with.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from __future__ import annotations
 import errno
 import re
 from collections.abc import Callable
+from functools import partial
 
 from directlpi.devices.msi_master import DmaWrite, MsiMaster
 from directlpi.errors import ConfigError, DirectLPIError
@@ -348,6 +361,20 @@ class PciFunction(MsiMaster):
                 self.msix_pba[i // 8] &= ~(1 << (i % 8))
                 self._send(*self.msi_message(i))
 
+    def sends(self, address: int, data: int) -> bool:
+        """Whether (address, data) is a message the function is programmed to send now.
+
+        MSI-X enabled: any table entry's message, masked or not (a masked vector is
+        sent when unmasked).  MSI enabled: (Message Address, Message Data with its
+        low log2(N) bits replaced by i) for i < N = 2^MME.  Neither: nothing.
+        """
+        if self._msix_on and (address, data) in self._msix_msg:
+            return True
+        if self._msi_on:
+            base_address, base_data, n = self._msi_base
+            return address == base_address and data & ~(n - 1) == base_data & ~(n - 1)
+        return False
+
     def msix_pending(self, i: int) -> bool:
         return bool(self.msix_pba[i // 8] >> (i % 8) & 1)
 
@@ -422,7 +449,16 @@ class PciHostBridge:
         self.ecam_window = _Window("PCI ECAM", self._ecam_read, self._ecam_write)
         self.mem_window = _Window("PCI MMIO", self._mem_read, self._mem_write)
 
-    def attach(self, fn: PciFunction, dma_write: DmaWrite) -> None:
+    def attach(self, fn: PciFunction, dma_write: DmaWrite,
+               flush: Callable[[str], None] | None = None) -> None:
+        """Put ``fn`` behind the bridge, its BAR0 assigned and bus mastering on.
+
+        ``dma_write`` is how it writes on the bus; ``flush(requester)`` lands a
+        master's posted writes (``Bus.flush``): config and BAR reads of ``fn`` call
+        it first.  Without it, reads land nothing (right when writes are not posted).
+        Raises ConfigError: EINVAL (not this bridge's segment or buses), EEXIST (the
+        address is taken), ENOSPC (no room for BAR0 in the memory window).
+        """
         seg, bus, dev, func = parse_bdf(fn.bdf)
         if seg != self.segment or bus >= self.bus_end:
             raise ConfigError(f"{fn.bdf}: the host bridge serves segment {self.segment:04x}, "
@@ -440,6 +476,8 @@ class PciHostBridge:
         # As firmware leaves it: memory decoding and bus mastering enabled.
         fn.cfg_write(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2)
         fn.dma_write = dma_write
+        if flush is not None:
+            fn.flush = partial(flush, fn.requester)
         self.functions[(bus, dev, func)] = fn
 
     def ecam_address(self, bdf: str) -> int:
@@ -454,6 +492,7 @@ class PciHostBridge:
         fn, reg = self._decode(off)
         if fn is None:
             return (1 << (8 * size)) - 1          # no function: all ones (master abort)
+        fn.land_posted()                          # the completion comes from fn
         return fn.cfg_read(reg, size)
 
     def _ecam_write(self, off: int, value: int, size: int) -> None:
@@ -471,7 +510,10 @@ class PciHostBridge:
 
     def _mem_read(self, off: int, size: int) -> int:
         fn, reg = self._bar_owner(off)
-        return fn.bar_read(reg, size) if fn is not None else (1 << (8 * size)) - 1
+        if fn is None:
+            return (1 << (8 * size)) - 1
+        fn.land_posted()                          # the completion comes from fn
+        return fn.bar_read(reg, size)
 
     def _mem_write(self, off: int, value: int, size: int) -> None:
         fn, reg = self._bar_owner(off)

@@ -4,6 +4,13 @@ Each slot is an (address, data) register pair in the device; the driver
 programs it through a callback (the write-message callback of platform-MSI).
 Signalling slot i writes its data to its address on the bus, with the device
 as bus master.  The device has no mask: masking is the interrupt controller's.
+A slot with address 0 is unprogrammed: signalling it sends nothing.
+
+:meth:`PlatformMsiDevice.read_slot` is the driver reading a slot back through
+the device's registers: an MMIO read that completes from the device, so the
+device's posted writes land before it returns (as a PCIe completion may not
+pass them; the model applies the same rule to a platform device's register
+read, which is how a driver flushes its posted MSIs).
 """
 
 from __future__ import annotations
@@ -35,6 +42,18 @@ class PlatformMsiDevice(MsiMaster):
     def msi_message(self, i: int) -> tuple[int, int]:
         self._check(i)
         return self.slots[i]
+
+    def read_slot(self, i: int) -> tuple[int, int]:
+        """The driver's read-back of slot ``i`` (address, data): lands the device's
+        posted writes first.  Raises DirectLPIError (EINVAL) for a slot that does not
+        exist."""
+        self._check(i)
+        self.land_posted()
+        return self.slots[i]
+
+    def sends(self, address: int, data: int) -> bool:
+        """Whether (address, data) is in a programmed slot now (address 0: unprogrammed)."""
+        return address != 0 and (address, data) in self.slots
 
     def raise_msi(self, i: int) -> bool:
         """Signal slot ``i``; an unprogrammed slot (address 0) sends nothing."""

@@ -23,7 +23,9 @@ class EventKind(IntEnum):
     """What happened.  Values are stable; new kinds are appended."""
 
     DMA_WRITE = 0
-    """A bus master other than a CPU wrote (an MSI is one): addr, value, master."""
+    """A bus master other than a CPU *issued* a write (an MSI is one): addr, value, master.
+
+    With posted writes on, it reaches its target later: see :attr:`DMA_LANDED`."""
     MMIO_READ = 1
     """Any access that reached an MMIO frame (addr, value, master)."""
     MMIO_WRITE = 2
@@ -57,6 +59,9 @@ class EventKind(IntEnum):
     """ICC_SGI1R_EL1 made an SGI pending on a target PE."""
     SPI_CLEARED = 18
     """Software removed an SPI's pending state (``reason``: "icpendr", "clrspi")."""
+    DMA_LANDED = 19
+    """A DMA write reached its target (frame, RAM or window), just before it acts there:
+    addr, value, master.  In the same bus write as its DMA_WRITE unless writes are posted."""
 
 
 #: Kinds counted whether or not anyone listens (failure paths only).
@@ -128,7 +133,7 @@ class Subscription:
 class EventHub:
     """Fan-out of events to subscribers, plus always-on counters for failure kinds."""
 
-    __slots__ = ("_listeners", "counts", "on", "strict")
+    __slots__ = ("_listeners", "counts", "on", "requester", "strict")
 
     def __init__(self, *, strict: bool = False) -> None:
         n = len(EventKind)
@@ -138,6 +143,10 @@ class EventHub:
         #: Counts of the kinds in :data:`COUNTED_KINDS` (and of any observed kind).
         self.counts = [0] * n
         self.strict = strict
+        #: The bus master of the DMA write the bus is routing right now (None while a CPU
+        #: access, or nothing, is).  Set by the bus around routing only; emission sites
+        #: read it inside their ``on[kind]`` branch, so that it costs nothing unobserved.
+        self.requester: str | None = None
 
     def subscribe(
         self, listener: Listener, kinds: Iterable[EventKind] | None = None
