@@ -3,6 +3,7 @@
 * :mod:`~directlpi.hw.regs` -- the one register map (offsets, fields, access kinds)
 * :mod:`~directlpi.hw.mmio` -- the per-frame dispatcher built from it
 * :mod:`~directlpi.hw.memory` -- sparse physical memory
+* :mod:`~directlpi.hw.cache` -- the PEs' data cache, for redistributors that do not snoop it
 * :mod:`~directlpi.hw.bus` -- address decoding, bus masters
 * :mod:`~directlpi.hw.distributor` -- GICD
 * :mod:`~directlpi.hw.redistributor` -- GICR (RD_base with Direct LPI, SGI_base)

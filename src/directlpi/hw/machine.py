@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from directlpi.errors import ConfigError
 from directlpi.hw.bus import Bus
+from directlpi.hw.cache import CpuDataCache
 from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventHub
 from directlpi.hw.gic import GIC
@@ -72,6 +73,15 @@ class MachineConfig:
     """MPIDR of each PE; None gives the default cluster layout."""
     strict: bool = False
     """Raise ArchitectureViolation on reserved or UNPREDICTABLE accesses (for tests)."""
+    posted_writes: bool = False
+    """Post DMA writes (PCIe ordering): they land later, per master in order, when the
+    bus delivers or flushes them (a read from the device flushes its own)."""
+    posted_seed: int = 0
+    """Seed of the bus's choice of which master's posted write lands next."""
+    rd_coherent: bool = True
+    """Whether the redistributors' table accesses are coherent with the PEs' data caches.
+    False: GICR_PROPBASER/PENDBASER.Shareability read as Non-shareable and the PEs see
+    memory through :class:`~directlpi.hw.cache.CpuDataCache` (``Machine.cpu_memory``)."""
 
     def __post_init__(self) -> None:
         self._validate()
@@ -96,6 +106,12 @@ class MachineConfig:
         for name in ("mbis", "lpis", "lpis_clearable", "strict"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, f"{getattr(self, name)!r} is not a bool")
+        if not isinstance(self.rd_coherent, bool):
+            self._fail("rd_coherent", f"{self.rd_coherent!r} is not a bool")
+        if not isinstance(self.posted_writes, bool):
+            self._fail("posted_writes", f"{self.posted_writes!r} is not a bool")
+        if not is_int(self.posted_seed) or self.posted_seed < 0:
+            self._fail("posted_seed", f"{self.posted_seed!r} is not a non-negative int")
         if isinstance(self.direct_lpi, bool):
             pass
         elif (isinstance(self.direct_lpi, Sequence)
@@ -184,14 +200,18 @@ class Machine:
         self.config = config
         self.hub = EventHub(strict=config.strict)
         self.memory = PhysicalMemory()
-        self.bus = Bus(self.memory, self.hub, config.ram)
+        self.bus = Bus(self.memory, self.hub, config.ram, posted=config.posted_writes,
+                       seed=config.posted_seed)
         bases, last = config.rd_bases()
         self._rd_bases = bases
         self.gic = GIC(
             self.hub, self.memory, mpidrs=config.mpidr_list(), last_flags=last,
             direct_lpi=config.direct_lpi_flags(), spis=config.spis,
             lpi_id_bits=config.lpi_id_bits, lpis=config.lpis, mbis=config.mbis,
-            lpis_clearable=config.lpis_clearable, priority_bits=config.priority_bits)
+            lpis_clearable=config.lpis_clearable, priority_bits=config.priority_bits,
+            rd_coherent=config.rd_coherent)
+        self._cpu_memory: PhysicalMemory | CpuDataCache = (
+            self.memory if config.rd_coherent else CpuDataCache(self.memory))
         self.bus.map_frame(config.gicd_base, self.gic.dist)
         self.bus.claim_window(config.gicd_base, FRAME_SIZE, "the GICD frame")
         for rd, base in zip(self.gic.redists, bases, strict=True):
@@ -206,6 +226,17 @@ class Machine:
                 self.bus.claim_window(base, capacity * config.redist_stride,
                                       f"GICR region {k} ({used} of {capacity} RDs present)")
             placed += max(used, 0)
+
+    @property
+    def cpu_memory(self) -> PhysicalMemory | CpuDataCache:
+        """RAM as software on the PEs sees it: what a kernel must be given to access RAM.
+
+        ``memory`` itself when the redistributors are coherent (``rd_coherent``, the
+        default); otherwise the PEs' data cache over it, which the redistributors do
+        not snoop, so software must clean and invalidate by address (one cache, the
+        same object every time).
+        """
+        return self._cpu_memory
 
     @property
     def gicd_base(self) -> int:

@@ -31,6 +31,11 @@ chosen so that a driver bug shows up instead of hiding):
 * **GICR_WAKER.ChildrenAsleep** follows ProcessorSleep after one read, so the
   handshake has to be polled.  While ProcessorSleep is 1 nothing is forwarded
   to the CPU interface.
+* **Non-coherent RDs** (machine option ``rd_coherent=False``): GICR_PROPBASER.
+  Shareability and GICR_PENDBASER.Shareability are fixed as Non-shareable
+  (read 0b00 whatever is written; the cacheability fields read back as written),
+  and the RD's table accesses do not snoop the PEs' caches (see
+  :mod:`directlpi.hw.cache`): a driver must clean what it writes to the tables.
 * **No DirectLPI** (per-RD option): SETLPIR, CLRLPIR, INVLPIR, INVALLR and SYNCR
   are reserved on that RD.  Note: the architecture makes these registers
   mandatory when LPIs are supported and there is no ITS, so such a GIC is not
@@ -104,10 +109,12 @@ class Redistributor(MmioFrame):
         "_memory",
         "_pend_pa",
         "_pend_unknown",
+        "_pend_writable",
         "_pendbaser",
         "_plpis",
         "_prop_pa",
         "_prop_unknown",
+        "_prop_writable",
         "_propbaser",
         "_ptz",
         "_rwp",
@@ -124,7 +131,7 @@ class Redistributor(MmioFrame):
 
     def __init__(self, gic: GIC, hub: EventHub, memory: PhysicalMemory, *, cpu: int,
                  affinity: int, last: bool, plpis: bool, direct_lpi: bool,
-                 lpis_clearable: bool, priority_bits: int) -> None:
+                 lpis_clearable: bool, priority_bits: int, coherent: bool = True) -> None:
         self._plpis = plpis
         self._direct = direct_lpi and plpis
         super().__init__(f"GICR{cpu}", hub)
@@ -149,6 +156,11 @@ class Redistributor(MmioFrame):
         self._prop_unknown = True
         self._pend_unknown = True
         self._ptz = False
+        # A non-coherent RD fixes both Shareability fields as Non-shareable (0b00).
+        self._prop_writable = PROPBASER_WRITABLE if coherent else (
+            PROPBASER_WRITABLE & ~GICR.PROPBASER.Shareability.mask)
+        self._pend_writable = PENDBASER_WRITABLE if coherent else (
+            PENDBASER_WRITABLE & ~GICR.PENDBASER.Shareability.mask)
         self._prop_pa = 0
         self._pend_pa = 0
         self._lpi_limit = LPI_BASE
@@ -221,7 +233,8 @@ class Redistributor(MmioFrame):
             hub = self._hub
             if hub.on[_EV_IGNORED]:
                 hub.emit(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
-                               reason="already-pending", register="GICR_SETLPIR",
+                               master=hub.requester, reason="already-pending",
+                               register="GICR_SETLPIR",
                                detail=f"LPI {intid} already pending: the write coalesces"))
             else:
                 hub.counts[_EV_IGNORED] += 1
@@ -234,8 +247,10 @@ class Redistributor(MmioFrame):
             heappush(self._heap, ((c & self.prio_mask) << 24) | intid)
             self._kicked.add(self.cpu)
         if self._hub.on[_EV_LPI_PENDING]:
+            # The writer of SETLPIR, for the audit; a pending-table load has none.
             self._hub.emit(Event(_EV_LPI_PENDING, self.frame_name, cpu=self.cpu, intid=intid,
-                                 value=c, reason=via))
+                                 value=c, reason=via,
+                                 master=self._hub.requester if via == "setlpir" else None))
         return True
 
     def _setlpir_ignored(self, intid: int) -> None:
@@ -245,8 +260,8 @@ class Redistributor(MmioFrame):
             reason, why = "unimplemented-intid", (
                 f"not an implemented LPI (LPIs are {LPI_BASE}..{self._lpi_limit - 1})")
         self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
-                               reason=reason, register="GICR_SETLPIR",
-                               detail=f"SETLPIR {intid} ignored: {why}"))
+                               master=self._hub.requester, reason=reason,
+                               register="GICR_SETLPIR", detail=f"SETLPIR {intid} ignored: {why}"))
 
     def best_lpi_key(self) -> int:
         """``priority << 24 | INTID`` of the highest priority pending enabled LPI, or NO_PENDING."""
@@ -455,7 +470,7 @@ class Redistributor(MmioFrame):
     def _w_PROPBASER(self, value: int) -> None:
         if self._baser_locked("GICR_PROPBASER", value):
             return
-        self._propbaser = value & PROPBASER_WRITABLE
+        self._propbaser = value & self._prop_writable
         self._prop_unknown = False
 
     def _r_PENDBASER(self) -> int:
@@ -464,7 +479,7 @@ class Redistributor(MmioFrame):
     def _w_PENDBASER(self, value: int) -> None:
         if self._baser_locked("GICR_PENDBASER", value):
             return
-        self._pendbaser = value & PENDBASER_WRITABLE
+        self._pendbaser = value & self._pend_writable
         self._ptz = bool(value & _PTZ)
         self._pend_unknown = False
 
