@@ -43,6 +43,17 @@ class UnknownSysregError(DirectLPIError):
     """
 
 
+class OtherPeSysregError(DirectLPIError):
+    """Software running on one PE named another PE's system registers (EPERM).
+
+    No instruction can do that, so the hardware refuses it whatever ``strict`` says:
+    there is no architectural outcome to model.  The BAD_ACCESS event is recorded.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, _errno.EPERM)
+
+
 class ArchitectureViolation(DirectLPIError):
     """Raised only by platforms built with ``strict=True``.
 

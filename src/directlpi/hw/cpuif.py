@@ -19,6 +19,12 @@ Choices this module makes where the architecture allows several:
   DIR while EOImode is 0, and EOIR whose highest active priority is in the other
   group are ignored and reported UNPREDICTABLE.
 * ICC_SRE_EL1 reads 0x7 (system register interface only; RAO/WI).
+* **Only the executing PE.**  ``GIC.executing`` names the PE whose instruction
+  stream runs (the platform sets it while kernel code runs on a PE); an access to
+  another PE's ICC_* registers is refused (a ``BAD_ACCESS`` event, reason
+  ``sysreg-other-pe``, and :class:`~directlpi.errors.OtherPeSysregError`): no
+  instruction can name another PE's system registers.  With no software running
+  (``executing`` is None) a caller stands in for the PE whose registers it uses.
 
 Nothing is cached: the highest priority pending interrupt is recomputed from the
 redistributor's LPI heap, its SGI/PPI masks and the distributor's ready sets
@@ -30,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from directlpi.errors import UnknownSysregError
+from directlpi.errors import OtherPeSysregError, UnknownSysregError
 from directlpi.hw.distributor import NO_PENDING
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.regs import ICC, INTID_SPURIOUS, LPI_BASE
@@ -114,6 +120,9 @@ class CPUInterface:
         Raises :class:`~directlpi.errors.UnknownSysregError` for a name this CPU
         interface does not implement or cannot read.
         """
+        ex = self._gic.executing
+        if ex is not None and ex != self.cpu:
+            raise self._other_pe(name, "read", ex)
         fn = self._readers.get(name)
         if fn is None:
             raise self._unknown(name, "read")
@@ -121,10 +130,22 @@ class CPUInterface:
 
     def write_sysreg(self, name: str, value: int) -> None:
         """``MSR`` of ICC register ``name``.  Raises UnknownSysregError like read_sysreg."""
+        ex = self._gic.executing
+        if ex is not None and ex != self.cpu:
+            raise self._other_pe(name, "write", ex)
         fn = self._writers.get(name)
         if fn is None:
             raise self._unknown(name, "write")
         fn(value & 0xFFFFFFFFFFFFFFFF)
+
+    def _other_pe(self, name: str, op: str, executing: int) -> OtherPeSysregError:
+        """A system register is reached only by an instruction of its own PE: software
+        running on PE ``executing`` has no way to name PE ``cpu``'s ICC_* registers."""
+        detail = (f"{op} of {name} of PE {self.cpu} by software running on PE {executing}: "
+                  "a PE can only reach its own system registers; refused")
+        self._hub.report(Event(EventKind.BAD_ACCESS, f"ICC{self.cpu}", cpu=self.cpu,
+                               reason="sysreg-other-pe", register=name, detail=detail))
+        return OtherPeSysregError(detail)
 
     def _unknown(self, name: str, op: str) -> UnknownSysregError:
         if op == "read" and name in self._writers:

@@ -24,12 +24,15 @@ class GIC:
     def __init__(self, hub: EventHub, memory: PhysicalMemory, *, mpidrs: Sequence[int],
                  last_flags: Sequence[bool], direct_lpi: Sequence[bool], spis: int,
                  lpi_id_bits: int, lpis: bool, mbis: bool, lpis_clearable: bool,
-                 priority_bits: int) -> None:
+                 priority_bits: int, rd_coherent: bool = True) -> None:
         self.hub = hub
         self.num_cpus = len(mpidrs)
         #: Derived: PEs whose IRQ/FIQ signal may have changed since the run loop last
         #: looked.  Every state change that can raise a PE's signal adds that PE.
         self.kicked: set[int] = set()
+        #: The PE whose instruction stream is running (set by the platform while software
+        #: runs on a PE); None: no software runs, a caller stands in for any PE.
+        self.executing: int | None = None
         #: INTID bits of the GIC (GICD_TYPER.IDbits + 1).
         self.id_bits = lpi_id_bits if lpis else 10
         self.cpu_by_affinity = {affinity_of(m): i for i, m in enumerate(mpidrs)}
@@ -38,7 +41,7 @@ class GIC:
         self.redists = [
             Redistributor(self, hub, memory, cpu=i, affinity=affinity_of(m), last=last_flags[i],
                           plpis=lpis, direct_lpi=direct_lpi[i], lpis_clearable=lpis_clearable,
-                          priority_bits=priority_bits)
+                          priority_bits=priority_bits, coherent=rd_coherent)
             for i, m in enumerate(mpidrs)
         ]
         self.cpuifs = [
