@@ -22,8 +22,9 @@ ALLOWED = {
     "cli": {"errors", "hw", "devices", "kernel", "firmware", "platform", "sim", "benchkit"},
 }
 
-# hw modules the kernel may import: the register map (constants) and RAM.
-KERNEL_HW_ALLOWED = {"directlpi.hw.regs", "directlpi.hw.memory"}
+# hw modules the kernel may import: the register map (constants), RAM, and the CPU's
+# view of RAM (its data cache, with the cache maintenance software can do).
+KERNEL_HW_ALLOWED = {"directlpi.hw.regs", "directlpi.hw.memory", "directlpi.hw.cache"}
 
 
 def layer_of(path: Path) -> str:

@@ -91,4 +91,4 @@ def test_the_spoofed_msi_audit_starts_once_the_platform_knows_its_masters() -> N
     plat.bus.write(setlpir, 8194, 4, master="uart-msi")        # never programmed with it
     assert [(s.master, s.data, s.target_cpu, s.reason) for s in plat.spoofed_msis] == [
         ("0000:00:01.0", 8193, 1, "unknown bus master"),
-        ("uart-msi", 8194, 1, "never programmed into this device")]
+        ("uart-msi", 8194, 1, "not a message this device is programmed to send now")]

@@ -11,7 +11,8 @@ register-level work and outside conformance tests::
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from directlpi.firmware.acpi import (
 from directlpi.firmware.boards import default_tree
 from directlpi.firmware.devicetree import DtBoard, load_board, read_board
 from directlpi.hw.bus import Bus
+from directlpi.hw.cache import CpuDataCache
 from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventKind, Listener, Subscription
 from directlpi.hw.machine import Machine, MachineConfig
@@ -45,17 +47,46 @@ VIRT_PCIE_MMIO = (0x1000_0000, 0x2EFF_0000)
 @dataclass(frozen=True)
 class SpoofedMsi:
     """A DMA write to a GICR_SETLPIR or to GICD_SETSPI_NSR (``target_cpu`` -1: an MBI,
-    whose address names no CPU) that the writing master was never programmed with."""
+    whose address names no CPU) that is not a message the writer was programmed to send
+    when it wrote it; ``victim`` is who owned that INTID then."""
 
     master: str
     address: int
     data: int
     target_cpu: int
     reason: str
+    victim: str = "nobody (the INTID is not allocated)"
 
     def as_dict(self) -> dict[str, Any]:
         return {"master": self.master, "address": self.address, "data": self.data,
-                "target_cpu": self.target_cpu, "reason": self.reason}
+                "target_cpu": self.target_cpu, "reason": self.reason, "victim": self.victim}
+
+
+class _Processors:
+    """The machine's PEs as the kernel sees them (:class:`~directlpi.kernel.kernel.PeAccess`):
+    system registers of the executing PE, and the scheduler that decides which PE that is."""
+
+    __slots__ = ("_cpuifs", "_gic", "_plat")
+
+    def __init__(self, plat: Platform) -> None:
+        self._plat = plat
+        self._gic = plat.machine.gic
+        self._cpuifs = plat.machine.gic.cpuifs
+
+    def read_sysreg(self, cpu: int, name: str) -> int:
+        return self._cpuifs[cpu].read_sysreg(name)
+
+    def write_sysreg(self, cpu: int, name: str, value: int) -> None:
+        self._cpuifs[cpu].write_sysreg(name, value)
+
+    def execute_on(self, cpu: int | None) -> int | None:
+        gic = self._gic
+        prev, gic.executing = gic.executing, cpu
+        return prev
+
+    def run_until(self, done: Callable[[], bool]) -> bool:
+        self._plat._run(done=done)
+        return done()
 
 
 class Platform:
@@ -80,6 +111,9 @@ class Platform:
                            for c in range(machine.config.cpus)}
         self._doorbells[machine.gicd_base + GICD.SETSPI_NSR.offset] = -1
         self._auditing = False
+        #: The run loop's choice between a PE taking an interrupt and a posted write
+        #: landing (seeded: a run is reproducible).
+        self._rng = random.Random(machine.config.posted_seed)
         if pci_host is not None:
             machine.bus.map_window(pci_host.ecam_base, pci_host.ecam_size, pci_host.ecam_window)
             machine.bus.map_window(pci_host.mem_base, pci_host.mem_size, pci_host.mem_window)
@@ -192,12 +226,20 @@ class Platform:
         lpis_clearable: bool = False,
         priority_bits: int = 5,
         strict: bool = False,
+        posted_writes: bool = False,
+        posted_seed: int = 0,
+        rd_coherent: bool = True,
         **layout: object,
     ) -> Platform:
         """Hardware at reset, nothing programmed.
 
         ``direct_lpi`` may be one flag per PE so that some RDs lack
-        GICR_TYPER.DirectLPI.  ``layout`` accepts the memory-map fields of
+        GICR_TYPER.DirectLPI.  ``lpis_clearable`` makes GICR_CTLR.CES 1.
+        ``posted_writes`` holds DMA writes in the interconnect (PCIe ordering; they land
+        as the machine runs, in an order drawn from ``posted_seed``, or when a read from
+        the device flushes them).  ``rd_coherent=False`` builds redistributors that do not
+        snoop the PEs' caches (software must clean the LPI tables to the point of
+        coherency).  ``layout`` accepts the memory-map fields of
         :class:`~directlpi.hw.machine.MachineConfig` (``gicd_base``,
         ``redist_regions``, ``redist_stride``, ``ram``, ``mpidrs``).
 
@@ -207,13 +249,16 @@ class Platform:
         return cls(Machine(cls._config(cpus, lpi_id_bits=lpi_id_bits, spis=spis,
                                        direct_lpi=direct_lpi, mbis=mbis, lpis=lpis,
                                        lpis_clearable=lpis_clearable,
-                                       priority_bits=priority_bits, strict=strict, **layout)))
+                                       priority_bits=priority_bits, strict=strict,
+                                       posted_writes=posted_writes, posted_seed=posted_seed,
+                                       rd_coherent=rd_coherent, **layout)))
 
     @staticmethod
     def _config(cpus: int, *, lpi_id_bits: int = 16, spis: int = 988,
                 direct_lpi: bool | list[bool] | tuple[bool, ...] = True, mbis: bool = True,
                 lpis: bool = True, lpis_clearable: bool = False, priority_bits: int = 5,
-                strict: bool = False, **layout: object) -> MachineConfig:
+                strict: bool = False, posted_writes: bool = False, posted_seed: int = 0,
+                rd_coherent: bool = True, **layout: object) -> MachineConfig:
         if isinstance(direct_lpi, list):
             direct_lpi = tuple(direct_lpi)
         allowed = {"gicd_base", "redist_regions", "redist_stride", "ram", "mpidrs"}
@@ -221,11 +266,14 @@ class Platform:
         if unknown:
             raise ConfigError(f"unknown hardware option(s) {', '.join(unknown)}; known: "
                               "cpus, lpi_id_bits, spis, direct_lpi, mbis, lpis, lpis_clearable, "
-                              f"priority_bits, strict, {', '.join(sorted(allowed))}")
+                              "priority_bits, strict, posted_writes, posted_seed, rd_coherent, "
+                              f"{', '.join(sorted(allowed))}")
         return MachineConfig(cpus=cpus, lpi_id_bits=lpi_id_bits, spis=spis,
                              direct_lpi=direct_lpi, mbis=mbis, lpis=lpis,
                              lpis_clearable=lpis_clearable, priority_bits=priority_bits,
-                             strict=strict, **layout)  # type: ignore[arg-type]
+                             strict=strict, posted_writes=posted_writes,
+                             posted_seed=posted_seed, rd_coherent=rd_coherent,
+                             **layout)  # type: ignore[arg-type]
 
     # -- the hardware contract ------------------------------------------------------
 
@@ -274,7 +322,7 @@ class Platform:
     # -- software ----------------------------------------------------------------------------------
 
     def boot(self, *, lpis: bool | None = None, lpi_id_bits: int = 16,
-             boot_cpu: int = 0, dlpi_quirks: Iterable[str] = ()) -> Kernel:
+             boot_cpu: int = 0) -> Kernel:
         """Boot a kernel: GIC probe and init on every CPU, LPIs if wanted.
 
         ``lpis``: True forces the LPI infrastructure on, False keeps it off, None
@@ -283,18 +331,12 @@ class Platform:
         if self.kernel is not None:
             raise DirectLPIError("a kernel is already running; use kexec() to replace it",
                                  errno.EBUSY)
-        known = {"no-inv-on-unmask", "no-message-rewrite", "no-discard-on-free"}
-        quirks = frozenset(dlpi_quirks)
-        if quirks - known:
-            raise ConfigError(f"unknown Direct LPI quirk(s) {sorted(quirks - known)}; the "
-                              f"deliberately broken variants are {sorted(known)}")
-        params = BootParams(boot_cpu=boot_cpu, lpis=lpis, lpi_id_bits=lpi_id_bits,
-                            dlpi_quirks=quirks)
+        params = BootParams(boot_cpu=boot_cpu, lpis=lpis, lpi_id_bits=lpi_id_bits)
         return self._start(params)
 
     def _start(self, params: BootParams) -> Kernel:
         m = self.machine
-        self.kernel = Kernel(m.bus, m.memory, m.gic.cpuifs, self.board, params).boot()
+        self.kernel = Kernel(m.bus, m.cpu_memory, _Processors(self), self.board, params).boot()
         m.gic.kick_all()
         return self.kernel
 
@@ -308,7 +350,11 @@ class Platform:
         """
         old = self._running()
         carry = tuple(old.mm.persistent) if reserve_tables else ()
-        params = BootParams(boot_cpu=old.boot_cpu,
+        cache = self.machine.cpu_memory
+        if isinstance(cache, CpuDataCache):         # kexec cleans the caches to the PoC
+            cache.clean_invalidate_all()
+        # The new kernel starts on the CPU that ran kexec (the calling task's, online).
+        params = BootParams(boot_cpu=old.task_cpu,
                             lpis=old.params.lpis if lpis is None else lpis,
                             lpi_id_bits=old.params.lpi_id_bits, memreserve=carry)
         self.kernel = None
@@ -320,7 +366,9 @@ class Platform:
         return self.kernel
 
     def run_until_idle(self, max_rounds: int = 1_000_000, verify: bool = False) -> int:
-        """Let the online PEs take and handle what is pending, until nothing is.
+        """Let the machine run until nothing more happens: online PEs take and handle what
+        is pending, posted writes land (in a seeded order, interleaved with the PEs), the
+        kernel's deferred work and software resends run.
 
         Returns the number of interrupts taken.  Raises DirectLPIError (EAGAIN) if
         interrupts keep coming after ``max_rounds`` (an interrupt storm).  With
@@ -328,30 +376,58 @@ class Platform:
         asserted (a self-check of the model's wake-up bookkeeping).
         """
         k = self._running()
-        kicked = self.machine.gic.kicked
-        cpuifs = self.machine.gic.cpuifs
-        online = k.irq.online
-        taken = 0
-        while kicked or k.irq.resend_queue:
-            if k.irq.resend_queue:
-                k.run_softirqs()
-            if not kicked:
-                continue
-            cpu = min(kicked)
-            kicked.discard(cpu)
-            if cpu in online and cpuifs[cpu].irq_pending():
-                k.handle_irq(cpu)
-                kicked.add(cpu)
-                taken += 1
-                if taken > max_rounds:
-                    raise DirectLPIError(
-                        f"interrupt storm: still taking interrupts after {max_rounds}; a level "
-                        "interrupt whose handler never clears its source?", errno.EAGAIN)
+        taken = self._run(max_rounds)
         if verify:
-            stuck = [c for c in sorted(online) if cpuifs[c].irq_pending()]
+            cpuifs = self.machine.gic.cpuifs
+            stuck = [c for c in sorted(k.irq.online)
+                     if k.cpu_can_take_interrupt(c) and cpuifs[c].irq_pending()]
             if stuck:
                 raise DirectLPIError(f"model error: PEs {stuck} have an interrupt pending that "
                                      "the run loop was never told about", errno.EIO)
+        return taken
+
+    def _run(self, max_rounds: int = 1_000_000, done: Callable[[], bool] | None = None) -> int:
+        """The run loop (also what a CPU spinning in the kernel lets happen, until ``done``)."""
+        k = self._running()
+        gic = self.machine.gic
+        kicked = gic.kicked
+        cpuifs = gic.cpuifs
+        bus = self.machine.bus
+        rng = self._rng
+        busy: set[int] = set()          # PEs running kernel code with interrupts off
+        taken = 0
+        try:
+            while done is None or not done():
+                if k.irq.resend_queue:
+                    k.run_softirqs()
+                    continue
+                if k.workqueue and not k.ctx.frames:
+                    k.run_work()
+                    continue
+                posted = bus.posted_pending
+                if kicked and not (posted and rng.random() < 0.5):
+                    cpu = min(kicked)
+                    kicked.discard(cpu)
+                    if not k.cpu_can_take_interrupt(cpu):
+                        if cpu in k.irq.online:
+                            busy.add(cpu)
+                        continue
+                    if cpuifs[cpu].irq_pending():
+                        k.handle_irq(cpu)
+                        kicked.add(cpu)
+                        taken += 1
+                        if taken > max_rounds:
+                            raise DirectLPIError(
+                                f"interrupt storm: still taking interrupts after {max_rounds}; "
+                                "a level interrupt whose handler never clears its source?",
+                                errno.EAGAIN)
+                    continue
+                if posted:
+                    bus.deliver_one()
+                    continue
+                break
+        finally:
+            kicked.update(busy)
         return taken
 
     # -- devices --------------------------------------------------------------------------------
@@ -366,7 +442,7 @@ class Platform:
                               errno.ENODEV)
         fn = PciFunction(bdf, msi_vectors=msi_vectors, msix_vectors=msix_vectors,
                          msi_64bit=msi_64bit, msi_per_vector_mask=msi_per_vector_mask, **ids)
-        self.pci_host.attach(fn, self.machine.bus.write)
+        self.pci_host.attach(fn, self.machine.bus.write, self.machine.bus.flush)
         self.pci_devices[bdf] = fn
         self._start_audit()
         return fn
@@ -377,6 +453,8 @@ class Platform:
             raise ConfigError(f"a device named {name!r} already exists", errno.EEXIST)
         dev = PlatformMsiDevice(name, slots)
         dev.dma_write = self.machine.bus.write
+        bus = self.machine.bus
+        dev.flush = lambda: bus.flush(name)       # a read of its registers completes after
         self.platform_devices[name] = dev
         self._start_audit()
         return dev
@@ -390,16 +468,61 @@ class Platform:
             self.machine.bus.add_dma_hook(self._audit_dma)
 
     def _audit_dma(self, addr: int, value: int, size: int, master: str) -> None:
+        """Judge every doorbell write when the device issues it (:meth:`classify_msi`)."""
         cpu = self._doorbells.get(addr)
         if cpu is None:
             return
-        dev: PciFunction | PlatformMsiDevice | None = (
-            self.pci_devices.get(master) or self.platform_devices.get(master))
+        reason = self.classify_msi(addr, value, master)
+        if reason is not None:
+            self.spoofed_msis.append(SpoofedMsi(master, addr, value, cpu, reason,
+                                                self.owner_of(value & 0xFFFFFFFF, cpu)))
+
+    def classify_msi(self, addr: int, value: int, master: str) -> str | None:
+        """Why a doorbell write issued now by ``master`` is not a genuine MSI, or None.
+
+        Genuine means: a message the device is programmed to send *now*, naming an INTID
+        it owns *now*.  A write posted before the device was reprogrammed was genuine when
+        issued -- the grace is its time in flight; a replay of an old message, a pair it
+        never held, or its message for an INTID that has changed hands, is not.
+        """
+        dev = self.device(master)
         if dev is None:
-            self.spoofed_msis.append(SpoofedMsi(master, addr, value, cpu, "unknown bus master"))
-        elif not dev.was_programmed_with(addr, value):
-            self.spoofed_msis.append(SpoofedMsi(
-                master, addr, value, cpu, "never programmed into this device"))
+            return "unknown bus master"
+        if not dev.sends(addr, value):
+            return "not a message this device is programmed to send now"
+        cpu = self._doorbells.get(addr, -1)
+        desc = self._owner_desc(value & 0xFFFFFFFF, cpu)
+        msi = desc.irq_data.common.msi_desc if desc is not None else None
+        owner = getattr(msi.dev, "bdf", msi.dev) if msi is not None else None
+        if owner != master:
+            return "names an INTID this device does not own"
+        return None
+
+    def device(self, master: str) -> PciFunction | PlatformMsiDevice | None:
+        """The MSI-capable device that masters the bus as ``master``, if any."""
+        return self.pci_devices.get(master) or self.platform_devices.get(master)
+
+    def _owner_desc(self, data: int, cpu: int) -> Any:
+        k = self.kernel
+        dom = k.gic.domain if k is not None else None
+        if k is None or dom is None:
+            return None
+        virq = dom.revmap.get(data if cpu >= 0 else data & 0x1FFF)
+        return k.irq_to_desc(virq) if virq is not None else None
+
+    def owner_of(self, data: int, cpu: int) -> str:
+        """Who owns the INTID an MSI to a doorbell names (``cpu`` -1: an MBI SPI)."""
+        desc = self._owner_desc(data, cpu)
+        if desc is None:
+            return "nobody (the INTID is not allocated)"
+        msi = desc.irq_data.common.msi_desc
+        if msi is None:
+            return f"IRQ {desc.irq} (not an MSI)"
+        who = getattr(msi.dev, "bdf", msi.dev)
+        dev = self.device(who) if isinstance(who, str) else None
+        name = dev.name if dev is not None else str(who)
+        index = msi.msi_index + (0 if msi.is_msix else desc.irq - msi.irq)
+        return f"{name} vector {index} (IRQ {desc.irq})"
 
     def add_wired_device(self, name: str, spi: int, *, level: bool = True) -> WiredDevice:
         """A device whose interrupt line drives SPI ``spi`` (INTID 32..1019)."""

@@ -111,11 +111,12 @@ def test_R3_three_vectors_reserve_a_block_of_four(dflt: Any) -> None:
     assert other.intid(0) != d.intid(0) + 3          # vector 3 of the block stays reserved
 
 
-def test_R3_moving_one_member_moves_the_whole_block(dflt: Any) -> None:
-    """Documented choice: affinity of a MultiMSI block is per block."""
+def test_R3_the_first_vector_moves_the_whole_block(dflt: Any) -> None:
+    """Documented choice: affinity of a MultiMSI block is per block, set through its first
+    vector; every member's requested and effective affinity follow."""
     plat, kern = dflt
     d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSI, 4, msi_vectors=4)
-    kern.irq_set_affinity(d.virqs[2], {5})
+    kern.irq_set_affinity(d.virqs[0], {5})
     assert [kern.irq_get_effective_affinity(v) for v in d.virqs] == [{5}] * 4
     assert [kern.irq_get_affinity(v) for v in d.virqs] == [{5}] * 4
     assert d.fn.msi_message(0)[0] == plat.gicr_base(5) + SETLPIR   # the device was rewritten
@@ -123,6 +124,39 @@ def test_R3_moving_one_member_moves_the_whole_block(dflt: Any) -> None:
         d.fn.raise_msi(i)
     plat.run_until_idle(verify=True)
     assert sorted(d.runs) == [(i, 5) for i in range(4)]
+
+
+def test_R3_another_member_cannot_take_the_block_elsewhere(dflt: Any) -> None:
+    """Item 7: asking vector 2 for a CPU the block does not target is refused (EINVAL,
+    naming the first vector); a mask that contains the block's target is accepted."""
+    plat, kern = dflt
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSI, 4, msi_vectors=4)
+    with pytest.raises(KernelError) as exc:
+        kern.irq_set_affinity(d.virqs[2], {5})
+    assert exc.value.errno == errno.EINVAL and f"IRQ {d.virqs[0]}" in str(exc.value)
+    assert [kern.irq_get_effective_affinity(v) for v in d.virqs] == [{0}] * 4
+    assert d.fn.msi_message(0)[0] == plat.gicr_base(0) + SETLPIR       # nothing moved
+    kern.irq_set_affinity(d.virqs[2], {0, 5})
+    assert kern.irq_get_effective_affinity(d.virqs[2]) == {0}
+
+
+def test_R3_only_the_first_vector_writes_the_msi_capability(dflt: Any) -> None:
+    """Item 8: as Linux's pci_msi_domain_write_msg, the capability is written for the
+    block's first vector only (activating the other three writes nothing to it), and a
+    move through the first vector is what reaches the device."""
+    plat, kern = dflt
+    fn = plat.add_pci_device("0000:00:01.0", msi_vectors=4)
+    assert plat.pci_host is not None
+    address_reg = plat.pci_host.ecam_address(fn.bdf) + 0x50 + 0x04      # MSI Message Address
+    writes: list[int] = []
+    plat.observe(lambda e: writes.append(e.addr), [EventKind.MMIO_WRITE])
+    kern.pci_alloc_irq_vectors(fn, 4, 4, PCI_IRQ_MSI)
+    assert writes.count(address_reg) == 1
+    writes.clear()
+    kern.irq_set_affinity(kern.pci_irq_vector(fn, 0), {3})
+    assert writes.count(address_reg) == 1
+    assert fn.msi_message(2) == (plat.gicr_base(3) + SETLPIR,
+                                 kern.get_cached_msi_msg(kern.pci_irq_vector(fn, 2)).data)
 
 
 # -- R4: pending state is real -----------------------------------------------------------------
@@ -294,22 +328,26 @@ def test_R10_domains_and_message(dflt: Any) -> None:
 # -- R11: hardware rules --------------------------------------------------------------------------
 
 def test_R11_config_change_is_table_then_invlpir_then_syncr(dflt: Any) -> None:
+    """The property byte first, then GICR_INVLPIR and GICR_SYNCR on every RD that may
+    cache it: each RD the LPI has targeted (its activation RD, CPU0, and CPU4 since)."""
     plat, kern = dflt
     fn = plat.add_pci_device("0000:00:01.0", msix_vectors=1)
     kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSIX)
     virq = kern.pci_irq_vector(fn, 0)
     intid = kern.get_cached_msi_msg(virq).data
-    kern.irq_set_affinity(virq, {4})                  # remembered, applied before startup
+    kern.irq_set_affinity(virq, {4})                  # activated at allocation: moves now
     seen: list[tuple[EventKind, int]] = []
     plat.observe(lambda e: seen.append((e.kind, e.cpu)), [EventKind.INVALIDATE, EventKind.SYNC])
     kern.request_irq(virq, lambda i, dv: IRQ_HANDLED, name="x")
     assert kern.lpi is not None and kern.lpi.lpi_config(intid) & 1
-    assert seen[-2:] == [(EventKind.INVALIDATE, 4), (EventKind.SYNC, 4)]   # unmask on RD4
+    assert seen == [(EventKind.INVALIDATE, 0), (EventKind.SYNC, 0),
+                    (EventKind.INVALIDATE, 4), (EventKind.SYNC, 4)]
     for op, enabled in ((kern.mask_irq, 0), (kern.unmask_irq, 1)):
         seen.clear()
         op(virq)
         assert kern.lpi.lpi_config(intid) & 1 == enabled              # the table first,
-        assert seen == [(EventKind.INVALIDATE, 4), (EventKind.SYNC, 4)]  # then INVLPIR, SYNCR
+        assert seen == [(EventKind.INVALIDATE, 0), (EventKind.SYNC, 0),   # then INVLPIR,
+                        (EventKind.INVALIDATE, 4), (EventKind.SYNC, 4)]   # SYNCR on each
 
 
 def test_R11_plain_msi_only_gets_intids_below_65536() -> None:
@@ -341,16 +379,26 @@ def test_R11_32_bit_function_only_targets_rds_below_4_gib() -> None:
 
 # -- moves carry pending state, without creating interrupts ------------------------------------
 
-def test_a_pending_lpi_follows_an_affinity_move(dflt: Any) -> None:
+def test_a_pending_lpi_is_delivered_once_by_its_old_rd_after_a_move(dflt: Any) -> None:
+    """Item 1: a move only re-targets the device.  The LPI already pending on the old RD
+    stays there, enabled, and the old CPU takes it once -- no probe, no carry, and no
+    access to another PE's system registers (the hardware would refuse it)."""
     plat, kern = dflt
     d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
     kern.irq_set_affinity(d.virqs[0], {2})
     plat.cpu(2).write_sysreg("ICC_PMR_EL1", 0)         # CPU2 does not take it yet
     d.fn.raise_msi(0)
+    loads: list[int] = []
+    plat.observe(lambda e: loads.append(e.value), [EventKind.CONFIG_LOAD])
     kern.irq_set_affinity(d.virqs[0], {6})
+    assert all(v >> 2 for v in loads)                  # no transient priority-0 byte
+    assert plat.event_count(EventKind.BAD_ACCESS) == 0
     plat.cpu(2).write_sysreg("ICC_PMR_EL1", 0xF0)
     plat.run_until_idle(verify=True)
-    assert d.runs == [(0, 6)]                          # delivered once, on the new CPU
+    assert d.runs == [(0, 2)]                          # once, by the RD it was pending on
+    d.fn.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert d.runs == [(0, 2), (0, 6)]                  # and the next one on the new CPU
 
 
 def test_a_move_without_anything_pending_creates_no_interrupt(dflt: Any) -> None:

@@ -146,11 +146,14 @@ def test_force_routes_even_to_an_offline_cpu(booted: tuple[Platform, Kernel]) ->
     assert gicd(plat, arch.GICD_IROUTER + 8 * 51, 8) == plat.cpu(3).mpidr
 
 
-def test_affinity_set_before_request_applies_at_startup(booted: tuple[Platform, Kernel]) -> None:
+def test_affinity_set_before_request_takes_effect_at_once(booted: tuple[Platform, Kernel]) -> None:
+    """As Linux's irq_set_affinity_locked: the GIC SPI chip routes an interrupt whether or
+    not it is requested (it is not an affinity-on-activate chip), and startup keeps it."""
     plat, kern = booted
     w = wired(plat, kern, 47, request=False)
     kern.irq_set_affinity(w.virq, {3})
-    assert kern.irq_get_effective_affinity(w.virq) == set()   # not routed yet
+    assert kern.irq_get_effective_affinity(w.virq) == {3}
+    assert gicd(plat, arch.GICD_IROUTER + 8 * 47, 8) == plat.cpu(3).mpidr
     from tests.kernel.conftest import make_handler
     kern.request_irq(w.virq, make_handler(kern, w), name="late")
     assert kern.irq_get_effective_affinity(w.virq) == {3}

@@ -146,7 +146,9 @@ def test_offlined_cpu_takes_nothing_until_it_returns(booted: tuple[Platform, Ker
     plat.set_ppi_line(2, 27, True)
     plat.run_until_idle()
     assert runs == []
-    kern.enable_percpu_irq(virq, cpu=2)     # unmasked on CPU2 while it is offline
+    with pytest.raises(KernelError) as exc:  # no code runs on an offline CPU
+        kern.enable_percpu_irq(virq, cpu=2)
+    assert exc.value.errno == errno.ENXIO
     plat.run_until_idle(verify=True)
     assert runs == []
     # Bringing CPU2 up re-initialises its redistributor, which masks every private

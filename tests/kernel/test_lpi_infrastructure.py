@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from directlpi import EventKind, Platform
+from directlpi.kernel.context import Kind
 from directlpi.kernel.irq.chip import IrqChip, irq_chip_eoi_parent
 from directlpi.kernel.irq.desc import IRQ_HANDLED, IrqData
 from directlpi.kernel.irq.domain import (
@@ -97,7 +98,8 @@ def test_config_update_writes_the_table_then_invalidates_then_syncs(
     plat.observe(lambda e: seen.append((e.kind, e.cpu)),
                  [EventKind.INVALIDATE, EventKind.SYNC])
     assert kern.lpi is not None
-    kern.lpi.set_enabled(2, 8200, True)
+    with kern.running_on(0, Kind.PROCESS):          # kernel code runs in a context
+        kern.lpi.set_enabled(2, 8200, True)
     assert kern.lpi.lpi_config(8200) == 0xA3
     assert seen == [(EventKind.INVALIDATE, 2), (EventKind.SYNC, 2)]
 

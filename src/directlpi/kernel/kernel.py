@@ -9,18 +9,21 @@ running on (:attr:`this_cpu`).  Public methods mirror Linux's names and raise
 from __future__ import annotations
 
 import errno
+import functools
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from directlpi.hw.memory import PhysicalMemory
-from directlpi.kernel.errors import KernelError
+from directlpi.hw.cache import CpuMemory
+from directlpi.kernel.context import ExecContext, Kind
+from directlpi.kernel.errors import KernelBug, KernelError
 from directlpi.kernel.fwdesc import BoardDescription
 from directlpi.kernel.irq import manage
 from directlpi.kernel.irq.affinity import IrqAffinity
 from directlpi.kernel.irq.core import IrqAffinityDesc, IrqCore
-from directlpi.kernel.irq.desc import Cpumask, Handler, IrqDesc
+from directlpi.kernel.irq.desc import IRQD_ACTIVATED, Cpumask, Handler, IrqDesc
 from directlpi.kernel.irq.domain import (
     IRQ_DOMAIN_FLAG_ISOLATED_MSI,
     IrqDomain,
@@ -39,13 +42,25 @@ from directlpi.kernel.mm import PhysAllocator
 from directlpi.kernel.msi import MsiAllocInfo, MsiDesc, MsiDomain, MsiMsg, msi_alloc_descs
 from directlpi.kernel.pci import PciSubsystem
 from directlpi.kernel.printk import Log
+from directlpi.kernel.smp import Smp
 
 
-class SysregAccess(Protocol):
-    """What a PE offers the software running on it: its GIC system registers."""
+class PeAccess(Protocol):
+    """What the machine offers the kernel: its PEs, as software sees them.
 
-    def read_sysreg(self, name: str) -> int: ...
-    def write_sysreg(self, name: str, value: int) -> None: ...
+    ``read_sysreg(cpu, name)`` is an ``MRS`` executed by PE ``cpu`` (the hardware
+    refuses it unless that PE is the one executing); ``execute_on(cpu)`` makes PE
+    ``cpu`` the one executing and returns the one that was (the platform's scheduler:
+    the kernel only calls it where Linux code starts running on a PE -- an exception
+    entry, a secondary CPU starting, the hotplug stopper, the calling task);
+    ``run_until(done)`` lets the machine run (PEs take interrupts, posted writes land)
+    until ``done()`` or nothing more can happen, and says whether ``done()`` holds.
+    """
+
+    def read_sysreg(self, cpu: int, name: str) -> int: ...
+    def write_sysreg(self, cpu: int, name: str, value: int) -> None: ...
+    def execute_on(self, cpu: int | None) -> int | None: ...
+    def run_until(self, done: Callable[[], bool]) -> bool: ...
 
 
 class BusAccess(Protocol):
@@ -65,26 +80,56 @@ class BootParams:
     """Cap on LPI INTID bits (the table size), as Linux's 16-bit cap."""
     memreserve: tuple[tuple[int, int], ...] = field(default=())
     """Ranges a previous kernel reserved (handed over by kexec)."""
-    dlpi_quirks: frozenset[str] = frozenset()
-    """Deliberately broken Direct LPI variants, for tests of the invariant checker."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def syscall(*, sleeps: bool) -> Callable[[Callable[Concatenate[Kernel, P], R]],
+                                         Callable[Concatenate[Kernel, P], R]]:
+    """A kernel entry point.  Called from outside the kernel (a driver, a test), it runs
+    in process context on the calling task's CPU (:attr:`Kernel.task_cpu`), then runs the
+    work it queued (the workqueue); called from kernel code it runs in that code's
+    context, which must allow sleeping if the function may sleep (``might_sleep``)."""
+    def wrap(fn: Callable[Concatenate[Kernel, P], R]) -> Callable[Concatenate[Kernel, P], R]:
+        name = fn.__name__
+
+        def entry(self: Kernel, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            if self.ctx.frames:
+                if sleeps:
+                    self.ctx.might_sleep(name)
+                return fn(self, *args, **kwargs)
+            with self.running_on(self.task_cpu, Kind.PROCESS):
+                result = fn(self, *args, **kwargs)
+                self.run_work()
+            return result
+        functools.update_wrapper(entry, fn)
+        return entry
+    return wrap
 
 
 class Kernel:
     """One running kernel on a platform's hardware."""
 
-    def __init__(self, bus: BusAccess, ram: PhysicalMemory, cpus: Sequence[SysregAccess],
+    def __init__(self, bus: BusAccess, ram: CpuMemory, pes: PeAccess,
                  board: BoardDescription, params: BootParams | None = None) -> None:
         self.params = params or BootParams()
         self.board = board
         self._bus = bus
         self.ram = ram
-        self._cpus = cpus
+        self._clean_poc = getattr(ram, "clean", None)
+        self._inval_poc = getattr(ram, "invalidate", None)
+        self._pes = pes
         self.log = Log()
-        self.irq = IrqCore(self.log, len(board.cpus))
+        self.ctx = ExecContext(len(board.cpus), self._switched)
+        self.irq = IrqCore(self.log, len(board.cpus), self.ctx)
         self.boot_cpu = self.params.boot_cpu
-        self._cpu: SysregAccess = cpus[self.boot_cpu]
+        #: The CPU a caller from outside the kernel runs on (its task's CPU).
+        self.task_cpu = self.boot_cpu
         self.mm = PhysAllocator(ram, board.memory, self.params.memreserve)
         self.gic = GicV3(self, board.gic)
+        self.smp = Smp(self)
         self.lpi: LpiInfrastructure | None = None
         self.direct_lpi: DirectLpi | None = None
         self.mbi: Mbi | None = None
@@ -92,9 +137,82 @@ class Kernel:
         #: Devices handed to a guest through vfio (after the isolation check).
         self.assigned: set[str] = set()
         self._platform_irqs: dict[Any, tuple[int, int]] = {}
-        #: Hooks other subsystems (MSI providers) register for CPU hotplug.
+        #: CPU hotplug callbacks of other subsystems (MSI providers, drivers):
+        #: ``cpu_down_checks`` run before a CPU goes down, in process context, and may
+        #: refuse with a reason (the offline fails with EBUSY, as a failing teardown
+        #: callback makes it fail); ``cpu_dying_hooks`` run on the dying CPU with
+        #: interrupts off, after its interrupts were migrated; ``cpu_online_hooks`` run
+        #: on the incoming CPU in process context, once it is online.
+        self.cpu_down_checks: list[Callable[[int], str | None]] = []
+        self.cpu_dying_hooks: list[Callable[[int], None]] = []
         self.cpu_online_hooks: list[Callable[[int], None]] = []
+        #: Deferred work for process context (``schedule_work``).
+        self.workqueue: deque[Callable[[], object]] = deque()
         self.booted = False
+
+    # -- where code runs ------------------------------------------------------------------------
+
+    def _switched(self, cpu: int) -> None:
+        self.irq.this_cpu = cpu
+
+    @property
+    def this_cpu(self) -> int:
+        """The CPU the running kernel code is on (the task's CPU outside the kernel)."""
+        f = self.ctx.current
+        return f.cpu if f is not None else self.task_cpu
+
+    @contextmanager
+    def running_on(self, cpu: int, kind: Kind, irqs_off: bool = False) -> Iterator[None]:
+        """Kernel code of ``kind`` runs on PE ``cpu`` for the body (the machine executes
+        that PE meanwhile).  Used where Linux code starts on a PE: a task's system call,
+        an exception entry, the hotplug stopper, a CPU starting."""
+        prev = self._pes.execute_on(cpu)
+        try:
+            with self.ctx.running(cpu, kind, irqs_off):
+                yield
+        finally:
+            self._pes.execute_on(prev)
+
+    @contextmanager
+    def task_on_cpu(self, cpu: int) -> Iterator[None]:
+        """Run the calling task on ``cpu`` for the body (``sched_setaffinity``): kernel
+        calls made in it run there.  Only from outside the kernel."""
+        self._check_cpu(cpu)
+        if self.ctx.frames:
+            raise KernelBug("task_on_cpu: a task migrates only from outside kernel code")
+        if cpu not in self.irq.online:
+            raise KernelError(f"CPU{cpu} is offline: no task can run there", errno.EINVAL)
+        prev, self.task_cpu = self.task_cpu, cpu
+        try:
+            yield
+        finally:
+            self.task_cpu = prev if prev in self.irq.online else min(self.irq.online)
+
+    def wait_for(self, done: Callable[[], bool]) -> bool:
+        """Spin (interrupts enabled) while the machine runs, until ``done()``; False if
+        nothing more can happen and it still is not."""
+        return done() or self._pes.run_until(done)
+
+    def schedule_work(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` later in process context (the system workqueue)."""
+        self.workqueue.append(fn)
+
+    def run_work(self) -> bool:
+        """Run queued work in process context; True if any ran."""
+        queue = self.workqueue
+        if not queue:
+            return False
+        if not self.ctx.frames:
+            with self.running_on(self.task_cpu, Kind.PROCESS):
+                return self.run_work()
+        while queue:
+            queue.popleft()()
+        return True
+
+    def cpu_can_take_interrupt(self, cpu: int) -> bool:
+        """Whether PE ``cpu`` could take an IRQ exception now (it is online and not
+        running kernel code with interrupts off)."""
+        return cpu in self.irq.online and self.ctx.can_take_interrupt(cpu)
 
     # -- hardware access as software does it ---------------------------------------------------
 
@@ -117,28 +235,22 @@ class Kernel:
         self._bus.write(addr, value, size)
 
     def read_sysreg(self, name: str) -> int:
-        return self._cpu.read_sysreg(name)
+        """``MRS`` on the CPU this code runs on (no other PE's registers can be named)."""
+        return self._pes.read_sysreg(self.this_cpu, name)
 
     def write_sysreg(self, name: str, value: int) -> None:
-        self._cpu.write_sysreg(name, value)
+        self._pes.write_sysreg(self.this_cpu, name, value)
 
-    @property
-    def this_cpu(self) -> int:
-        return self.irq.this_cpu
+    def dcache_clean_poc(self, addr: int, size: int) -> None:
+        """``DC CVAC`` over a range (``gic_flush_dcache_to_poc``): what the CPU wrote
+        reaches memory, where a non-snooping redistributor reads it."""
+        if self._clean_poc is not None:
+            self._clean_poc(addr, size)
 
-    def _switch_to(self, cpu: int) -> None:
-        self.irq.this_cpu = cpu
-        self._cpu = self._cpus[cpu]
-
-    @contextmanager
-    def on_cpu(self, cpu: int) -> Iterator[None]:
-        """Run the body on ``cpu`` (``smp_call_function_single``, in effect)."""
-        prev = self.irq.this_cpu
-        self._switch_to(cpu)
-        try:
-            yield
-        finally:
-            self._switch_to(prev)
+    def dcache_inval_poc(self, addr: int, size: int) -> None:
+        """``DC IVAC`` over a range: the CPU's next reads fetch what memory holds."""
+        if self._inval_poc is not None:
+            self._inval_poc(addr, size)
 
     @property
     def lpis_enabled(self) -> bool:
@@ -150,21 +262,24 @@ class Kernel:
         """``start_kernel`` as far as interrupts go: GIC, LPIs, secondary CPUs."""
         log = self.log
         boot = self.boot_cpu
-        log.info(f"Booting directlpi kernel on physical CPU {self.board.cpus[boot]:#x}")
-        log.info(f"Machine model: {self.board.name}")
-        self.irq.online.add(boot)
-        with self.on_cpu(boot):
+        with self.running_on(boot, Kind.PROCESS):
+            log.info(f"Booting directlpi kernel on physical CPU {self.board.cpus[boot]:#x}")
+            log.info(f"Machine model: {self.board.name}")
+            self.irq.online.add(boot)
             self.gic.init_bases()
             self.gic.cpu_init(boot)
             if self._want_lpis():
                 self._init_lpis()
-            self.direct_lpi = direct_lpi_init(self, self.params.dlpi_quirks)
+            self.direct_lpi = direct_lpi_init(self)
             self.mbi = mbi_init(self)
-        for cpu in range(len(self.board.cpus)):
-            if cpu != boot:
-                self._bring_up(cpu)
-        log.info(f"smp: Brought up 1 node, {len(self.irq.online)} CPUs")
-        self.pci.scan()
+            self.smp.init()
+            self.smp.ipi_setup()
+            for cpu in range(len(self.board.cpus)):
+                if cpu != boot:
+                    self._cpu_up(cpu)
+            log.info(f"smp: Brought up 1 node, {len(self.irq.online)} CPUs")
+            self.pci.scan()
+            self.run_work()
         self.booted = True
         return self
 
@@ -194,57 +309,88 @@ class Kernel:
             return
         self.lpi = lpi
 
-    def _bring_up(self, cpu: int) -> None:
-        with self.on_cpu(cpu):
+    def _cpu_up(self, cpu: int) -> None:
+        """PSCI CPU_ON: the incoming CPU runs ``secondary_start_kernel`` itself (interrupts
+        off), then its hotplug thread runs the online callbacks in process context."""
+        with self.running_on(cpu, Kind.STARTUP, irqs_off=True):
             self.gic.cpu_init(cpu)
             if self.lpi is not None:
                 try:
                     self.lpi.cpu_init_lpis(cpu)
                 except KernelError as exc:
                     self.log.err(f"{exc} [{exc.errno_name}]")
-        self.irq.online.add(cpu)
-        irq_affinity_online_cpu(self.irq, cpu)
-        for hook in self.cpu_online_hooks:
-            hook(cpu)
+            self.smp.ipi_setup()
+            self.irq.online.add(cpu)
+        with self.running_on(cpu, Kind.PROCESS):
+            irq_affinity_online_cpu(self.irq, cpu)
+            for hook in self.cpu_online_hooks:
+                hook(cpu)
 
     # -- the exception entry ----------------------------------------------------------------------
 
     def handle_irq(self, cpu: int) -> None:
-        """An IRQ exception taken on ``cpu``: ``gic_handle_irq``."""
-        self.irq.this_cpu = cpu
-        self._cpu = self._cpus[cpu]
-        self.gic.handle_irq()
+        """An IRQ exception taken on ``cpu``: ``gic_handle_irq`` in hard-irq context."""
+        pes = self._pes
+        prev = pes.execute_on(cpu)
+        try:
+            with self.ctx.running(cpu, Kind.HARDIRQ):
+                self.gic.handle_irq()
+        finally:
+            pes.execute_on(prev)
 
     def run_softirqs(self) -> bool:
-        """Run queued software resends; True if any ran."""
+        """Run queued software resends (the resend tasklet: the flow handler with
+        interrupts off, on the CPU the interrupt targets); True if any ran."""
         queue = self.irq.resend_queue
         ran = False
         while queue:
             desc = queue.popleft()
             ran = True
-            desc.handle_irq(desc)
+            eff = desc.irq_data.common.effective_affinity & self.irq.online
+            with self.running_on(min(eff) if eff else self.task_cpu, Kind.HARDIRQ):
+                desc.handle_irq(desc)
         return ran
 
     # -- CPU hotplug -------------------------------------------------------------------------------
 
+    @syscall(sleeps=True)
     def cpu_offline(self, cpu: int) -> None:
-        """Take ``cpu`` offline: migrate its interrupts away, shut down orphaned managed ones."""
+        """Take ``cpu`` offline: its teardown runs *on* it (the stopper, interrupts off):
+        every interrupt migrated away, managed ones without an online CPU shut down, then
+        the dying callbacks.  Raises EINVAL (offline already), EBUSY (the last CPU, or a
+        subsystem that cannot let it go, with the reason)."""
         self._check_cpu(cpu)
         if cpu not in self.irq.online:
             raise KernelError(f"CPU{cpu} is already offline", errno.EINVAL)
         if len(self.irq.online) == 1:
             raise KernelError(f"CPU{cpu} is the last online CPU", errno.EBUSY)
-        self.irq.online.discard(cpu)
-        with self.on_cpu(cpu):
-            irq_migrate_all_off_this_cpu(self.irq, cpu)
+        if self.this_cpu == cpu:            # the hotplug control task runs elsewhere
+            with self.running_on(min(self.irq.online - {cpu}), Kind.PROCESS):
+                self._take_cpu_down(cpu)
+        else:
+            self._take_cpu_down(cpu)
+        if self.task_cpu == cpu:
+            self.task_cpu = min(self.irq.online)
         self.log.info(f"CPU{cpu}: shutdown")
 
+    def _take_cpu_down(self, cpu: int) -> None:
+        for check in self.cpu_down_checks:
+            why = check(cpu)
+            if why is not None:
+                raise KernelError(f"CPU{cpu} cannot go offline: {why}", errno.EBUSY)
+        with self.running_on(cpu, Kind.STOPPER, irqs_off=True):
+            self.irq.online.discard(cpu)
+            irq_migrate_all_off_this_cpu(self.irq, cpu)
+            for hook in self.cpu_dying_hooks:
+                hook(cpu)
+
+    @syscall(sleeps=True)
     def cpu_online(self, cpu: int) -> None:
-        """Bring ``cpu`` back: GIC CPU init, restart managed interrupts that wait for it."""
+        """Bring ``cpu`` back: GIC CPU init on it, restart managed interrupts that wait for it."""
         self._check_cpu(cpu)
         if cpu in self.irq.online:
             raise KernelError(f"CPU{cpu} is already online", errno.EINVAL)
-        self._bring_up(cpu)
+        self._cpu_up(cpu)
         self.log.info(f"CPU{cpu}: Booted secondary processor")
 
     def _check_cpu(self, cpu: int) -> None:
@@ -252,30 +398,68 @@ class Kernel:
             raise KernelError(f"no CPU {cpu!r} (possible: 0..{len(self.board.cpus) - 1})",
                               errno.EINVAL)
 
+    # -- cross-CPU work ----------------------------------------------------------------------------
+
+    def smp_call_function_single(self, cpu: int, fn: Callable[[], object],
+                                 wait: bool = True) -> None:
+        """Run ``fn`` on ``cpu`` in hard-irq context (an IPI); see :mod:`kernel.smp`."""
+        if not self.ctx.frames:
+            with self.running_on(self.task_cpu, Kind.PROCESS):
+                self.smp.call_function_single(cpu, fn, wait)
+            return
+        self.smp.call_function_single(cpu, fn, wait)
+
+    def irq_work_queue_on(self, cpu: int, fn: Callable[[], object]) -> None:
+        """Run ``fn`` later on ``cpu`` in hard-irq context; allowed in any context."""
+        self._check_cpu(cpu)
+        if not self.ctx.frames:
+            with self.running_on(self.task_cpu, Kind.PROCESS):
+                self.smp.irq_work_queue_on(cpu, fn)
+            return
+        self.smp.irq_work_queue_on(cpu, fn)
+
     # -- driver API (genirq) -----------------------------------------------------------------------
 
+    @syscall(sleeps=True)
     def request_irq(self, irq: int, handler: Handler, flags: int = 0, name: str = "",
                     dev_id: Any = None) -> None:
         manage.request_irq(self.irq, irq, handler, flags, name, dev_id)
 
+    @syscall(sleeps=True)
     def free_irq(self, irq: int, dev_id: Any = None) -> None:
         manage.free_irq(self.irq, irq, dev_id)
 
+    @syscall(sleeps=True)
     def disable_irq(self, irq: int) -> None:
         manage.disable_irq(self.irq, irq)
 
+    @syscall(sleeps=False)
     def enable_irq(self, irq: int) -> None:
         manage.enable_irq(self.irq, irq)
 
+    @syscall(sleeps=False)
+    def disable_irq_nosync(self, irq: int) -> None:
+        manage.disable_irq_nosync(self.irq, irq)
+
+    @syscall(sleeps=False)
     def enable_percpu_irq(self, irq: int, cpu: int | None = None) -> None:
-        """Unmask PPI ``irq`` on ``cpu`` (default: the CPU the caller runs on)."""
-        with self.on_cpu(self.this_cpu if cpu is None else cpu):
-            manage.enable_percpu_irq(self.irq, irq)
+        """Unmask PPI ``irq`` on ``cpu``: on the CPU the caller runs on (default) itself,
+        on another CPU by a cross call (``on_each_cpu`` style) -- only from a context
+        that may wait for it."""
+        self._on(cpu, lambda: manage.enable_percpu_irq(self.irq, irq))
 
+    @syscall(sleeps=False)
     def disable_percpu_irq(self, irq: int, cpu: int | None = None) -> None:
-        with self.on_cpu(self.this_cpu if cpu is None else cpu):
-            manage.disable_percpu_irq(self.irq, irq)
+        self._on(cpu, lambda: manage.disable_percpu_irq(self.irq, irq))
 
+    def _on(self, cpu: int | None, fn: Callable[[], None]) -> None:
+        if cpu is None or cpu == self.this_cpu:
+            fn()
+            return
+        self._check_cpu(cpu)
+        self.smp.call_function_single(cpu, fn)
+
+    @syscall(sleeps=False)
     def irq_set_affinity(self, irq: int, cpus: Iterable[int], force: bool = False) -> int:
         return manage.irq_set_affinity(self.irq, irq, cpus, force)
 
@@ -285,22 +469,28 @@ class Kernel:
     def irq_get_effective_affinity(self, irq: int) -> set[int]:
         return set(manage.irq_get_effective_affinity(self.irq, irq))
 
+    @syscall(sleeps=False)
     def irq_set_irqchip_state(self, irq: int, which: int, value: bool) -> None:
         manage.irq_set_irqchip_state(self.irq, irq, which, value)
 
+    @syscall(sleeps=False)
     def irq_get_irqchip_state(self, irq: int, which: int) -> bool:
         return manage.irq_get_irqchip_state(self.irq, irq, which)
 
+    @syscall(sleeps=False)
     def irq_inject_interrupt(self, irq: int) -> None:
         """Re-raise ``irq`` in hardware through its chip hierarchy's ``irq_retrigger``."""
         manage.irq_inject_interrupt(self.irq, irq)
 
+    @syscall(sleeps=False)
     def irq_set_irq_type(self, irq: int, flow_type: int) -> None:
         manage.irq_set_irq_type(self.irq, irq, flow_type)
 
+    @syscall(sleeps=True)
     def irq_create_fwspec_mapping(self, fwspec: IrqFwspec) -> int:
         return self.irq.irq_create_fwspec_mapping(fwspec)
 
+    @syscall(sleeps=True)
     def gic_spi_mapping(self, spi_intid: int, flow_type: int) -> int:
         """Map SPI ``spi_intid`` (32..1019) as a DT ``<0 (intid - 32) type>`` specifier would."""
         return self.irq.irq_create_fwspec_mapping(
@@ -309,6 +499,7 @@ class Kernel:
     def irq_to_desc(self, irq: int) -> IrqDesc | None:
         return self.irq.irq_to_desc(irq)
 
+    @syscall(sleeps=True)
     def irq_domain_alloc_irqs(self, domain: Any, nr_irqs: int, arg: Any = None,
                               affinity: Sequence[IrqAffinityDesc] | None = None) -> int:
         return self.irq.irq_domain_alloc_irqs(domain, nr_irqs, arg, affinity)
@@ -322,6 +513,7 @@ class Kernel:
             raise KernelError(f"{dev!r} is not a PCI device", errno.EINVAL)
         return bdf
 
+    @syscall(sleeps=True)
     def pci_alloc_irq_vectors(self, dev: Any, min_vecs: int, max_vecs: int, flags: int,
                               affd: IrqAffinity | None = None) -> int:
         """Allocate between ``min_vecs`` and ``max_vecs`` MSI-X or MSI vectors; returns how many.
@@ -336,6 +528,7 @@ class Kernel:
         """The Linux interrupt number of vector ``nr``."""
         return self.pci.irq_vector(self._bdf(dev), nr)
 
+    @syscall(sleeps=True)
     def pci_free_irq_vectors(self, dev: Any) -> None:
         """Disable MSI/MSI-X and free the vectors (free_irq each one first: else EBUSY)."""
         self.pci.free_irq_vectors(self._bdf(dev))
@@ -349,6 +542,7 @@ class Kernel:
                               errno.ENOSPC)
         return provider.platform
 
+    @syscall(sleeps=True)
     def platform_msi_domain_alloc_irqs(self, dev: Any, nvec: int,
                                        write_msg: Callable[[MsiDesc, MsiMsg], None]) -> int:
         """Allocate ``nvec`` platform MSIs; ``write_msg(desc, msg)`` programs slot
@@ -367,6 +561,7 @@ class Kernel:
         self._platform_irqs[name] = (virq, nvec)
         return virq
 
+    @syscall(sleeps=True)
     def platform_msi_domain_free_irqs(self, dev: Any) -> None:
         name = getattr(dev, "name", dev)
         if name not in self._platform_irqs:
@@ -410,6 +605,7 @@ class Kernel:
         return dom is not None and any(
             d.flags & IRQ_DOMAIN_FLAG_ISOLATED_MSI for d in dom.hierarchy())
 
+    @syscall(sleeps=True)
     def vfio_assign(self, dev: Any, allow_unsafe_interrupts: bool = False) -> None:
         """Hand ``dev`` to an untrusted context (a VM): refused with EPERM unless its MSIs
         are isolated or unsafe interrupts are explicitly allowed (as vfio does)."""
@@ -425,18 +621,29 @@ class Kernel:
                           "LPI on any CPU")
         self.assigned.add(name)
 
+    @syscall(sleeps=False)
     def mask_irq(self, irq: int) -> None:
         """Mask at the chip hierarchy (the genirq ``mask_irq``), not a disable."""
-        desc = self.irq.irq_to_desc(irq)
-        if desc is None:
-            raise KernelError(f"irq {irq} does not exist", errno.EINVAL)
-        mask_irq(desc)
+        desc = self._desc(irq)
+        with self.ctx.locked(desc.lock):
+            mask_irq(desc)
 
+    @syscall(sleeps=False)
     def unmask_irq(self, irq: int) -> None:
-        desc = self.irq.irq_to_desc(irq)
+        """Unmask at the chip hierarchy.  EINVAL for an interrupt that is not activated
+        (a managed vector shut down with its CPUs: it has no target to be unmasked on)."""
+        desc = self._desc(irq)
+        with self.ctx.locked(desc.lock):
+            if not desc.irq_data.has(IRQD_ACTIVATED):
+                raise KernelError(f"irq {irq} is not activated (shut down: none of its CPUs "
+                                  "is online); it cannot be unmasked", errno.EINVAL)
+            unmask_irq(desc)
+
+    def _desc(self, irq: int) -> IrqDesc:
+        desc = self.irq.irq_to_desc(irq) if isinstance(irq, int) else None
         if desc is None:
-            raise KernelError(f"irq {irq} does not exist", errno.EINVAL)
-        unmask_irq(desc)
+            raise KernelError(f"irq {irq!r} does not exist", errno.EINVAL)
+        return desc
 
     @property
     def msi_provider(self) -> str:
@@ -448,8 +655,8 @@ class Kernel:
     # -- introspection -----------------------------------------------------------------------------
 
     def proc_interrupts(self) -> str:
-        """``/proc/interrupts``."""
-        return show_interrupts(self.irq)
+        """``/proc/interrupts`` (the IPIs as ``IPIn`` rows)."""
+        return show_interrupts(self.irq, self.smp.proc_rows())
 
     def dmesg(self) -> str:
         return str(self.log)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Sequence
 
-from directlpi.hw.memory import PhysicalMemory
+from directlpi.hw.cache import CpuMemory
 from directlpi.kernel.errors import KernelError
 
 KERNEL_IMAGE_SIZE = 16 << 20
@@ -25,7 +25,7 @@ def _align_up(x: int, a: int) -> int:
 class PhysAllocator:
     """Allocates physical ranges from RAM; knows what is reserved across kexec."""
 
-    def __init__(self, memory: PhysicalMemory, ram: Sequence[tuple[int, int]],
+    def __init__(self, memory: CpuMemory, ram: Sequence[tuple[int, int]],
                  memreserve: Sequence[tuple[int, int]] = ()) -> None:
         self._memory = memory
         self._free: list[tuple[int, int]] = []

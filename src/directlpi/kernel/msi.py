@@ -9,10 +9,9 @@ message (``irq_set_affinity`` returning ``IRQ_SET_MASK_OK``), the message is
 composed and written again; ``IRQ_SET_MASK_OK_DONE`` means "nothing to rewrite".
 
 MultiMSI: the function holds one address and one data base; vector i is data
-base | i.  Linux writes the message only for the first vector of the block.
-Here, writing the message of *any* member writes the block's (address, base)
--- all members share the address -- so that moving any member reaches the
-device (R3: the block moves as one).
+base | i.  As in Linux, only the block's first vector writes the capability; the
+other vectors' messages are composed and cached, and a provider whose address
+names the target (Direct LPI) moves the block through its first vector.
 """
 
 from __future__ import annotations
@@ -224,10 +223,13 @@ class MsiDomain:
 
     def remember(self, d: IrqData, msg: MsiMsg) -> None:
         """Called by write_msg implementations: the composed message of this virq."""
+        self.remember_virq(d.irq, msg)
+
+    def remember_virq(self, virq: int, msg: MsiMsg) -> None:
         if msg.address or msg.data:
-            self.cached[d.irq] = msg.copy()
+            self.cached[virq] = msg.copy()
         else:
-            self.cached.pop(d.irq, None)
+            self.cached.pop(virq, None)
 
 
 def msi_domain_of(d: IrqData) -> MsiDomain:

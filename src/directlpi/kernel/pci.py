@@ -205,6 +205,8 @@ class PciSubsystem:
         if desc.is_msix:
             addr = self._msix_entry(dev, desc.msi_index, PCI_MSIX_ENTRY_VECTOR_CTRL)
             self.k.mmio_write(addr, PCI_MSIX_ENTRY_CTRL_MASKBIT if masked else 0, 4)
+            if masked:
+                self.k.mmio_read(addr, 4)     # flush: the mask reached the function
         elif desc.maskbit:
             bit = 1 << (d.irq - desc.irq)
             off = self._msi_mask_off(dev, desc)
@@ -229,7 +231,10 @@ class PciSubsystem:
                        irq_write_msi_msg=self.write_msg, flags=flags)
 
     def write_msg(self, d: IrqData, msg: MsiMsg) -> None:
-        """``pci_msi_domain_write_msg``: program the function's capability or table entry."""
+        """``pci_msi_domain_write_msg``: program the function's capability or table entry,
+        then read it back -- the read completes only once the function has the new
+        message and every MSI it posted with the old one has landed (PCI ordering), so a
+        provider may act on "nothing of the old message is in flight any more"."""
         desc: MsiDesc = d.common.msi_desc
         dev: PciDev = desc.dev
         domain = msi_domain_of(d)
@@ -245,38 +250,42 @@ class PciSubsystem:
                               msg.address_lo, 4)
             self.k.mmio_write(self._msix_entry(dev, entry, PCI_MSIX_ENTRY_UPPER_ADDR),
                               msg.address_hi, 4)
-            self.k.mmio_write(self._msix_entry(dev, entry, PCI_MSIX_ENTRY_DATA), msg.data, 4)
+            data_addr = self._msix_entry(dev, entry, PCI_MSIX_ENTRY_DATA)
+            self.k.mmio_write(data_addr, msg.data, 4)
             if unmasked:
                 self.k.mmio_write(ctrl_addr, ctrl, 4)
+            self.k.mmio_read(data_addr, 4)     # "ensure that the writes are visible"
             desc.msg = msg.copy()
             return
-        # MSI: one address and one data base for the whole block (R3): every member's
-        # message is the block's address with data base + its index.
-        base = msg.copy()
-        if msg.address or msg.data:
-            base.data = msg.data - (d.irq - desc.irq)
-        for k in range(desc.nvec_used):
-            member = MsiMsg(base.address_lo, base.address_hi, base.data + k if base.address
-                            else 0)
-            domain.cached.pop(desc.irq + k, None)
-            if member.address:
-                domain.cached[desc.irq + k] = member
-        if base.data > 0xFFFF:
-            raise KernelError(f"pci {dev.bdf}: MSI data {base.data:#x} does not fit the 16-bit "
+        # MSI: one address and one data base for the whole block.  As in Linux, only the
+        # block's first vector writes the capability ("for MSI only the first interrupt
+        # of MULTI MSI passes the test"); vector i is the device's base | i.
+        index = d.irq - desc.irq
+        if index:
+            domain.remember(d, msg)
+            return
+        if msg.data > 0xFFFF:
+            raise KernelError(f"pci {dev.bdf}: MSI data {msg.data:#x} does not fit the 16-bit "
                               "Message Data register", errno.EINVAL)
-        if base.address_hi and not desc.is_64:
-            raise KernelError(f"pci {dev.bdf}: MSI address {base.address:#x} is beyond the "
+        if msg.address_hi and not desc.is_64:
+            raise KernelError(f"pci {dev.bdf}: MSI address {msg.address:#x} is beyond the "
                               "function's 32-bit addressing", errno.EINVAL)
         cap = dev.msi_cap
         flags = self.read(dev, cap + PCI_MSI_FLAGS, 2)
         flags = (flags & ~PCI_MSI_FLAGS_QSIZE) | (desc.multiple << 4)
         self.write(dev, cap + PCI_MSI_FLAGS, flags, 2)
-        self.write(dev, cap + PCI_MSI_ADDRESS_LO, base.address_lo, 4)
+        self.write(dev, cap + PCI_MSI_ADDRESS_LO, msg.address_lo, 4)
         if desc.is_64:
-            self.write(dev, cap + PCI_MSI_ADDRESS_HI, base.address_hi, 4)
+            self.write(dev, cap + PCI_MSI_ADDRESS_HI, msg.address_hi, 4)
         self.write(dev, cap + (PCI_MSI_DATA_64 if desc.is_64 else PCI_MSI_DATA_32),
-                   base.data, 2)
-        desc.msg = base
+                   msg.data, 2)
+        # Config writes are non-posted on PCIe; the model does not let them order the
+        # function's MSIs (strict), so the core reads back, as it does for MSI-X.
+        self.read(dev, cap + PCI_MSI_FLAGS, 2)
+        desc.msg = msg.copy()
+        for k in range(desc.nvec_used):
+            domain.remember_virq(desc.irq + k, MsiMsg(msg.address_lo, msg.address_hi,
+                                                      msg.data + k if msg.address else 0))
 
     # -- pci_alloc_irq_vectors -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from directlpi.kernel.context import ExecContext
 from directlpi.kernel.errors import KernelError
 from directlpi.kernel.irq.desc import (
     IRQ_TYPE_NONE,
@@ -45,8 +46,10 @@ class IrqAffinityDesc:
 class IrqCore:
     """Descriptors, domains and CPU masks of one running kernel."""
 
-    def __init__(self, log: Log, ncpus: int) -> None:
+    def __init__(self, log: Log, ncpus: int, ctx: ExecContext) -> None:
         self.log = log
+        #: Where kernel code runs now, and the locks it holds.
+        self.ctx = ctx
         self.ncpus = ncpus
         self.descs: dict[int, IrqDesc] = {}
         self._used = bytearray(NR_IRQS)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from directlpi.kernel.context import RANK_DESC, SpinLock
+
 if TYPE_CHECKING:
     from directlpi.kernel.irq.chip import IrqChip
     from directlpi.kernel.irq.core import IrqCore
@@ -53,6 +55,10 @@ IRQD_DEFAULT_TRIGGER_SET = 1 << 25
 IRQD_CAN_RESERVE = 1 << 26
 IRQD_HANDLE_ENFORCE_IRQCTX = 1 << 27
 IRQD_AFFINITY_ON_ACTIVATE = 1 << 28
+IRQD_RESEND_WHEN_IN_PROGRESS = 1 << 30
+"""It fired on one CPU while its handler still ran on another (an affinity change
+raced with its handling): mark it pending and resend it when that handler is done,
+instead of dropping it (Linux 6.5+, set by the GICv3 ITS for LPIs)."""
 
 # desc.istate (IRQS_*, kernel/irq/internals.h)
 IRQS_AUTODETECT = 0x001
@@ -152,8 +158,8 @@ class IrqAction:
 class IrqDesc:
     """One Linux interrupt number and everything the core keeps about it."""
 
-    __slots__ = ("actions", "core", "depth", "handle_irq", "irq", "irq_count", "irq_data",
-                 "irqs_unhandled", "istate", "kstat", "name", "wake_depth")
+    __slots__ = ("actions", "core", "depth", "handle_irq", "hidden", "irq", "irq_count",
+                 "irq_data", "irqs_unhandled", "istate", "kstat", "lock", "name", "wake_depth")
 
     def __init__(self, core: IrqCore, irq: int, ncpus: int) -> None:
         self.core = core
@@ -172,6 +178,10 @@ class IrqDesc:
         self.irq_count = 0
         self.irqs_unhandled = 0
         self.name = ""
+        #: ``desc->lock``: every chip callback of this interrupt runs under it.
+        self.lock = SpinLock(f"irq_desc[{irq}].lock", RANK_DESC)
+        #: Not listed by /proc/interrupts (IRQ_HIDDEN: the IPIs, shown as IPI rows).
+        self.hidden = False
 
     @property
     def common(self) -> IrqCommonData:

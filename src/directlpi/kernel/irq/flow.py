@@ -27,6 +27,7 @@ from directlpi.kernel.irq.desc import (
     IRQD_IRQ_STARTED,
     IRQD_LEVEL,
     IRQD_MANAGED_SHUTDOWN,
+    IRQD_RESEND_WHEN_IN_PROGRESS,
     IRQS_PENDING,
     IRQS_REPLAY,
     IRQS_SPURIOUS_DISABLED,
@@ -189,7 +190,8 @@ def _try_retrigger(d: IrqData) -> int:
 # -- flow handlers ---------------------------------------------------------------------------------
 
 def handle_irq_event(desc: IrqDesc) -> int:
-    """Run every action; account unhandled interrupts (``note_interrupt``)."""
+    """Run every action with ``desc->lock`` dropped, the interrupt marked in progress;
+    account unhandled interrupts (``note_interrupt``).  Called with the lock held."""
     desc.istate &= ~IRQS_PENDING
     hooks = desc.core.handler_hooks
     if hooks:
@@ -197,11 +199,17 @@ def handle_irq_event(desc: IrqDesc) -> int:
             hook(desc)
     common = desc.irq_data.common
     common.state |= IRQD_IRQ_INPROGRESS
+    ctx = desc.core.ctx
+    lock = desc.lock
+    ctx.unlock(lock)
     result = IRQ_NONE
     irq = desc.irq
-    for action in desc.actions:
-        result |= action.handler(irq, action.dev_id)
-    common.state &= ~IRQD_IRQ_INPROGRESS
+    try:
+        for action in desc.actions:
+            result |= action.handler(irq, action.dev_id)
+    finally:
+        ctx.lock(lock)
+        common.state &= ~IRQD_IRQ_INPROGRESS
     if result == IRQ_NONE:
         note_unhandled(desc)
     return result
@@ -224,31 +232,63 @@ def note_unhandled(desc: IrqDesc) -> None:
 
 
 def handle_fasteoi_irq(desc: IrqDesc) -> None:
-    """Flow of a controller that needs one EOI per interrupt (the GIC)."""
+    """Flow of a controller that needs one EOI per interrupt (the GIC), under ``desc->lock``.
+
+    If the handler is still running on another CPU (an affinity change raced with its
+    handling), the interrupt is not run twice at once: it is dropped -- or, for an
+    interrupt marked IRQD_RESEND_WHEN_IN_PROGRESS (LPIs), marked pending and resent
+    once that handler is done.
+    """
     d = desc.irq_data
     chip = d.chip
     assert chip is not None
-    desc.istate &= ~(IRQS_REPLAY | IRQS_WAITING)
-    if not desc.actions or d.common.state & IRQD_IRQ_DISABLED:
-        desc.istate |= IRQS_PENDING
-        mask_irq(desc)
-        if not chip.flags & IRQCHIP_EOI_IF_HANDLED:
-            assert chip.irq_eoi is not None
-            chip.irq_eoi(d)
-        return
-    desc.kstat[desc.core.this_cpu] += 1
-    handle_irq_event(desc)
-    assert chip.irq_eoi is not None
-    chip.irq_eoi(d)
+    ctx = desc.core.ctx
+    lock = desc.lock
+    ctx.lock(lock)
+    try:
+        state = d.common.state
+        if state & IRQD_IRQ_INPROGRESS:                       # !irq_can_handle_pm()
+            if state & IRQD_RESEND_WHEN_IN_PROGRESS:
+                desc.istate |= IRQS_PENDING
+            if not chip.flags & IRQCHIP_EOI_IF_HANDLED:
+                assert chip.irq_eoi is not None
+                chip.irq_eoi(d)
+            return
+        desc.istate &= ~(IRQS_REPLAY | IRQS_WAITING)
+        if not desc.actions or state & IRQD_IRQ_DISABLED:
+            desc.istate |= IRQS_PENDING
+            mask_irq(desc)
+            if not chip.flags & IRQCHIP_EOI_IF_HANDLED:
+                assert chip.irq_eoi is not None
+                chip.irq_eoi(d)
+            return
+        desc.kstat[desc.core.this_cpu] += 1
+        handle_irq_event(desc)
+        assert chip.irq_eoi is not None
+        chip.irq_eoi(d)
+        if desc.istate & IRQS_PENDING:          # it fired elsewhere meanwhile: resend
+            check_irq_resend(desc)
+    finally:
+        if lock.owner is not None:
+            ctx.unlock(lock)
 
 
 def handle_percpu_devid_irq(desc: IrqDesc) -> None:
-    """Flow of a per-CPU interrupt (PPIs): no global state, just handle and EOI."""
+    """Flow of a per-CPU interrupt (SGIs, PPIs): no global state and no ``desc->lock``
+    -- each CPU has its own instance -- just count, run the action, EOI."""
     d = desc.irq_data
     chip = d.chip
     assert chip is not None
     desc.kstat[desc.core.this_cpu] += 1
-    handle_irq_event(desc)
+    hooks = desc.core.handler_hooks
+    if hooks:
+        for hook in hooks:
+            hook(desc)
+    result = IRQ_NONE
+    for action in desc.actions:
+        result |= action.handler(desc.irq, action.dev_id)
+    if result == IRQ_NONE:
+        note_unhandled(desc)
     if chip.irq_eoi is not None:
         chip.irq_eoi(d)
 

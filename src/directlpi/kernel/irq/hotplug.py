@@ -26,7 +26,7 @@ from directlpi.kernel.irq.desc import (
     IrqDesc,
 )
 from directlpi.kernel.irq.flow import irq_shutdown_and_deactivate, irq_startup
-from directlpi.kernel.irq.manage import irq_do_set_affinity
+from directlpi.kernel.irq.manage import irq_do_set_affinity, irq_set_affinity_locked
 
 if TYPE_CHECKING:
     from directlpi.kernel.irq.core import IrqCore
@@ -65,20 +65,26 @@ def migrate_one_irq(desc: IrqDesc, cpu: int) -> bool:
 
 
 def irq_migrate_all_off_this_cpu(core: IrqCore, cpu: int) -> None:
+    """On the dying CPU, interrupts off: move each interrupt away, under its own lock."""
+    ctx = core.ctx
     for desc in list(core.active_descs()):
-        if migrate_one_irq(desc, cpu):
+        with ctx.locked(desc.lock):
+            broke = migrate_one_irq(desc, cpu)
+        if broke:
             core.log.warn(f"IRQ {desc.irq}: no longer affine to CPU{cpu}")
 
 
 def irq_affinity_online_cpu(core: IrqCore, cpu: int) -> None:
-    """Restart managed interrupts shut down for lack of CPUs; re-spread the others."""
+    """Restart managed interrupts shut down for lack of CPUs; re-spread the others
+    (``irq_restore_affinity_of_irq``, each under its own lock)."""
+    ctx = core.ctx
     for desc in list(core.active_descs()):
         d = desc.irq_data
         if (not d.has(IRQD_AFFINITY_MANAGED) or not desc.actions or d.chip is None
                 or cpu not in d.common.affinity):
             continue
-        if d.has(IRQD_MANAGED_SHUTDOWN):
-            irq_startup(desc, resend=True)
-            continue
-        if not d.has(IRQD_SINGLE_TARGET):
-            irq_do_set_affinity(d, d.common.affinity, False)
+        with ctx.locked(desc.lock):
+            if d.has(IRQD_MANAGED_SHUTDOWN):
+                irq_startup(desc, resend=True)
+            elif not d.has(IRQD_SINGLE_TARGET):
+                irq_set_affinity_locked(d, d.common.affinity, False)

@@ -21,10 +21,12 @@ from directlpi.kernel.irq.chip import (
 )
 from directlpi.kernel.irq.desc import (
     IRQ_TYPE_SENSE_MASK,
+    IRQD_ACTIVATED,
+    IRQD_AFFINITY_MANAGED,
+    IRQD_AFFINITY_ON_ACTIVATE,
     IRQD_AFFINITY_SET,
     IRQD_IRQ_DISABLED,
     IRQD_IRQ_MASKED,
-    IRQD_IRQ_STARTED,
     IRQD_MANAGED_SHUTDOWN,
     IRQD_PER_CPU,
     IRQF_SHARED,
@@ -34,11 +36,11 @@ from directlpi.kernel.irq.desc import (
     IrqData,
     IrqDesc,
 )
-from directlpi.kernel.irq.domain import irq_domain_activate_irq
+from directlpi.kernel.irq.domain import irq_domain_activate_irq, irq_domain_deactivate_irq
 from directlpi.kernel.irq.flow import (
     affinity_mask_or_online,
     irq_disable,
-    irq_shutdown_and_deactivate,
+    irq_shutdown,
     irq_startup,
     mask_irq,
     unmask_irq,
@@ -59,7 +61,8 @@ def _desc(core: IrqCore, irq: int) -> IrqDesc:
 
 def request_irq(core: IrqCore, irq: int, handler: Handler, flags: int = 0, name: str = "",
                 dev_id: Any = None) -> None:
-    """Install ``handler(irq, dev_id)`` and, for the first action, start the interrupt."""
+    """Install ``handler(irq, dev_id)`` and, for the first action, start the interrupt
+    (``__setup_irq``: activation and startup under ``desc->lock``)."""
     desc = _desc(core, irq)
     if not callable(handler):
         raise KernelError(f"irq {irq}: the handler is not callable", errno.EINVAL)
@@ -68,61 +71,77 @@ def request_irq(core: IrqCore, irq: int, handler: Handler, flags: int = 0, name:
     d = desc.irq_data
     if d.chip is None:
         raise KernelError(f"irq {irq} has no irq chip (not mapped)", errno.ENOSYS)
-    if desc.actions:
-        if not (flags & IRQF_SHARED and all(a.flags & IRQF_SHARED for a in desc.actions)):
-            raise KernelError(f"irq {irq} is already requested by '{desc.actions[0].name}' and "
-                              "is not shared by both (IRQF_SHARED)", errno.EBUSY)
+    with core.ctx.locked(desc.lock):
+        if desc.actions:
+            if not (flags & IRQF_SHARED and all(a.flags & IRQF_SHARED for a in desc.actions)):
+                raise KernelError(f"irq {irq} is already requested by '{desc.actions[0].name}' "
+                                  "and is not shared by both (IRQF_SHARED)", errno.EBUSY)
+            desc.actions.append(IrqAction(handler, name, dev_id, flags))
+            return
+        # First action: activate (which may fail) before anything becomes visible; a
+        # managed interrupt is activated by its startup, once one of its CPUs is online.
+        if not d.has(IRQD_AFFINITY_MANAGED):
+            irq_domain_activate_irq(d, False)
         desc.actions.append(IrqAction(handler, name, dev_id, flags))
-        return
-    # First action: activate (which may fail) before anything becomes visible.
-    if not d.has(IRQD_MANAGED_SHUTDOWN) or d.common.affinity & core.online:
-        irq_domain_activate_irq(d, False)
-    desc.actions.append(IrqAction(handler, name, dev_id, flags))
-    desc.name = desc.name or name
-    try:
-        irq_startup(desc, resend=True)
-    except KernelError:
-        desc.actions.pop()
-        raise
+        desc.name = desc.name or name
+        try:
+            irq_startup(desc, resend=True)
+        except KernelError:
+            desc.actions.pop()
+            raise
 
 
 def free_irq(core: IrqCore, irq: int, dev_id: Any = None) -> None:
-    """Remove the action of ``dev_id``; the last one shuts the interrupt down and deactivates it."""
+    """Remove the action of ``dev_id``; the last one shuts the interrupt down, then
+    deactivates it (``__free_irq``: both under ``desc->lock``, taken twice)."""
     desc = _desc(core, irq)
-    for i, action in enumerate(desc.actions):
-        if action.dev_id is dev_id or action.dev_id == dev_id:
-            del desc.actions[i]
-            break
-    else:
-        raise KernelError(f"trying to free already-free IRQ {irq}", errno.EINVAL)
-    if not desc.actions:
-        irq_shutdown_and_deactivate(desc)
+    with core.ctx.locked(desc.lock):
+        for i, action in enumerate(desc.actions):
+            if action.dev_id is dev_id or action.dev_id == dev_id:
+                del desc.actions[i]
+                break
+        else:
+            raise KernelError(f"trying to free already-free IRQ {irq}", errno.EINVAL)
+        if desc.actions:
+            return
+        irq_shutdown(desc)
+    with core.ctx.locked(desc.lock):
+        irq_domain_deactivate_irq(desc.irq_data)
         desc.irq_data.clear(IRQD_MANAGED_SHUTDOWN)
 
 
 # -- disable / enable ------------------------------------------------------------------------------
 
-def disable_irq(core: IrqCore, irq: int) -> None:
+def disable_irq_nosync(core: IrqCore, irq: int) -> None:
     """Nested disable; lazy (the chip is masked only if the interrupt fires)."""
     desc = _desc(core, irq)
-    if desc.depth == 0:
-        irq_disable(desc)
-    desc.depth += 1
+    with core.ctx.locked(desc.lock):
+        if desc.depth == 0:
+            irq_disable(desc)
+        desc.depth += 1
+
+
+def disable_irq(core: IrqCore, irq: int) -> None:
+    """:func:`disable_irq_nosync`, then wait for running handlers (``synchronize_irq``,
+    which may sleep: not from atomic context)."""
+    core.ctx.might_sleep("disable_irq")
+    disable_irq_nosync(core, irq)
 
 
 def enable_irq(core: IrqCore, irq: int) -> None:
     """Undo one :func:`disable_irq`; the last one re-enables and resends what was lost."""
     desc = _desc(core, irq)
-    if desc.depth == 0:
-        core.log.warn(f"Unbalanced enable for IRQ {irq}")
-        return
-    if desc.depth == 1:
-        if not desc.actions:
-            desc.depth = 0
+    with core.ctx.locked(desc.lock):
+        if desc.depth == 0:
+            core.log.warn(f"Unbalanced enable for IRQ {irq}")
             return
-        irq_startup(desc, resend=True, force=True)
-    else:
-        desc.depth -= 1
+        if desc.depth == 1:
+            if not desc.actions:
+                desc.depth = 0
+                return
+            irq_startup(desc, resend=True, force=True)
+        else:
+            desc.depth -= 1
 
 
 def irq_inject_interrupt(core: IrqCore, irq: int) -> None:
@@ -130,17 +149,18 @@ def irq_inject_interrupt(core: IrqCore, irq: int) -> None:
 
     Only for an activated edge interrupt: EINVAL otherwise.
     """
-    from directlpi.kernel.irq.desc import IRQD_ACTIVATED, IRQD_LEVEL
+    from directlpi.kernel.irq.desc import IRQD_LEVEL
     from directlpi.kernel.irq.flow import check_irq_resend
 
     desc = _desc(core, irq)
     d = desc.irq_data
-    if not d.has(IRQD_ACTIVATED):
-        raise KernelError(f"irq {irq} is not activated", errno.EINVAL)
-    if d.has(IRQD_LEVEL):
-        raise KernelError(f"irq {irq} is level-triggered: it cannot be injected",
-                          errno.EINVAL)
-    check_irq_resend(desc, inject=True)
+    with core.ctx.locked(desc.lock):
+        if not d.has(IRQD_ACTIVATED):
+            raise KernelError(f"irq {irq} is not activated", errno.EINVAL)
+        if d.has(IRQD_LEVEL):
+            raise KernelError(f"irq {irq} is level-triggered: it cannot be injected",
+                              errno.EINVAL)
+        check_irq_resend(desc, inject=True)
 
 
 def _percpu_data(core: IrqCore, irq: int, op: str) -> IrqData:
@@ -155,14 +175,16 @@ def enable_percpu_irq(core: IrqCore, irq: int) -> None:
     """Unmask a per-CPU interrupt (a PPI) on the CPU the caller runs on."""
     d = _percpu_data(core, irq, "irq_unmask")
     assert d.chip is not None and d.chip.irq_unmask is not None
-    d.chip.irq_unmask(d)
+    with core.ctx.locked(_desc(core, irq).lock):
+        d.chip.irq_unmask(d)
 
 
 def disable_percpu_irq(core: IrqCore, irq: int) -> None:
     """Mask a per-CPU interrupt on the CPU the caller runs on."""
     d = _percpu_data(core, irq, "irq_mask")
     assert d.chip is not None and d.chip.irq_mask is not None
-    d.chip.irq_mask(d)
+    with core.ctx.locked(_desc(core, irq).lock):
+        d.chip.irq_mask(d)
 
 
 # -- affinity --------------------------------------------------------------------------------------
@@ -201,10 +223,37 @@ def irq_setup_affinity(desc: IrqDesc) -> None:
     irq_do_set_affinity(d, mask, False)
 
 
+def irq_set_affinity_deactivated(d: IrqData, mask: Cpumask) -> bool:
+    """A chip that routes only once activated (IRQD_AFFINITY_ON_ACTIVATE) is not called
+    for an interrupt that is not activated: the mask is only stored, and activation
+    routes it (Linux ``irq_set_affinity_deactivated``)."""
+    if d.has(IRQD_ACTIVATED) or not d.has(IRQD_AFFINITY_ON_ACTIVATE):
+        return False
+    d.common.affinity = mask
+    d.update_effective_affinity(mask)
+    d.set(IRQD_AFFINITY_SET)
+    return True
+
+
+def irq_set_affinity_locked(d: IrqData, mask: Cpumask, force: bool) -> int:
+    """``irq_set_affinity_locked``, with ``desc->lock`` held: route through the chip now,
+    unless the interrupt is not activated and its chip routes on activation."""
+    chip = d.chip
+    if chip is None or chip.irq_set_affinity is None:
+        raise KernelError(f"irq {d.irq}: its chip cannot set affinity", errno.EINVAL)
+    if irq_set_affinity_deactivated(d, mask):
+        return IRQ_SET_MASK_OK
+    ret = irq_do_set_affinity(d, mask, force)
+    d.set(IRQD_AFFINITY_SET)
+    return ret
+
+
 def irq_set_affinity(core: IrqCore, irq: int, cpus: Iterable[int], force: bool = False) -> int:
     """Route ``irq`` to ``cpus`` (the chip picks the target among the online ones).
 
-    Raises EINVAL for an empty or impossible mask, or a chip that cannot route.
+    It takes effect at once for an activated interrupt (PCI/MSI vectors are activated
+    at allocation), whether started or not.  Raises EINVAL for an empty or impossible
+    mask, or a chip that cannot route.
     """
     desc = _desc(core, irq)
     mask = frozenset(cpus)
@@ -212,15 +261,8 @@ def irq_set_affinity(core: IrqCore, irq: int, cpus: Iterable[int], force: bool =
     if not mask or bad:
         raise KernelError(f"irq {irq}: affinity {sorted(mask)} names no possible CPU set "
                           f"(possible: 0..{core.ncpus - 1})", errno.EINVAL)
-    d = desc.irq_data
-    if not d.has(IRQD_IRQ_STARTED) and not force:
-        # Not routed yet: remember it for startup, as Linux does.
-        d.common.affinity = mask
-        d.set(IRQD_AFFINITY_SET)
-        return IRQ_SET_MASK_OK
-    ret = irq_do_set_affinity(d, mask, force)
-    d.set(IRQD_AFFINITY_SET)
-    return ret
+    with core.ctx.locked(desc.lock):
+        return irq_set_affinity_locked(desc.irq_data, mask, force)
 
 
 def irq_get_effective_affinity(core: IrqCore, irq: int) -> Cpumask:
@@ -235,6 +277,11 @@ def irq_get_affinity(core: IrqCore, irq: int) -> Cpumask:
 
 def irq_set_irq_type(core: IrqCore, irq: int, flow_type: int) -> None:
     desc = _desc(core, irq)
+    with core.ctx.locked(desc.lock):
+        _set_irq_type(desc, flow_type)
+
+
+def _set_irq_type(desc: IrqDesc, flow_type: int) -> None:
     d = desc.irq_data
     chip = d.chip
     flow_type &= IRQ_TYPE_SENSE_MASK
@@ -273,7 +320,8 @@ def irq_set_irqchip_state(core: IrqCore, irq: int, which: int, value: bool) -> N
     desc = _desc(core, irq)
     d = _state_level(desc, which, "set")
     assert d.chip is not None and d.chip.irq_set_irqchip_state is not None
-    d.chip.irq_set_irqchip_state(d, which, bool(value))
+    with core.ctx.locked(desc.lock):
+        d.chip.irq_set_irqchip_state(d, which, bool(value))
 
 
 def irq_get_irqchip_state(core: IrqCore, irq: int, which: int) -> bool:
@@ -281,4 +329,5 @@ def irq_get_irqchip_state(core: IrqCore, irq: int, which: int) -> bool:
     desc = _desc(core, irq)
     d = _state_level(desc, which, "get")
     assert d.chip is not None and d.chip.irq_get_irqchip_state is not None
-    return d.chip.irq_get_irqchip_state(d, which)
+    with core.ctx.locked(desc.lock):
+        return d.chip.irq_get_irqchip_state(d, which)

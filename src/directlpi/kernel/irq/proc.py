@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def show_interrupts(core: IrqCore, extra: list[tuple[str, list[int], str]] | None = None) -> str:
     cpus = sorted(core.online)
     descs = [d for d in core.active_descs()
-             if d.actions or any(d.kstat[c] for c in cpus)]
+             if not d.hidden and (d.actions or any(d.kstat[c] for c in cpus))]
     prec, j = 3, 1000
     while prec < 10 and j <= max((d.irq for d in core.descs.values()), default=0):
         prec, j = prec + 1, j * 10

@@ -1,39 +1,46 @@
 """Direct LPI: MSIs written straight into a redistributor's GICR_SETLPIR (no ITS).
 
-Shaped like GICv3-MBI, as the review asked: a nexus domain under the GIC
-domain, PCI-MSI and platform-MSI domains on top.  An LPI is only an INTID from
-the one global allocator (R1, R2); the message is ``address = RD base +
-GICR_SETLPIR, data = INTID`` (R10), so the *address* selects the target CPU.
+Shaped like GICv3-MBI, as the review asked (R10): a nexus domain under the GIC
+domain, PCI-MSI and platform-MSI domains on top; the message is ``address = RD
+base + GICR_SETLPIR, data = INTID``.  An LPI is only an INTID from the one global
+allocator (R1, R2).  Arm IHI 0069 fixes what the driver can do: the *address*
+picks the RD, no register reads or moves an LPI's pending state while LPIs are
+enabled, an RD may cache any LPI's configuration until GICR_INVLPIR, and the one
+property table is shared by every RD.  Hence (docs/direct-lpi.md argues each):
 
-Consequences the driver implements and documents:
-
-* MultiMSI (R3): a block of 2^k INTIDs, naturally aligned, shares one address
-  and therefore one target.  Moving any member moves the whole block; every
-  member's effective affinity follows.
-* Affinity (R9): the first online CPU of the mask (whose RD the device can reach:
-  a function without 64-bit MSI addressing only reaches RDs below 4 GiB, R11).
-  The message changes, so the MSI layer rewrites the device; then a pending LPI
-  left on the old RD is carried over (GICR_CLRLPIR old, GICR_SETLPIR new).  No
-  register says whether an LPI is pending, so the old CPU -- interrupts masked,
-  as in a cross-call or on its way offline -- probes it: the LPI is made the
-  highest priority (0, enabled) on its old RD and ICC_HPPIR1_EL1 tells whether it
-  is pending.  Priority 0 is reserved for this probe.
-* Pending state is real (R4): ``irq_set_irqchip_state(PENDING)`` writes
-  SETLPIR/CLRLPIR, ``irq_retrigger`` writes SETLPIR.  ``irq_get_irqchip_state``
-  refuses PENDING (EINVAL): the architecture gives no register that reads an
-  LPI's pending bit while LPIs are enabled.  ACTIVE is always false (LPIs have no
-  active state); MASKED is the property table's Enable bit.
-* No ``irq_set_vcpu_affinity`` (R5); no ISOLATED_MSI flag (R6): any bus master
-  can write any INTID into any RD.
+* **A move only re-targets the device.**  The new RD is invalidated if it may hold
+  a stale copy of the configuration; the MSI layer rewrites the device and reads it
+  back.  What is already pending on the old RD, or still in flight to it, is
+  delivered there -- to the old CPU, once -- since the LPI stays enabled in the
+  table.  Nothing is carried, so nothing is made up; nothing runs on the old CPU.
+* **Every RD that may hold an LPI is tracked** (``LpiGroup.rds``: each RD its
+  message has named since allocation), and every configuration change is
+  invalidated on all of them: a masked LPI is masked wherever a late write lands.
+* **CPU offline** is the one time pending state must leave an RD: the dying CPU,
+  after its interrupts were migrated, drains its own RD -- exactly, by clearing
+  EnableLPIs where GICR_CTLR.CES allows it (the RD writes its pending table back);
+  otherwise by acknowledging what is pending and enabled on its own CPU interface.
+  A *masked* LPI that may be pending there cannot be found on such a GIC, so the
+  offline is refused (EBUSY, naming it) instead of losing it.
+* **Deactivation discards** what is pending on every tracked RD (as the ITS's
+  DISCARD does); **allocation scrubs** every RD, so an INTID's next owner never
+  receives what a previous owner, a stray write or a previous kernel left.
+* **MultiMSI** (R3): one aligned block, one address, one target.  The first
+  vector's affinity moves the block; each other vector follows under its own
+  descriptor lock (deferred work), and asking one of them for a CPU the block does
+  not target is refused (EINVAL).
+* Pending state is real (R4): SETLPIR / CLRLPIR; PENDING cannot be read.  No vCPU
+  affinity (R5); no isolation flag (R6).
 """
 
 from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from directlpi.hw.regs import GICR, LPI_CFG_ENABLE, LPI_CFG_PRIORITY
+from directlpi.hw.regs import GICR, LPI_CFG_ENABLE
 from directlpi.kernel.errors import KernelError
 from directlpi.kernel.irq.chip import (
     IRQ_SET_MASK_OK,
@@ -48,8 +55,12 @@ from directlpi.kernel.irq.chip import (
 )
 from directlpi.kernel.irq.desc import (
     IRQ_TYPE_EDGE_RISING,
+    IRQD_AFFINITY_MANAGED,
     IRQD_AFFINITY_ON_ACTIVATE,
+    IRQD_IRQ_STARTED,
+    IRQD_RESEND_WHEN_IN_PROGRESS,
     IRQD_SINGLE_TARGET,
+    IRQS_PENDING,
     Cpumask,
     IrqData,
 )
@@ -82,6 +93,8 @@ from directlpi.kernel.msi import (
 if TYPE_CHECKING:
     from directlpi.kernel.kernel import Kernel
 
+_PRIO_DEFAULT_DISABLED = 0xA0
+
 
 @dataclass(eq=False)
 class LpiGroup:
@@ -94,24 +107,22 @@ class LpiGroup:
     address_limit: int | None
     dev_name: str
     cpu: int = -1
-    """Target CPU: whose RD the message addresses (-1 until activated)."""
-    moved_from: int = -1
+    """Target CPU: whose RD the message addresses (-1 while no member is activated)."""
+    rds: set[int] = field(default_factory=set)
+    """CPUs whose RD may hold these LPIs (pending, or a cached configuration)."""
     active: set[int] = field(default_factory=set)
-    held: set[int] = field(default_factory=set)
-    """INTIDs that were pending when deactivated; made pending again on activation."""
+    """Activated member virqs."""
 
 
 class DirectLpi:
     """The Direct LPI MSI provider of one kernel."""
 
-    def __init__(self, kernel: Kernel, quirks: frozenset[str] = frozenset()) -> None:
+    def __init__(self, kernel: Kernel) -> None:
         assert kernel.lpi is not None and kernel.gic.domain is not None
         self.k = kernel
         self.lpi = kernel.lpi
         self.gic = kernel.gic
-        #: Deliberately broken variants, for proving the invariant checker can fail:
-        #: "no-inv-on-unmask", "no-message-rewrite", "no-discard-on-free".
-        self.quirks = quirks
+        self.groups: set[LpiGroup] = set()
         self.chip = IrqChip(
             name="DirectLPI", irq_mask=self.mask, irq_unmask=self.unmask,
             irq_eoi=irq_chip_eoi_parent, irq_set_affinity=self.set_affinity,
@@ -124,17 +135,19 @@ class DirectLpi:
                                               activate=self._activate,
                                               deactivate=self._deactivate),
             parent=kernel.gic.domain, host_data=self, bus_token=DomainBusToken.NEXUS)
-        pci_chip = kernel.pci.msi_chip("DLPI-MSI", self._msi_set_affinity,
+        pci_chip = kernel.pci.msi_chip("DLPI-MSI", msi_domain_set_affinity,
                                        IRQCHIP_AFFINITY_PRE_STARTUP)
         flags = (MSI_FLAG_USE_DEF_DOM_OPS | MSI_FLAG_USE_DEF_CHIP_OPS | MSI_FLAG_PCI_MSIX
                  | MSI_FLAG_MULTI_PCI_MSI)
         self.pci = MsiDomain(kernel.irq, "DLPI-PCI-MSI", fwnode, MsiDomainInfo(flags, pci_chip),
                              self.nexus, DomainBusToken.PCI_MSI)
-        pmsi_chip = platform_msi_chip("DLPI-PMSI", self._msi_set_affinity,
+        pmsi_chip = platform_msi_chip("DLPI-PMSI", msi_domain_set_affinity,
                                       IRQCHIP_AFFINITY_PRE_STARTUP)
         self.platform = MsiDomain(kernel.irq, "DLPI-pMSI", fwnode,
                                   MsiDomainInfo(MSI_FLAG_USE_DEF_DOM_OPS, pmsi_chip),
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
+        kernel.cpu_down_checks.append(self._cpu_down_check)
+        kernel.cpu_dying_hooks.append(self._cpu_dying)
         kernel.log.info("GICv3: Direct LPI: MSIs target redistributors (GICR_SETLPIR); "
                         "no ITS, no MSI isolation")
 
@@ -142,17 +155,14 @@ class DirectLpi:
 
     def mask(self, d: IrqData) -> None:
         g: LpiGroup = d.chip_data
-        if g.cpu < 0:               # never activated: no RD holds it; activation invalidates
-            self.lpi.lpi_write_config(d.hwirq, LPI_CFG_ENABLE, 0)
-            return
-        self.lpi.lpi_update_config(g.cpu, d.hwirq, LPI_CFG_ENABLE, 0)
+        self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, LPI_CFG_ENABLE, 0)
 
     def unmask(self, d: IrqData) -> None:
         g: LpiGroup = d.chip_data
-        if g.cpu < 0 or "no-inv-on-unmask" in self.quirks:
-            self.lpi.lpi_write_config(d.hwirq, 0, LPI_CFG_ENABLE)
-            return
-        self.lpi.lpi_update_config(g.cpu, d.hwirq, 0, LPI_CFG_ENABLE)
+        if d.irq not in g.active:
+            raise KernelError(f"DirectLPI: LPI {d.hwirq} is not activated: it targets no "
+                              "redistributor and cannot be unmasked", errno.EINVAL)
+        self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, 0, LPI_CFG_ENABLE)
 
     def _pick(self, g: LpiGroup, mask: Cpumask, force: bool) -> int:
         """The first CPU of ``mask`` that is online (unless forced) and reachable (R9, R11)."""
@@ -169,69 +179,77 @@ class DirectLpi:
 
     def set_affinity(self, d: IrqData, mask: Cpumask, force: bool) -> int:
         g: LpiGroup = d.chip_data
+        if d.irq != g.virqs[0]:
+            if g.cpu in mask and (force or g.cpu in self.k.irq.online):
+                d.update_effective_affinity(frozenset((g.cpu,)))
+                return IRQ_SET_MASK_OK_DONE
+            raise KernelError(
+                f"IRQ {d.irq} is vector {g.virqs.index(d.irq)} of {g.dev_name}'s MultiMSI block: "
+                "its vectors share one message address, so one target (CPU"
+                f"{g.cpu}); set the affinity of its first vector, IRQ {g.virqs[0]}",
+                errno.EINVAL)
         cpu = self._pick(g, mask, force)
-        if g.cpu < 0:
-            return IRQ_SET_MASK_OK_DONE      # not activated: activation picks from the mask
-        members = self._members(g)
-        for m in members:
-            m.update_effective_affinity(frozenset((cpu,)))
-            if m is not d:
-                m.common.affinity = frozenset(mask)      # the block moves as one (R3)
         if cpu == g.cpu:
+            d.update_effective_affinity(frozenset((cpu,)))
             return IRQ_SET_MASK_OK_DONE
-        g.moved_from, g.cpu = g.cpu, cpu
-        for m in members:            # the new RD may hold a stale copy of the configuration
-            self.lpi.inv_lpi(cpu, m.hwirq)
-        if "no-message-rewrite" in self.quirks:
-            return IRQ_SET_MASK_OK_DONE
-        return IRQ_SET_MASK_OK
+        self._retarget(g, cpu)
+        d.update_effective_affinity(frozenset((cpu,)))
+        if len(g.virqs) > 1:
+            self.k.schedule_work(partial(self._sync_members, g))
+        return IRQ_SET_MASK_OK            # the MSI layer rewrites (and reads back) the device
+
+    def _retarget(self, g: LpiGroup, cpu: int) -> None:
+        """Aim the group at ``cpu``'s RD.  What can fail (GICR_SYNCR never clearing:
+        ETIMEDOUT) happens before anything is recorded, so a failed move changes nothing."""
+        if cpu not in g.rds:              # it may cache a configuration that went stale
+            for d in self._members(g):
+                self.lpi.inv_lpi(cpu, d.hwirq)
+        old, g.cpu = g.cpu, cpu
+        g.rds.add(cpu)
+        if old >= 0 and old not in self.k.irq.online and old != self.k.this_cpu:
+            # Left behind on an offline CPU's RD (the group was not started when that CPU
+            # went down; a dying CPU drains its own RD instead): what it holds there was
+            # written before anyone requested it and would otherwise surface, out of
+            # turn, when that CPU returns.
+            for d in self._members(g):
+                self.lpi.clear_pending(old, d.hwirq)
+            g.rds.discard(old)
+
+    def _sync_members(self, g: LpiGroup) -> None:
+        """Deferred, in process context: the block's other vectors follow its first, each
+        updated under its own descriptor lock."""
+        k = self.k
+        first = k.irq_to_desc(g.virqs[0])
+        if first is None or g not in self.groups:
+            return
+        mask = first.irq_data.common.affinity
+        for virq in g.virqs[1:]:
+            desc = k.irq_to_desc(virq)
+            if desc is None:
+                continue
+            with k.ctx.locked(desc.lock):
+                desc.irq_data.common.affinity = mask
+                if virq in g.active:
+                    desc.irq_data.update_effective_affinity(frozenset((g.cpu,)))
 
     def _members(self, g: LpiGroup) -> list[IrqData]:
         return [irq_domain_get_irq_data(self.nexus, v) for v in g.virqs]
-
-    def complete_move(self, d: IrqData) -> None:
-        """After the device was rewritten: carry what is pending on the old RD over."""
-        g: LpiGroup = d.chip_data
-        old, g.moved_from = g.moved_from, -1
-        if old < 0:
-            return
-        for m in self._members(g):
-            if self._pending_on(old, m.hwirq):
-                self._lpir(old, GICR.CLRLPIR.offset, m.hwirq)
-                self._lpir(g.cpu, GICR.SETLPIR.offset, m.hwirq)
-
-    def _pending_on(self, cpu: int, intid: int) -> bool:
-        """Probe on ``cpu`` (interrupts masked) whether ``intid`` is pending on its RD."""
-        k = self.k
-        if cpu not in k.irq.online and cpu != k.this_cpu:
-            k.log.info(f"DirectLPI: LPI {intid} may stay pending on offline CPU{cpu}'s RD")
-            return False
-        saved = self.lpi.lpi_config(intid)
-        self.lpi.lpi_update_config(cpu, intid, LPI_CFG_PRIORITY, LPI_CFG_ENABLE)
-        with k.on_cpu(cpu):
-            pending = k.read_sysreg("ICC_HPPIR1_EL1") == intid
-        self.lpi.lpi_update_config(cpu, intid, 0xFF, saved)
-        return pending
-
-    def _lpir(self, cpu: int, offset: int, intid: int) -> None:
-        base = self.gic.rdists[cpu].rd_base
-        self.k.writeq(intid, base + offset)
-        if offset == GICR.CLRLPIR.offset:
-            while self.k.readl(base + GICR.SYNCR.offset) & 1:
-                pass
 
     def retrigger(self, d: IrqData) -> int:
         self._set_pending(d, True)
         return 1
 
     def _set_pending(self, d: IrqData, value: bool) -> None:
-        """SETLPIR / CLRLPIR on the target RD; with no target (not activated), the
-        pending state is kept and written on activation."""
+        """SETLPIR on the target RD; clearing clears every RD that may hold it."""
         g: LpiGroup = d.chip_data
         if d.irq not in g.active:
-            (g.held.add if value else g.held.discard)(d.hwirq)
-            return
-        self._lpir(g.cpu, (GICR.SETLPIR if value else GICR.CLRLPIR).offset, d.hwirq)
+            raise KernelError(f"DirectLPI: LPI {d.hwirq} is not activated: it has no "
+                              "redistributor to be pending on", errno.EINVAL)
+        if value:
+            self.lpi.set_pending(g.cpu, d.hwirq)
+        else:
+            for cpu in sorted(g.rds):
+                self.lpi.clear_pending(cpu, d.hwirq)
 
     def set_irqchip_state(self, d: IrqData, which: int, value: bool) -> None:
         if which == IRQCHIP_STATE_PENDING:
@@ -256,14 +274,6 @@ class DirectLpi:
         g: LpiGroup = d.chip_data
         msg.address = self.gic.rdists[g.cpu].rd_base + GICR.SETLPIR.offset
         msg.data = d.hwirq
-
-    # -- the MSI-level chips --------------------------------------------------------------------
-
-    def _msi_set_affinity(self, d: IrqData, mask: Cpumask, force: bool) -> int:
-        ret = msi_domain_set_affinity(d, mask, force)
-        assert d.parent_data is not None
-        self.complete_move(d.parent_data)
-        return ret
 
     # -- the nexus domain --------------------------------------------------------------------------
 
@@ -295,61 +305,114 @@ class DirectLpi:
             for g in groups:
                 self.lpi.free_lpis(g.base, g.size)
             raise
+        self.groups.update(groups)
 
     def _alloc_one(self, domain: IrqDomain, virq: int, intid: int, g: LpiGroup) -> None:
         fwspec = IrqFwspec(self.k.board.gic.fwnode, (GIC_IRQ_TYPE_LPI, intid,
                                                      IRQ_TYPE_EDGE_RISING))
         irq_domain_alloc_irqs_parent(domain, virq, 1, fwspec)
         d = irq_domain_set_hwirq_and_chip(domain, virq, intid, self.chip, g)
-        d.set(IRQD_SINGLE_TARGET | IRQD_AFFINITY_ON_ACTIVATE)
+        d.set(IRQD_SINGLE_TARGET | IRQD_AFFINITY_ON_ACTIVATE | IRQD_RESEND_WHEN_IN_PROGRESS)
         d.set_trigger_type(IRQ_TYPE_EDGE_RISING)
-        # Start disabled at the default priority whatever a previous owner left.
-        self.lpi.lpi_write_config(intid, 0xFF, 0xA0)
+        # Disabled at the default priority whatever a previous owner left, and nothing
+        # left pending or cached for it on any RD.
+        self.lpi.lpi_write_config(intid, 0xFF, _PRIO_DEFAULT_DISABLED)
+        self.lpi.scrub(intid)
 
     def _free(self, domain: IrqDomain, virq: int, nr_irqs: int) -> None:
-        """Give the INTIDs back -- after discarding anything still pending on the RD
-        (as the ITS's DISCARD does), so that it cannot reach their next owner."""
+        """Give the INTIDs back (deactivation discarded their pending state; the next
+        allocation scrubs every RD again)."""
         groups = []
         for i in range(nr_irqs):
             d = irq_domain_get_irq_data(domain, virq + i)
             g: LpiGroup = d.chip_data
             if g not in groups:
                 groups.append(g)
-            if g.cpu >= 0 and d.hwirq and "no-discard-on-free" not in self.quirks:
-                self._lpir(g.cpu, GICR.CLRLPIR.offset, d.hwirq)
             irq_domain_reset_irq_data(d)
         irq_domain_free_irqs_parent(domain, virq, nr_irqs)
         for g in groups:
-            g.held.clear()
+            self.groups.discard(g)
             self.lpi.free_lpis(g.base, g.size)
 
     def _activate(self, domain: IrqDomain, d: IrqData, reserve: bool) -> None:
-        """Pick the target from the affinity (affinity-on-activate); the RD drops any
-        configuration it may have cached for this INTID."""
+        """Pick the target from the affinity (affinity-on-activate)."""
         g: LpiGroup = d.chip_data
         if not g.active:
-            g.cpu = self._pick(g, d.common.affinity or self.k.irq.possible, False)
+            self._retarget(g, self._pick(g, d.common.affinity or self.k.irq.possible, False))
         g.active.add(d.irq)
         d.update_effective_affinity(frozenset((g.cpu,)))
-        self.lpi.inv_lpi(g.cpu, d.hwirq)
-        if d.hwirq in g.held:
-            g.held.discard(d.hwirq)
-            self._lpir(g.cpu, GICR.SETLPIR.offset, d.hwirq)
 
     def _deactivate(self, domain: IrqDomain, d: IrqData) -> None:
-        """Keep what is pending for the next activation, wherever that targets (R4): a
-        managed interrupt shut down with its last CPU -- deactivated on that very CPU,
-        which can still probe its RD -- may be restarted on another CPU of its mask."""
+        """Discard what is pending on every RD that may hold it, as the ITS's DISCARD does:
+        the MSI layer has already silenced the device and read it back, so nothing of it
+        is still in flight."""
         g: LpiGroup = d.chip_data
-        if g.cpu >= 0 and "no-discard-on-free" not in self.quirks and \
-                self._pending_on(g.cpu, d.hwirq):
-            self._lpir(g.cpu, GICR.CLRLPIR.offset, d.hwirq)
-            g.held.add(d.hwirq)
+        for cpu in sorted(g.rds):
+            self.lpi.clear_pending(cpu, d.hwirq)
         g.active.discard(d.irq)
         d.update_effective_affinity(frozenset())
+        if not g.active:
+            g.cpu = -1
+
+    # -- CPU hotplug ------------------------------------------------------------------------------
+
+    def _cpu_down_check(self, cpu: int) -> str | None:
+        """Before ``cpu`` goes down: on a GIC whose EnableLPIs cannot be cleared, a masked
+        LPI that may be pending on its RD could be carried nowhere (nothing reads it): the
+        offline is refused rather than the interrupt lost."""
+        if self.gic.rdists[cpu].ces:
+            return None
+        k = self.k
+        staying = frozenset(k.irq.online - {cpu})
+        for g in sorted(self.groups, key=lambda g: g.base):
+            if cpu not in g.rds:
+                continue
+            for d in self._members(g):
+                desc = k.irq_to_desc(d.irq)
+                if desc is None or d.irq not in g.active:
+                    continue
+                with k.ctx.locked(desc.lock):
+                    top = desc.irq_data
+                    owed = (top.has(IRQD_IRQ_STARTED)
+                            and not self.lpi.lpi_config(d.hwirq) & LPI_CFG_ENABLE
+                            and not desc.istate & IRQS_PENDING
+                            and not (top.has(IRQD_AFFINITY_MANAGED)
+                                     and not top.common.affinity & staying))
+                if owed:
+                    return (f"IRQ {d.irq} (LPI {d.hwirq}, {g.dev_name}) is masked and may be "
+                            f"pending on CPU{cpu}'s redistributor, whose EnableLPIs cannot be "
+                            "cleared (GICR_CTLR.CES = 0) to write it back, and no register "
+                            "moves it: unmask or free it first")
+        return None
+
+    def _cpu_dying(self, cpu: int) -> None:
+        """On the dying CPU, interrupts off, its interrupts already migrated: what its RD
+        still holds for an LPI goes to the RD that LPI now targets."""
+        pending = self.lpi.writeback_pending(cpu)
+        if pending is not None:                        # CES = 1: the RD wrote it all back
+            for intid in pending:
+                self._carry(intid, cpu)
+        else:                                          # CES = 0: what is enabled, here
+            self.gic.drain_this_cpu(lambda intid: self._carry(intid, cpu))
+            for g in self.groups:
+                if cpu in g.rds and g.cpu != cpu:
+                    for d in self._members(g):          # disabled: not owed (down check)
+                        if not self.lpi.lpi_config(d.hwirq) & LPI_CFG_ENABLE:
+                            self.lpi.clear_pending(cpu, d.hwirq)
+        for g in self.groups:
+            if g.cpu != cpu:
+                g.rds.discard(cpu)
+
+    def _carry(self, intid: int, cpu: int) -> None:
+        virq = self.nexus.revmap.get(intid)
+        g: LpiGroup | None = None if virq is None else irq_domain_get_irq_data(
+            self.nexus, virq).chip_data
+        if g is None or g.cpu < 0 or g.cpu == cpu:
+            return                 # unallocated (a stray write), or not started: not owed
+        self.lpi.set_pending(g.cpu, intid)
 
 
-def direct_lpi_init(kernel: Kernel, quirks: frozenset[str] = frozenset()) -> DirectLpi | None:
+def direct_lpi_init(kernel: Kernel) -> DirectLpi | None:
     """Register Direct LPI only if firmware names it and every RD supports it (R7, R8)."""
     gic = kernel.board.gic
     log = kernel.log
@@ -364,4 +427,4 @@ def direct_lpi_init(kernel: Kernel, quirks: frozenset[str] = frozenset()) -> Dir
         log.err("GICv3: Direct LPI described by firmware, but LPIs are not enabled: not used "
                 "as an MSI provider")
         return None
-    return DirectLpi(kernel, quirks)
+    return DirectLpi(kernel)

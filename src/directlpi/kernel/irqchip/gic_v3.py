@@ -11,10 +11,12 @@ ICC_* system registers.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from directlpi.hw.regs import GICD, GICR, GICR_SGI, LPI_BASE, SGI_BASE_OFFSET
+from directlpi.hw.regs import GICD, GICR, GICR_SGI, ICC, LPI_BASE, SGI_BASE_OFFSET
+from directlpi.kernel.context import RANK_RD, SpinLock
 from directlpi.kernel.errors import KernelError
 from directlpi.kernel.fwdesc import GicDescription
 from directlpi.kernel.irq.chip import (
@@ -35,6 +37,7 @@ from directlpi.kernel.irq.desc import (
     IRQD_PER_CPU,
     IRQD_SINGLE_TARGET,
     Cpumask,
+    IrqAction,
     IrqData,
 )
 from directlpi.kernel.irq.domain import (
@@ -57,14 +60,22 @@ GIC_IRQ_TYPE_LPI = 0xA110C8ED
 RWP_TIMEOUT_READS = 1000
 
 
-@dataclass
+@dataclass(eq=False)
 class Rdist:
     """What the driver knows about one CPU's redistributor (Linux ``struct rdist``)."""
 
     rd_base: int
     region: int
     typer: int
+    cpu: int
     lpi_enabled: bool = False
+    ces: bool = False
+    """GICR_CTLR.CES: EnableLPIs can be cleared (and the pending state written back)."""
+    lock: SpinLock = field(init=False)
+    """``rd_lock``: serialises Direct LPI register sequences (INVLPIR/CLRLPIR + SYNCR)."""
+
+    def __post_init__(self) -> None:
+        self.lock = SpinLock(f"rdist[CPU{self.cpu}].rd_lock", RANK_RD)
 
     @property
     def sgi_base(self) -> int:
@@ -86,6 +97,7 @@ class GicV3:
         self.has_direct_lpi = False
         self.id_bits = 0
         self.domain: IrqDomain | None = None
+        self._ipi_fwspec: IrqFwspec | None = None
         self.chip = IrqChip(
             name="GICv3", irq_mask=self.mask_irq, irq_unmask=self.unmask_irq,
             irq_eoi=self.eoi_irq, irq_set_type=self.set_type,
@@ -158,7 +170,7 @@ class GicV3:
         aff = (((mpidr >> 32) & 0xFF) << 24) | (mpidr & 0xFFFFFF)
         for region, ptr, typer in self.all_rds:
             if GICR.TYPER.Affinity_Value.get(typer) == aff:
-                rd = Rdist(ptr, region, typer)
+                rd = Rdist(ptr, region, typer, cpu)
                 self.rdists[cpu] = rd
                 self.k.log.info(f"GICv3: CPU{cpu}: found redistributor {mpidr:x} region "
                                 f"{region}:{ptr:#018x}")
@@ -220,12 +232,89 @@ class GicV3:
         k.writel(0xFFFFFFFF, s + GICR_SGI.IGROUPR0.offset)
         for n in range(8):
             k.writel(GICD_INT_DEF_PRI * 0x01010101, s + GICR_SGI.IPRIORITYR.at(n))
-        with k.on_cpu(cpu):
-            k.read_sysreg("ICC_SRE_EL1")
-            k.write_sysreg("ICC_PMR_EL1", DEFAULT_PMR_VALUE)
-            k.write_sysreg("ICC_BPR1_EL1", 0)
-            k.write_sysreg("ICC_CTLR_EL1", 0)   # EOImode 0: EOIR drops and deactivates
-            k.write_sysreg("ICC_IGRPEN1_EL1", 1)
+        # The CPU interface is this PE's own: gic_cpu_init runs on the CPU it sets up.
+        if k.this_cpu != cpu:
+            raise KernelError(f"GICv3: gic_cpu_init for CPU{cpu} runs on CPU{k.this_cpu}: a "
+                              "CPU interface is set up by its own PE", errno.EINVAL)
+        k.read_sysreg("ICC_SRE_EL1")
+        k.write_sysreg("ICC_PMR_EL1", DEFAULT_PMR_VALUE)
+        k.write_sysreg("ICC_BPR1_EL1", 0)
+        k.write_sysreg("ICC_CTLR_EL1", 0)   # EOImode 0: EOIR drops and deactivates
+        k.write_sysreg("ICC_IGRPEN1_EL1", 1)
+
+    # -- IPIs (SGIs) ------------------------------------------------------------------------------
+
+    def ipi_init(self, nr: int, handler: Callable[[int, Any], int]) -> int:
+        """``gic_smp_init``: SGIs 0..nr-1 as per-CPU interrupts of the GIC domain, each
+        with ``handler``, hidden from /proc/interrupts' list.  Returns the first virq."""
+        assert self.domain is not None
+        k = self.k
+        self._ipi_fwspec = IrqFwspec(self.desc.fwnode, (0,))
+        virq = k.irq.irq_domain_alloc_irqs(self.domain, nr, self._ipi_fwspec)
+        for i in range(nr):
+            desc = k.irq.irq_to_desc(virq + i)
+            assert desc is not None
+            desc.actions.append(IrqAction(handler, "IPI", None))
+            desc.hidden = True
+        return virq
+
+    def ipi_enable_this_cpu(self, nr: int) -> None:
+        """Enable SGIs 0..nr-1 on the running CPU's redistributor (``enable_percpu_irq``)."""
+        rd = self.rdists[self.k.this_cpu]
+        self.k.writel((1 << nr) - 1, rd.sgi_base + GICR_SGI.ISENABLER0.offset)
+
+    def ipi_send(self, cpu: int, sgi: int) -> None:
+        """``gic_ipi_send_mask`` for one CPU: this PE's ICC_SGI1R_EL1 names the target by
+        affinity (Aff3.Aff2.Aff1 and a TargetList bit for Aff0)."""
+        mpidr = self.k.board.cpus[cpu]
+        aff0 = mpidr & 0xFF
+        if aff0 >= 16:
+            raise KernelError(f"GICv3: CPU{cpu} (MPIDR {mpidr:#x}) cannot be targeted by an "
+                              "SGI: Aff0 >= 16 needs GICD_TYPER.RSS", errno.EINVAL)
+        value = (ICC.SGI1R.INTID.put(sgi) | ICC.SGI1R.TargetList.put(1 << aff0)
+                 | ICC.SGI1R.Aff1.put((mpidr >> 8) & 0xFF)
+                 | ICC.SGI1R.Aff2.put((mpidr >> 16) & 0xFF)
+                 | ICC.SGI1R.Aff3.put((mpidr >> 32) & 0xFF))
+        self.k.write_sysreg("ICC_SGI1R_EL1", value)
+
+    def drain_this_cpu(self, on_lpi: Callable[[int], None]) -> None:
+        """On a CPU going offline, interrupts off: acknowledge everything pending for this
+        PE at its own CPU interface (ICC_IAR1_EL1 until 1023).  Each LPI is handed to
+        ``on_lpi`` and its priority dropped (ICC_EOIR1_EL1; an LPI has no active state);
+        SGIs, PPIs and SPIs are given back -- EOI (drop and deactivate, EOImode 0), then,
+        once the loop is done, pending again unless level-sensitive (the line keeps a
+        level interrupt pending by itself).  Only enabled interrupts are seen: a disabled
+        LPI's pending state is invisible to the CPU interface."""
+        k = self.k
+        given_back = []
+        for _ in range(1 << 24):
+            intid = k.read_sysreg("ICC_IAR1_EL1")
+            if 1020 <= intid <= 1023:
+                break
+            if intid >= LPI_BASE:
+                on_lpi(intid)
+            elif not self._is_level(intid):
+                given_back.append(intid)
+            k.write_sysreg("ICC_EOIR1_EL1", intid)
+        else:
+            raise KernelError(f"GICv3: CPU{k.this_cpu}: interrupts keep arriving while it "
+                              "drains its CPU interface", errno.EIO)
+        rd = self.rdists[k.this_cpu]
+        for intid in given_back:
+            if intid < 32:
+                k.writel(1 << intid, rd.sgi_base + GICR_SGI.ISPENDR0.offset)
+            else:
+                k.writel(1 << (intid % 32), self.dist_base + GICD.ISPENDR.at(intid // 32))
+
+    def _is_level(self, intid: int) -> bool:
+        """The trigger the GIC is configured with (ICFGR: 0 level, 1 edge)."""
+        if intid < 16:
+            return False
+        if intid < 32:
+            cfg = self.k.readl(self.rdists[self.k.this_cpu].sgi_base + GICR_SGI.ICFGR1.offset)
+            return not cfg >> (2 * (intid - 16) + 1) & 1
+        cfg = self.k.readl(self.dist_base + GICD.ICFGR.at(intid // 16))
+        return not cfg >> (2 * (intid % 16) + 1) & 1
 
     # -- the root handler -----------------------------------------------------------------------
 
@@ -352,6 +441,9 @@ class GicV3:
     def _translate(self, domain: IrqDomain, fwspec: IrqFwspec) -> tuple[int, int]:
         """DT three-cell specifiers and two-cell (raw INTID, type) ones, as Linux does."""
         p = fwspec.params
+        if fwspec is self._ipi_fwspec:
+            # gic_smp_init's one-cell specifier: the SGIs of the kernel's own IPIs.
+            return p[0], IRQ_TYPE_EDGE_RISING
         if len(p) >= 3:
             kind, num, flags = p[0], p[1], p[2]
             if kind == 0:
@@ -392,6 +484,12 @@ class GicV3:
             raise KernelError("GICv3 domain allocation needs an interrupt specifier",
                               errno.EINVAL)
         hwirq, flow = self._translate(domain, arg)
+        if arg is self._ipi_fwspec:                  # the IPIs: per-CPU SGIs
+            for i in range(nr_irqs):
+                d = irq_domain_set_info(domain, virq + i, hwirq + i, self.chip, self,
+                                        handle_percpu_devid_irq)
+                d.set(IRQD_PER_CPU)
+            return
         for i in range(nr_irqs):
             self._check_hwirq(hwirq + i)
             self._map(domain, virq + i, hwirq + i)

@@ -19,6 +19,7 @@ with EBUSY and the kernel runs without LPIs.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from directlpi.hw.regs import (
@@ -80,10 +81,12 @@ class LpiInfrastructure:
             self.preallocated = True
             k.log.info("GICv3: Using preallocated redistributor tables")
         self._setup_prop_table(rd)
-        # A pending table for every possible CPU up front, as Linux does.
+        # A pending table for every possible CPU up front, as Linux does; zeroed, and
+        # cleaned to the point of coherency so a non-snooping RD reads the zeros.
         for cpu in range(len(k.board.cpus)):
             size = self._pend_table_size(self.lpi_id_bits)
             self.pend_pa[cpu] = k.mm.alloc(size, SZ_64K)
+            k.dcache_clean_poc(self.pend_pa[cpu], size)
             k.mm.reserve_persistent(self.pend_pa[cpu], size)
         self.allocator = LpiRangeAllocator(LPI_BASE, (1 << self.lpi_id_bits) - LPI_BASE)
         k.log.info(f"GICv3: LPIs: {self.lpi_id_bits} INTID bits, "
@@ -104,6 +107,8 @@ class LpiInfrastructure:
             self.lpi_id_bits = GICR.PROPBASER.IDbits.get(prop) + 1
             self.prop_pa = prop & GICR.PROPBASER.Physical_Address.mask
             self.prop_size = self._prop_table_size(self.lpi_id_bits)
+            # Still in use: the next kexec'd kernel must inherit it reserved too.
+            k.mm.reserve_persistent(self.prop_pa, self.prop_size)
         else:
             self.lpi_id_bits = min(self.gic.id_bits, self.id_bits_cap)
             if self.lpi_id_bits < 14:
@@ -112,9 +117,11 @@ class LpiInfrastructure:
             self.prop_size = self._prop_table_size(self.lpi_id_bits)
             self.prop_pa = k.mm.alloc(self.prop_size, SZ_64K)
             k.mm.reserve_persistent(self.prop_pa, self.prop_size)
-        # Every LPI disabled, default priority (gic_reset_prop_table).
+        # Every LPI disabled, default priority (gic_reset_prop_table), made visible to
+        # redistributors that do not snoop the CPU caches.
         k.ram.fill(self.prop_pa, (1 << self.lpi_id_bits) - LPI_BASE,
                    LPI_PROP_DEFAULT_PRIO | LPI_CFG_RES1)
+        k.dcache_clean_poc(self.prop_pa, (1 << self.lpi_id_bits) - LPI_BASE)
         k.log.info(f"GICv3: using LPI property table @{self.prop_pa:#018x}")
 
     # -- per-CPU enable --------------------------------------------------------------------------
@@ -172,9 +179,11 @@ class LpiInfrastructure:
             k.writeq(pend, base + GICR.PENDBASER.offset)
         k.writel(k.readl(base + GICR.CTLR.offset) | GICR.CTLR.EnableLPIs.mask,
                  base + GICR.CTLR.offset)
-        if not k.readl(base + GICR.CTLR.offset) & GICR.CTLR.EnableLPIs.mask:
+        ctlr = k.readl(base + GICR.CTLR.offset)
+        if not ctlr & GICR.CTLR.EnableLPIs.mask:
             raise KernelError(f"GICv3: CPU{cpu}: GICR_CTLR.EnableLPIs did not stick",
                               errno.EIO)
+        rd.ces = bool(ctlr & GICR.CTLR.CES.mask)
         rd.lpi_enabled = True
         k.log.info(f"GICv3: CPU{cpu}: using allocated LPI pending table "
                    f"@{self.pend_pa[cpu]:#018x}")
@@ -198,6 +207,7 @@ class LpiInfrastructure:
         # The RD may still hold configuration cached for the previous kernel's LPIs:
         # the property table was reset, make the RD reload it.
         self.invall(cpu)
+        rd.ces = bool(k.readl(base + GICR.CTLR.offset) & GICR.CTLR.CES.mask)
         rd.lpi_enabled = True
         k.log.info(f"GICv3: CPU{cpu}: using reserved LPI pending table @{pend:#018x}")
 
@@ -207,10 +217,16 @@ class LpiInfrastructure:
         return self.k.ram.read_u8(self.prop_pa + hwirq - LPI_BASE)
 
     def lpi_write_config(self, hwirq: int, clr: int, set_bits: int) -> None:
-        """Update the property byte; bit 1 (RES1) is always written as 1."""
+        """Update the property byte; bit 1 (RES1) is always written as 1.  On a GIC that
+        does not snoop the CPU caches (PROPBASER read back Non-shareable) the byte is
+        cleaned to the point of coherency, else a barrier suffices (``lpi_write_config``:
+        ``gic_flush_dcache_to_poc`` or ``dsb(ishst)``)."""
         addr = self.prop_pa + hwirq - LPI_BASE
-        cfg = (self.k.ram.read_u8(addr) & ~clr) | set_bits | LPI_CFG_RES1
-        self.k.ram.write_int(addr, cfg, 1)
+        ram = self.k.ram
+        cfg = (ram.read_u8(addr) & ~clr) | set_bits | LPI_CFG_RES1
+        ram.write_int(addr, cfg, 1)
+        if self.needs_flushing:
+            self.k.dcache_clean_poc(addr, 1)
 
     def _wait_for_syncr(self, rd_base: int) -> None:
         k = self.k
@@ -220,26 +236,107 @@ class LpiInfrastructure:
         raise KernelError("GICv3: GICR_SYNCR stuck busy", errno.ETIMEDOUT)
 
     def inv_lpi(self, cpu: int, hwirq: int) -> None:
-        """``direct_lpi_inv``: GICR_INVLPIR on ``cpu``'s RD, then poll GICR_SYNCR."""
-        base = self.gic.rdists[cpu].rd_base
-        self.k.writeq(hwirq, base + GICR.INVLPIR.offset)
-        self._wait_for_syncr(base)
+        """``direct_lpi_inv``: GICR_INVLPIR on ``cpu``'s RD, then poll GICR_SYNCR, under
+        that RD's ``rd_lock`` (taken after any ``desc->lock``).  ETIMEDOUT if SYNCR never
+        clears."""
+        rd = self.gic.rdists[cpu]
+        ctx = self.k.ctx
+        ctx.lock(rd.lock)
+        try:
+            self.k.writeq(hwirq, rd.rd_base + GICR.INVLPIR.offset)
+            self._wait_for_syncr(rd.rd_base)
+        finally:
+            ctx.unlock(rd.lock)
 
     def invall(self, cpu: int) -> None:
-        base = self.gic.rdists[cpu].rd_base
-        self.k.writeq(0, base + GICR.INVALLR.offset)
-        self._wait_for_syncr(base)
+        rd = self.gic.rdists[cpu]
+        with self.k.ctx.locked(rd.lock):
+            self.k.writeq(0, rd.rd_base + GICR.INVALLR.offset)
+            self._wait_for_syncr(rd.rd_base)
 
-    def lpi_update_config(self, cpu: int, hwirq: int, clr: int, set_bits: int) -> None:
-        """Write the property byte, then invalidate it on the RD the LPI targets (R11)."""
+    def set_pending(self, cpu: int, hwirq: int) -> None:
+        """GICR_SETLPIR on ``cpu``'s RD: the LPI becomes pending there (no completion to
+        wait for)."""
+        self.k.writeq(hwirq, self.gic.rdists[cpu].rd_base + GICR.SETLPIR.offset)
+
+    def clear_pending(self, cpu: int, hwirq: int) -> None:
+        """GICR_CLRLPIR on ``cpu``'s RD, then poll GICR_SYNCR (under ``rd_lock``)."""
+        rd = self.gic.rdists[cpu]
+        if not rd.lpi_enabled:          # LPIs off there: nothing pending, writes ignored
+            return
+        with self.k.ctx.locked(rd.lock):
+            self.k.writeq(hwirq, rd.rd_base + GICR.CLRLPIR.offset)
+            self._wait_for_syncr(rd.rd_base)
+
+    def lpi_update_config(self, cpus: Iterable[int], hwirq: int, clr: int,
+                          set_bits: int) -> None:
+        """Write the property byte, then invalidate it on every RD in ``cpus`` -- each RD
+        that may hold a cached copy (R11)."""
         self.lpi_write_config(hwirq, clr, set_bits)
-        self.inv_lpi(cpu, hwirq)
+        for cpu in cpus:
+            if self.gic.rdists[cpu].lpi_enabled:
+                self.inv_lpi(cpu, hwirq)
 
     def set_enabled(self, cpu: int, hwirq: int, enabled: bool) -> None:
-        if enabled:
-            self.lpi_update_config(cpu, hwirq, 0, LPI_CFG_ENABLE)
+        """Enable or disable one LPI whose only RD is ``cpu``'s."""
+        self.lpi_update_config((cpu,), hwirq, 0 if enabled else LPI_CFG_ENABLE,
+                               LPI_CFG_ENABLE if enabled else 0)
+
+    def scrub(self, hwirq: int) -> None:
+        """Before an INTID goes to a new owner: nothing is pending for it and no cached
+        configuration survives, on any RD.  Pending state may have been left by its
+        previous owner, by a stray or hostile write to any RD (any bus master can write
+        any INTID anywhere), or by a previous kernel (kexec keeps the pending tables), so
+        every RD is cleared: GICR_CLRLPIR and GICR_INVLPIR, then GICR_SYNCR, on each RD
+        with LPIs enabled (about 4 MMIO accesses per RD); an RD whose LPIs were turned
+        off (its CPU went offline) has the INTID's bit cleared in its pending table."""
+        k = self.k
+        for cpu, rd in self.gic.rdists.items():
+            if rd.lpi_enabled:
+                with k.ctx.locked(rd.lock):
+                    k.writeq(hwirq, rd.rd_base + GICR.CLRLPIR.offset)
+                    k.writeq(hwirq, rd.rd_base + GICR.INVLPIR.offset)
+                    self._wait_for_syncr(rd.rd_base)
+            elif cpu in self.pend_pa:
+                addr = self.pend_pa[cpu] + hwirq // 8
+                byte = k.ram.read_u8(addr)
+                if byte >> (hwirq % 8) & 1:
+                    k.ram.write_int(addr, byte & ~(1 << (hwirq % 8)), 1)
+                    k.dcache_clean_poc(addr, 1)
+
+    def writeback_pending(self, cpu: int) -> list[int] | None:
+        """On ``cpu`` itself, as it goes offline: turn its RD's LPIs off so that the RD
+        writes its pending state back to the pending table (GICR_CTLR.EnableLPIs 1 -> 0,
+        then GICR_CTLR.RWP polled to 0), and return the INTIDs that were pending there
+        (the table is zeroed again for the CPU's return).  None when EnableLPIs cannot be
+        cleared on this GIC (GICR_CTLR.CES = 0).  ETIMEDOUT if RWP never clears."""
+        k = self.k
+        rd = self.gic.rdists[cpu]
+        if not rd.lpi_enabled or not rd.ces:
+            return None
+        base = rd.rd_base
+        k.writel(k.readl(base + GICR.CTLR.offset) & ~GICR.CTLR.EnableLPIs.mask,
+                 base + GICR.CTLR.offset)
+        for _ in range(1000):
+            if not k.readl(base + GICR.CTLR.offset) & GICR.CTLR.RWP.mask:
+                break
         else:
-            self.lpi_update_config(cpu, hwirq, LPI_CFG_ENABLE, 0)
+            raise KernelError(f"GICv3: CPU{cpu}: Timeout while disabling LPIs", errno.ETIMEDOUT)
+        rd.lpi_enabled = False
+        pa = self.pend_pa[cpu]
+        first, end = LPI_BASE // 8, (1 << self.lpi_id_bits) // 8
+        k.dcache_inval_poc(pa + first, end - first)    # what the RD wrote, not stale lines
+        table = k.ram.read(pa + first, end - first)
+        found = []
+        bits = int.from_bytes(table, "little")
+        while bits:
+            low = bits & -bits
+            found.append(LPI_BASE + low.bit_length() - 1)
+            bits ^= low
+        if found:
+            k.ram.fill(pa + first, end - first, 0)
+            k.dcache_clean_poc(pa + first, end - first)
+        return found
 
     # -- INTIDs ------------------------------------------------------------------------------------
 

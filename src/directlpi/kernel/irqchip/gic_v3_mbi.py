@@ -16,8 +16,9 @@ the hardware must have GICD_TYPER.MBIS.
   the offset within the range, which is the same only when the range starts
   aligned.  The model's choice is the strict one.
 * Pending state, masking and affinity are the GIC's SPI machinery (the parent chip).
-  Freeing discards what is pending (GICD_ICPENDR), so a new owner of the SPI never
-  takes its predecessor's interrupt (Linux leaves it; the strict choice).
+  Freeing disables the SPI and discards what is pending (GICD_ICENABLER,
+  GICD_ICPENDR), so a new owner of the SPI never takes its predecessor's interrupt
+  (Linux leaves it; the strict choice).
 * Not isolated: any bus master can write any SPI number into GICD_SETSPI_NSR, just
   as with Direct LPI; no ISOLATED_MSI flag.
 """
@@ -65,6 +66,7 @@ from directlpi.kernel.msi import (
     MsiDomain,
     MsiDomainInfo,
     MsiMsg,
+    msi_domain_set_affinity,
     platform_msi_chip,
 )
 
@@ -168,13 +170,13 @@ class Mbi:
         self.nexus = kernel.irq.create_domain(
             "MBI", gic.fwnode, IrqDomainOps(alloc=self._alloc, free=self._free),
             parent=kernel.gic.domain, host_data=self, bus_token=DomainBusToken.NEXUS)
-        pci_chip = kernel.pci.msi_chip("MBI-PCI-MSI", irq_chip_set_affinity_parent)
+        pci_chip = kernel.pci.msi_chip("MBI-PCI-MSI", msi_domain_set_affinity)
         flags = (MSI_FLAG_USE_DEF_DOM_OPS | MSI_FLAG_USE_DEF_CHIP_OPS | MSI_FLAG_PCI_MSIX
                  | MSI_FLAG_MULTI_PCI_MSI)
         self.pci = MsiDomain(kernel.irq, "MBI-PCI-MSI", gic.fwnode,
                              MsiDomainInfo(flags, pci_chip), self.nexus,
                              DomainBusToken.PCI_MSI)
-        pmsi_chip = platform_msi_chip("MBI-pMSI", irq_chip_set_affinity_parent)
+        pmsi_chip = platform_msi_chip("MBI-pMSI", msi_domain_set_affinity)
         self.platform = MsiDomain(kernel.irq, "MBI-pMSI", gic.fwnode,
                                   MsiDomainInfo(MSI_FLAG_USE_DEF_DOM_OPS, pmsi_chip),
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
@@ -211,6 +213,10 @@ class Mbi:
                 d = irq_domain_set_hwirq_and_chip(domain, virq + i, spi, self.chip, block)
                 d.set_trigger_type(IRQ_TYPE_EDGE_RISING)
                 irq_chip_set_type_parent(d, IRQ_TYPE_EDGE_RISING)
+                # Nothing latched for it while it was free (any bus master can write any
+                # SPI into GICD_SETSPI_NSR) may reach its new owner.
+                self.k.writel(1 << (spi % 32), self.k.board.gic.dist_base
+                              + GICD.ICPENDR.at(spi // 32))
         except KernelError:
             if done:
                 irq_domain_free_irqs_parent(domain, virq, done)
@@ -231,7 +237,12 @@ class Mbi:
             if b not in blocks:
                 blocks.append(b)
             if d.hwirq:
-                self.k.writel(1 << (d.hwirq % 32), dist + GICD.ICPENDR.at(d.hwirq // 32))
+                # Disabled too: an SPI left enabled would be delivered, unowned, the next
+                # time anything made it pending.
+                bit = 1 << (d.hwirq % 32)
+                self.k.writel(bit, dist + GICD.ICENABLER.at(d.hwirq // 32))
+                self.k.gic.dist_wait_for_rwp()
+                self.k.writel(bit, dist + GICD.ICPENDR.at(d.hwirq // 32))
             irq_domain_reset_irq_data(d)
         irq_domain_free_irqs_parent(domain, virq, nr_irqs)
         for b in blocks:
