@@ -93,20 +93,22 @@ def test_run_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> No
     assert doc["totals"]["lost"] == doc["totals"]["spurious"] == 0
     assert doc["violations"] == []
     irq = doc["irqs"][0]
-    assert set(irq) == {"virq", "hwirq", "chip", "device", "vector", "effective_cpu", "msi",
-                        "counts"}
-    assert irq["msi"]["data"] == irq["hwirq"]                      # R1: data is the INTID
+    assert set(irq) == {"virq", "hwirq", "intid", "chip", "device", "vector",
+                        "effective_cpu", "msi", "counts"}
+    assert irq["msi"]["data"] == irq["intid"]                      # R1: data is the INTID
+    assert irq["hwirq"] == 8 << 11             # the MSI domain's: pci_dev_id (RID 8) << 11
     assert len(irq["counts"]) == 4
     assert doc["security"]["msi_isolation"] is False
     assert [s["master"] for s in doc["security"]["spoofed_msis"]] == ["dma"]
 
 
-def test_run_exits_1_when_an_invariant_is_violated(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_exits_1_when_an_invariant_is_violated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from directlpi.kernel.irqchip import direct_lpi
     from directlpi.sim.run import ScenarioRun
     from directlpi.sim.scenario import DEFAULT_SCENARIO, load_scenario
-    report = ScenarioRun(load_scenario(DEFAULT_SCENARIO),
-                         quirks=frozenset({"no-inv-on-unmask"})).run()
+    from tests.sim.test_invariants import NoInvalidationOnUnmask
+    monkeypatch.setattr(direct_lpi, "DirectLpi", NoInvalidationOnUnmask)
+    report = ScenarioRun(load_scenario(DEFAULT_SCENARIO)).run()
     assert not report.ok
     assert "VIOLATION lost-interrupt" in report.render()
 

@@ -278,12 +278,14 @@ class Distributor(MmioFrame):
     def _w_SETSPI_NSR(self, value: int) -> None:
         i = GICD.SETSPI_NSR.INTID.get(value)
         if not self.valid_spi(i):
-            self._ignored(i, "invalid-spi", f"SETSPI_NSR names INTID {i}, not an implemented SPI",
-                          "GICD_SETSPI_NSR")
+            self._hub.report(Event(EventKind.IGNORED, "GICD", intid=i, master=self._hub.requester,
+                                   reason="invalid-spi", register="GICD_SETSPI_NSR",
+                                   detail=f"SETSPI_NSR names INTID {i}, not an implemented SPI"))
             return
         if self.is_pending(i):
-            self._ignored(i, "already-pending", f"SETSPI_NSR: SPI {i} is already pending",
-                          "GICD_SETSPI_NSR")
+            self._hub.report(Event(EventKind.IGNORED, "GICD", intid=i, master=self._hub.requester,
+                                   reason="already-pending", register="GICD_SETSPI_NSR",
+                                   detail=f"SETSPI_NSR: SPI {i} is already pending"))
             return
         if self.edge[i]:
             self.latch[i] = 1
@@ -291,7 +293,8 @@ class Distributor(MmioFrame):
             self.msi_level[i] = 1
         self._update(i)
         if self._hub.on[EventKind.SPI_PENDING]:
-            self._hub.emit(Event(EventKind.SPI_PENDING, "GICD", intid=i, reason="setspi"))
+            self._hub.emit(Event(EventKind.SPI_PENDING, "GICD", intid=i, reason="setspi",
+                                 master=self._hub.requester))
 
     def _w_CLRSPI_NSR(self, value: int) -> None:
         i = GICD.CLRSPI_NSR.INTID.get(value)

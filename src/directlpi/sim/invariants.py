@@ -1,38 +1,45 @@
 """The invariant checker: what must hold whatever the driver, workload or timing.
 
 It listens to the hardware (every GICR_SETLPIR outcome, every MBI SPI made
-pending, every acknowledge, every DMA write to a doorbell) and to the kernel
-(handler entries, LPI and MBI allocations), and checks, for every *message*
-interrupt -- an LPI, or an SPI the MBI provider handed out (wired SPIs are not
-tracked):
+pending, every acknowledge; every doorbell write when a device issues it and
+when it lands) and to the kernel (handler entries, LPI and MBI allocations), and
+checks, for every *message* interrupt -- an LPI, or an SPI the MBI provider
+handed out (wired SPIs are not tracked):
 
-* **no lost interrupt** -- every write of an allocated INTID (a device's MSI to
-  GICR_SETLPIR or GICD_SETSPI_NSR, or the kernel retriggering or carrying it
-  over) is followed by a handler run that starts after the write, unless the
-  interrupt is disabled, masked or shut down when the check is made, or
-  software cleared the pending state since (GICR_CLRLPIR, GICD_ICPENDR) (edge
-  semantics: several writes may coalesce into one run);
-* **no spurious handler run** -- a handler runs only if its LPI was written since
-  the previous run;
-* **nothing delivered while masked** -- no message interrupt is acknowledged while
-  the kernel has it masked;
+* **no lost interrupt** -- every write its owner's device (or the kernel, retriggering
+  or carrying it) makes to an allocated, requested INTID is followed by a handler run
+  that starts after the write, unless the interrupt is disabled, masked or shut down
+  when the check is made, or software cleared the pending state since (GICR_CLRLPIR,
+  GICD_ICPENDR).  Edge semantics: writes may coalesce into one run.  A write that
+  lands before the interrupt is requested may be delivered, but is not owed;
+* **no spurious handler run** -- a handler runs only after a write of its INTID by its
+  owner's device or the kernel since its previous run.  History starts at
+  allocation: a run caused by a write of the INTID's *previous* owner (one still in
+  flight when the INTID changed hands) is spurious.  A run caused only by spoofed
+  writes is not a driver's fault: it is a security finding (the spoof reached its
+  victim), listed in :attr:`spoof_reached`;
+* **nothing delivered while masked** -- no message interrupt is acknowledged while the
+  kernel has it masked (unless only spoofed writes made it pending: a security
+  finding, as above);
 * **no INTID allocated twice**;
-* **no stale message** -- a device writes an LPI only to the RD the kernel routes
-  it to (else an affinity change did not reach the device).  An MBI's address
-  (the distributor) does not depend on the target, so it cannot go stale.
+* **no stale message** -- a device issues an LPI only to the RD the kernel routes it
+  to (else an affinity change did not reach the device).  An MBI's address (the
+  distributor) does not depend on the target, so it cannot go stale.
 
-A spoofed MSI (a pair the device was never programmed with) is a security
-finding reported by the platform, not a violation here.
+Writes are judged when the device *issues* them (the platform's audit rule: a
+message it is programmed to send now, naming an INTID it owns now), and attributed
+when they *land* -- with posted writes in flight the two differ.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from directlpi.hw.events import Event, EventKind
 from directlpi.hw.regs import GICD, GICR, LPI_BASE
+from directlpi.kernel.context import Kind
 from directlpi.kernel.irq.desc import (
     IRQD_IRQ_DISABLED,
     IRQD_IRQ_MASKED,
@@ -44,8 +51,14 @@ if TYPE_CHECKING:
     from directlpi.kernel.kernel import Kernel
     from directlpi.platform import Platform
 
-_WRITE_OUTCOMES = ("already-pending", "lpis-disabled", "unimplemented-intid")
+_WRITE_OUTCOMES = ("already-pending", "lpis-disabled", "unimplemented-intid", "invalid-spi")
 _WRITE_REGISTERS = ("GICR_SETLPIR", "GICD_SETSPI_NSR")
+
+# What a landed write was, for the INTID it names.
+OWNED = "owned"          # the owner's device, or the kernel: owed a handler run
+EARLY = "early"          # before the interrupt was requested: may be delivered, not owed
+SPOOF = "spoof"          # not a message its writer was programmed to send, for an INTID it owns
+FORMER = "former"        # legitimate when issued, but the INTID changed hands in flight
 
 
 def _kind(intid: int) -> str:
@@ -68,6 +81,17 @@ class Violation:
         return f"{self.invariant}: {self.detail}"
 
 
+class _History:
+    """An INTID since its allocation: its latest write owed a handler run, and its latest
+    handler run or software clear (sequence numbers; -1: never)."""
+
+    __slots__ = ("owed", "ran")
+
+    def __init__(self) -> None:
+        self.owed = -1
+        self.ran = -1
+
+
 class InvariantChecker:
     """Attach to a booted platform; call :meth:`check` when the CPUs are idle."""
 
@@ -77,20 +101,32 @@ class InvariantChecker:
         self.plat = plat
         self.kern: Kernel = kern
         self.seq = 0
-        self._write_seq: dict[int, int] = {}
-        self._run_seq: dict[int, int] = {}
+        self._hist: dict[int, _History] = defaultdict(_History)
+        #: What made each INTID pending on each RD (-1: the distributor, for an MBI SPI)
+        #: since that RD last gave it up: the kinds of the writes that landed there.
+        self._pend: dict[tuple[int, int], set[str]] = {}
+        #: The kinds behind each INTID's latest acknowledge, for the handler run after it.
+        self._cause: dict[int, set[str]] = {}
         self._allocated: set[int] = set()
         self._mbi: set[int] = set()
         """SPIs the MBI provider has handed out (tracked like LPIs)."""
+        #: Per bus master, the verdicts of its doorbell writes still in flight (issue order).
+        self._verdicts: dict[str, deque[str | None]] = defaultdict(deque)
+        self._landing: str | None = None
         self.totals: Counter[str] = Counter()
         self.violations: list[Violation] = []
+        #: Security findings: a spoofed write made a victim's handler run, or was
+        #: delivered while the victim had it masked.
+        self.spoof_reached: list[dict[str, Any]] = []
         self._setlpir = {plat.gicr_base(c) + GICR.SETLPIR.offset: c
                          for c in range(plat.num_cpus)}
         self._setspi = plat.gicd_base + GICD.SETSPI_NSR.offset
         self._sub = plat.observe(self._on_event, [EventKind.LPI_PENDING, EventKind.IGNORED,
                                                   EventKind.ACK, EventKind.LPI_CLEARED,
                                                   EventKind.SPI_PENDING, EventKind.SPI_CLEARED])
-        plat.machine.bus.add_dma_hook(self._on_dma)
+        bus = plat.machine.bus
+        bus.add_dma_hook(self._on_issue)
+        bus.add_landing_hook(self._on_land)
         kern.irq.handler_hooks.append(self._on_handler)
         if kern.lpi is not None and kern.lpi.allocator is not None:
             kern.lpi.allocator.observers.append(self._on_alloc)
@@ -110,79 +146,149 @@ class InvariantChecker:
         dom = self.kern.gic.domain
         return None if dom is None else dom.revmap.get(intid)
 
+    def _desc(self, intid: int) -> IrqDesc | None:
+        virq = self._virq(intid)
+        return self.kern.irq_to_desc(virq) if virq is not None else None
+
+    def _owner(self, desc: IrqDesc | None) -> str | None:
+        """The bus master that owns this interrupt's INTID (its device), if any."""
+        msi = desc.irq_data.common.msi_desc if desc is not None else None
+        if msi is None:
+            return None
+        who = getattr(msi.dev, "bdf", msi.dev)
+        return who if isinstance(who, str) else None
+
     def _violate(self, invariant: str, intid: int, cpu: int | None, detail: str) -> None:
         self.violations.append(Violation(invariant, intid, self._virq(intid), cpu, detail))
 
-    # -- observations ----------------------------------------------------------------------------
-
-    def _on_event(self, ev: Event) -> None:
-        if not self._tracked(ev.intid):
-            return
-        if ev.kind is EventKind.ACK:
-            self._on_ack(ev)
-            return
-        if ev.kind in (EventKind.LPI_CLEARED, EventKind.SPI_CLEARED):
-            # Software cleared the pending state (GICR_CLRLPIR, GICD_ICPENDR): what was
-            # written is cancelled, not lost -- and a handler run now would be spurious.
-            self.seq += 1
-            self._run_seq[ev.intid] = self.seq
-            return
-        if ev.kind is EventKind.IGNORED and (ev.register not in _WRITE_REGISTERS
-                                             or ev.reason not in _WRITE_OUTCOMES):
-            return
-        if ev.kind is EventKind.IGNORED and ev.reason == "already-pending":
-            self.totals["coalesced"] += 1
+    def _tick(self) -> int:
         self.seq += 1
-        self._write_seq[ev.intid] = self.seq
-        self.totals["lpi_writes"] += 1
+        return self.seq
 
-    def _on_ack(self, ev: Event) -> None:
-        virq = self._virq(ev.intid)
-        desc = self.kern.irq_to_desc(virq) if virq is not None else None
-        if desc is not None and desc.irq_data.has(IRQD_IRQ_MASKED):
-            self._violate("delivered-while-masked", ev.intid, ev.cpu,
-                          f"{_kind(ev.intid)} {ev.intid} (IRQ {virq}) acknowledged on "
-                          f"CPU{ev.cpu} while the "
-                          "kernel has it masked")
+    # -- doorbell writes: issued, then landed -----------------------------------------------------
 
-    def _on_dma(self, addr: int, value: int, size: int, master: str) -> None:
-        if addr == self._setspi:
-            self.totals["msis_written"] += 1
-            return
-        cpu = self._setlpir.get(addr)
+    def _doorbell(self, addr: int) -> int | None:
+        """The CPU whose SETLPIR ``addr`` is, -1 for GICD_SETSPI_NSR, None otherwise."""
+        return -1 if addr == self._setspi else self._setlpir.get(addr)
+
+    def _on_issue(self, addr: int, value: int, size: int, master: str) -> None:
+        cpu = self._doorbell(addr)
         if cpu is None:
             return
         self.totals["msis_written"] += 1
+        verdict = self.plat.classify_msi(addr, value, master)
+        self._verdicts[master].append(verdict)
+        if verdict is not None or cpu < 0:
+            return
         intid = value & 0xFFFFFFFF
-        virq = self._virq(intid)
-        if virq is None:
-            return
-        desc = self.kern.irq_to_desc(virq)
-        if desc is None:
-            return
-        dev = self.plat.pci_devices.get(master) or self.plat.platform_devices.get(master)
-        if dev is None or not dev.was_programmed_with(addr, value):
-            return                                   # a spoof: the platform reports it
-        assert desc is not None
-        routed = desc.irq_data.common.effective_affinity
+        desc = self._desc(intid)
+        routed = desc.irq_data.common.effective_affinity if desc is not None else frozenset()
         if routed and cpu not in routed:
             self._violate("stale-message", intid, cpu,
                           f"{master} wrote LPI {intid} to CPU{cpu}'s GICR_SETLPIR, but the "
-                          f"kernel routes IRQ {virq} to CPU{min(routed)}: the device was not "
-                          "rewritten")
+                          f"kernel routes IRQ {desc.irq if desc else '?'} to CPU{min(routed)}: "
+                          "the device was not rewritten")
+
+    def _on_land(self, addr: int, value: int, size: int, master: str) -> None:
+        if self._doorbell(addr) is not None:
+            fifo = self._verdicts[master]
+            self._landing = fifo.popleft() if fifo else None
+
+    def _classify(self, intid: int, master: str | None) -> str:
+        """What a write of ``intid`` that lands now is (see the module docstring)."""
+        desc = self._desc(intid)
+        if master is not None:
+            if self._landing is not None:
+                return SPOOF
+            if master != self._owner(desc):
+                return FORMER
+        return OWNED if desc is not None and desc.actions else EARLY
+
+    # -- hardware events ---------------------------------------------------------------------------
+
+    def _on_event(self, ev: Event) -> None:
+        intid = ev.intid
+        if not self._tracked(intid):
+            return
+        kind = ev.kind
+        rd = ev.cpu if intid >= LPI_BASE else -1
+        if kind is EventKind.ACK:
+            self._on_ack(ev, rd)
+            return
+        h = self._hist[intid]
+        if kind is EventKind.LPI_CLEARED or kind is EventKind.SPI_CLEARED:
+            # Software cleared the pending state (GICR_CLRLPIR, GICD_ICPENDR): what was
+            # written is cancelled, not lost -- and a handler run now would be spurious.
+            h.ran = self._tick()
+            self._pend.pop((intid, rd), None)
+            return
+        if kind is EventKind.IGNORED:
+            if ev.register not in _WRITE_REGISTERS or ev.reason not in _WRITE_OUTCOMES:
+                return
+            if ev.reason == "already-pending":
+                self.totals["coalesced"] += 1
+        elif ev.reason == "pending-table":
+            return                    # pending state restored at EnableLPIs, not a write
+        self.totals["lpi_writes"] += 1
+        seq = self._tick()
+        kinds = self._carried(intid, ev.master)
+        if kinds is None:
+            what = self._classify(intid, ev.master)
+            if what == OWNED:
+                h.owed = seq
+            kinds = {what}
+        if kind is not EventKind.IGNORED or ev.reason == "already-pending":
+            self._pend.setdefault((intid, rd), set()).update(kinds)
+
+    def _carried(self, intid: int, master: str | None) -> set[str] | None:
+        """A write by the kernel on a dying CPU carries what that CPU's RD held (acknowledged
+        there, or written back to its pending table): it keeps the kinds it carries."""
+        f = self.kern.ctx.current
+        if master is not None or f is None or f.kind is not Kind.STOPPER:
+            return None
+        return self._cause.pop(intid, None) or self._pend.pop((intid, f.cpu), set())
+
+    def _on_ack(self, ev: Event, rd: int) -> None:
+        cause = self._pend.pop((ev.intid, rd), set())
+        self._cause[ev.intid] = cause
+        desc = self._desc(ev.intid)
+        if desc is None or not desc.irq_data.has(IRQD_IRQ_MASKED):
+            return
+        if cause == {SPOOF}:
+            self._security(ev.intid, desc, ev.cpu, "delivered while masked")
+            return
+        self._violate("delivered-while-masked", ev.intid, ev.cpu,
+                      f"{_kind(ev.intid)} {ev.intid} (IRQ {desc.irq}) acknowledged on "
+                      f"CPU{ev.cpu} while the kernel has it masked")
+
+    def _security(self, intid: int, desc: IrqDesc, cpu: int, what: str) -> None:
+        self.spoof_reached.append({"intid": intid, "virq": desc.irq, "cpu": cpu, "what": what,
+                                   "victim": self._name(desc)})
+
+    # -- kernel events -----------------------------------------------------------------------------
 
     def _on_handler(self, desc: IrqDesc) -> None:
         intid = desc.levels()[-1].hwirq
         if not self._tracked(intid):
             return
-        self.seq += 1
+        seq = self._tick()
         self.totals["handled"] += 1
-        if self._write_seq.get(intid, -1) <= self._run_seq.get(intid, -1):
-            self._violate("spurious-handler-run", intid, self.kern.this_cpu,
-                          f"IRQ {desc.irq} ({_kind(intid)} {intid}) handled on "
-                          f"CPU{self.kern.this_cpu} "
-                          "with no write of its INTID since its previous run")
-        self._run_seq[intid] = self.seq
+        cause = self._cause.pop(intid, set())
+        cpu = self.kern.this_cpu
+        if not cause & {OWNED, EARLY}:
+            if FORMER in cause:
+                self._violate("spurious-handler-run", intid, cpu,
+                              f"IRQ {desc.irq} ({_kind(intid)} {intid}) handled on CPU{cpu} "
+                              "for a write by its INTID's previous owner: the write was still "
+                              "in flight when the INTID changed hands")
+            elif SPOOF in cause:
+                self._security(intid, desc, cpu, "its handler ran")
+            else:
+                self._violate("spurious-handler-run", intid, cpu,
+                              f"IRQ {desc.irq} ({_kind(intid)} {intid}) handled on CPU{cpu} "
+                              "with no write of its INTID by its device or the kernel that "
+                              "made it pending there since its allocation or its previous run")
+        self._hist[intid].ran = seq
 
     def _on_mbi_alloc(self, op: str, base: int, size: int) -> None:
         span = set(range(base, base + size))
@@ -201,11 +307,13 @@ class InvariantChecker:
                 self._violate("intid-allocated-twice", min(twice), None,
                               f"INTIDs {sorted(twice)[:8]} handed out while still allocated")
             self._allocated |= span
+            for intid in span:              # a new owner starts a new history
+                self._hist.pop(intid, None)
+                self._cause.pop(intid, None)
+            for key in [k for k in self._pend if k[0] in span]:
+                del self._pend[key]
         else:
             self._allocated -= span
-            for intid in span:              # a new owner starts a new history
-                self._write_seq.pop(intid, None)
-                self._run_seq.pop(intid, None)
 
     # -- the end-of-run check ---------------------------------------------------------------------
 
@@ -217,19 +325,17 @@ class InvariantChecker:
     def check(self) -> list[Violation]:
         """Report lost interrupts (call when the CPUs are idle); returns all violations."""
         reported = {(v.invariant, v.intid) for v in self.violations}
-        for intid, wseq in sorted(self._write_seq.items()):
-            if wseq <= self._run_seq.get(intid, -1) or intid not in self._allocated:
+        for intid, h in sorted(self._hist.items()):
+            if h.owed <= h.ran or intid not in self._allocated:
                 continue
-            virq = self._virq(intid)
-            desc = self.kern.irq_to_desc(virq) if virq is not None else None
+            desc = self._desc(intid)
             if desc is None or not self._enabled(desc):
                 continue
             if ("lost-interrupt", intid) in reported:
                 continue
             self._violate("lost-interrupt", intid, None,
-                          f"{_kind(intid)} {intid} (IRQ {virq}, {self._name(desc)}) was "
-                          "written but no "
-                          "handler ran after the write, although it is enabled")
+                          f"{_kind(intid)} {intid} (IRQ {desc.irq}, {self._name(desc)}) was "
+                          "written but no handler ran after the write, although it is enabled")
         self.totals["lost"] = sum(1 for v in self.violations if v.invariant == "lost-interrupt")
         self.totals["spurious"] = sum(1 for v in self.violations
                                       if v.invariant == "spurious-handler-run")
@@ -241,6 +347,8 @@ class InvariantChecker:
 
     def detach(self) -> None:
         self._sub.cancel()
-        self.plat.machine.bus.remove_dma_hook(self._on_dma)
+        bus = self.plat.machine.bus
+        bus.remove_dma_hook(self._on_issue)
+        bus.remove_landing_hook(self._on_land)
         if self._on_handler in self.kern.irq.handler_hooks:
             self.kern.irq.handler_hooks.remove(self._on_handler)

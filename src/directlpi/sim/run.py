@@ -1,10 +1,12 @@
 """Running a scenario on the default board, and its report (text and JSON).
 
 The JSON object follows DESIGN.md's contract: ``platform`` {cpus, msi_provider,
-lpi_id_bits, its}, ``irqs`` [{virq, hwirq, chip, device, vector, effective_cpu,
-msi {address, data}, counts}], ``totals`` {msis_written, handled, lost,
-spurious, coalesced}, ``violations`` [...], ``security`` {msi_isolation,
-spoofed_msis}; plus ``scenario``, ``steps`` and ``proc_interrupts``.
+lpi_id_bits, its}, ``irqs`` [{virq, hwirq (the MSI domain's number, as
+/proc/interrupts shows it), intid (the GIC's), chip, device, vector,
+effective_cpu, msi {address, data}, counts}], ``totals`` {msis_written, handled,
+lost, spurious, coalesced}, ``violations`` [...], ``security`` {msi_isolation,
+spoofed_msis, spoofs_reaching_a_handler}; plus ``scenario``, ``steps`` and
+``proc_interrupts``.
 """
 
 from __future__ import annotations
@@ -68,27 +70,31 @@ class ScenarioRun:
     """One run of a scenario: platform, kernel, drivers, checker, outcomes."""
 
     def __init__(self, scenario: Scenario, cpus: int | None = None,
-                 trace: TextIO | None = None, quirks: frozenset[str] = frozenset(),
-                 platform: Path | None = None) -> None:
+                 trace: TextIO | None = None, platform: Path | None = None,
+                 posted_writes: bool | None = None) -> None:
         """``platform``: a devicetree (``.dts``/``.dtb``) to run on instead of the default
         board; it then says how many CPUs there are (``cpus`` must be None) and what the
         silicon is (the scenario's ``lpi_id_bits`` applies unless its
-        ``directlpi,hardware-model`` node sets them)."""
+        ``directlpi,hardware-model`` node sets them).  ``posted_writes`` overrides the
+        scenario's ``[platform] posted_writes``."""
         self.scenario = scenario
+        board = scenario.platform
+        silicon: dict[str, Any] = {
+            "posted_writes": board.posted_writes if posted_writes is None else posted_writes,
+            "posted_seed": board.seed, "lpis_clearable": board.lpis_clearable}
         if platform is not None:
             if cpus is not None:
                 raise ScenarioError("--cpus and --platform conflict: the board file says how "
                                     "many CPUs there are")
             dt = load_board(platform)
-            hw = {} if "lpi_id_bits" in dt.hardware else {
-                "lpi_id_bits": scenario.platform.lpi_id_bits}
+            hw = {} if "lpi_id_bits" in dt.hardware else {"lpi_id_bits": board.lpi_id_bits}
             ncpus = len(dt.board.cpus)
             scenario.check_cpus(ncpus)
-            self.plat = Platform.from_board(dt, **hw)
+            self.plat = Platform.from_board(dt, **hw, **silicon)
         else:
-            ncpus = cpus if cpus is not None else scenario.platform.cpus
+            ncpus = cpus if cpus is not None else board.cpus
             scenario.check_cpus(ncpus)
-            self.plat = Platform.default(cpus=ncpus, lpi_id_bits=scenario.platform.lpi_id_bits)
+            self.plat = Platform.default(cpus=ncpus, lpi_id_bits=board.lpi_id_bits, **silicon)
         self.ncpus = ncpus
         self.drivers: dict[str, Driver] = {}
         for spec in scenario.devices:
@@ -100,7 +106,7 @@ class ScenarioRun:
             else:
                 dev = self.plat.add_platform_device(spec.name, spec.slots)
             self.drivers[spec.name] = Driver(spec.name, dev, spec)
-        self.kern: Kernel = self.plat.boot(dlpi_quirks=quirks)
+        self.kern: Kernel = self.plat.boot()
         if trace is not None:
             self._trace(trace)
         self.checker = InvariantChecker(self.plat)
@@ -132,6 +138,7 @@ class ScenarioRun:
 
             def write_msg(desc: MsiDesc, msg: MsiMsg, dev: PlatformMsiDevice = dev) -> None:
                 dev.program_slot(desc.msi_index, msg.address, msg.data)
+                dev.read_slot(desc.msi_index)      # read back: what it posted has landed
             first = k.platform_msi_domain_alloc_irqs(dev, len(dev.slots), write_msg)
             drv.virqs = list(range(first, first + len(dev.slots)))
         for i, virq in enumerate(drv.virqs):
@@ -272,7 +279,7 @@ class RunReport:
                     msi = None
                 eff = sorted(k.irq_get_effective_affinity(virq))
                 out.append({
-                    "virq": virq, "hwirq": levels[-1].hwirq,
+                    "virq": virq, "hwirq": desc.irq_data.hwirq, "intid": levels[-1].hwirq,
                     "chip": desc.irq_data.chip.name if desc.irq_data.chip else None,
                     "device": drv.name, "vector": i,
                     "effective_cpu": eff[0] if eff else None, "msi": msi,
@@ -296,6 +303,7 @@ class RunReport:
             "security": {
                 "msi_isolation": any(k.msi_isolated(d.device) for d in run.drivers.values()),
                 "spoofed_msis": [s.as_dict() for s in run.plat.spoofed_msis],
+                "spoofs_reaching_a_handler": list(run.checker.spoof_reached),
             },
             "steps": [{"index": o.index, "at": o.at, "do": o.what, "result": o.result}
                       for o in run.outcomes],
@@ -331,7 +339,10 @@ class RunReport:
         for s in sec["spoofed_msis"]:
             target = f"CPU{s['target_cpu']}" if s["target_cpu"] >= 0 else "GICD_SETSPI_NSR"
             out.append(f"  spoofed MSI: {s['master']} wrote {s['data']} to {s['address']:#x} "
-                       f"({target}): {s['reason']}")
+                       f"({target}), the INTID of {s['victim']}: {s['reason']}")
+        for r in sec["spoofs_reaching_a_handler"]:
+            out.append(f"  a spoofed MSI reached {r['victim']} (IRQ {r['virq']}) on "
+                       f"CPU{r['cpu']}: {r['what']}")
         if not sec["spoofed_msis"]:
             out.append("  no spoofed MSI seen")
         return "\n".join(out)

@@ -40,6 +40,12 @@ class _Strict(BaseModel):
 class PlatformSpec(_Strict):
     cpus: int = Field(8, ge=1, le=512)
     lpi_id_bits: int = Field(16, ge=14, le=24)
+    posted_writes: bool = False
+    """DMA writes (MSIs) held in the interconnect and landing later (PCIe ordering)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the order in which posted writes land among the PEs' activity."""
+    lpis_clearable: bool = False
+    """GICR_CTLR.CES = 1: EnableLPIs can be cleared (a dying CPU writes pending state back)."""
 
 
 class DriverSpec(_Strict):
