@@ -102,9 +102,9 @@ class Platform:
         self.pci_host = pci_host
         self.pci_devices: dict[str, PciFunction] = {}
         self.platform_devices: dict[str, PlatformMsiDevice] = {}
-        #: Every DMA write to a GICR_SETLPIR or GICD_SETSPI_NSR whose (address, data) the
-        #: writer was never programmed with: the isolation hole of Direct LPI (and of
-        #: MBIs), made visible (R6).
+        #: Every DMA write to a GICR_SETLPIR or GICD_SETSPI_NSR that was not a message its
+        #: writer was programmed to send when it wrote it, for an INTID it owned then: the
+        #: isolation hole of Direct LPI (and of MBIs), made visible (R6).
         self.spoofed_msis: list[SpoofedMsi] = []
         #: MSI doorbells: each RD's GICR_SETLPIR -> its CPU; GICD_SETSPI_NSR -> -1.
         self._doorbells = {machine.gicr_base(c) + GICR.SETLPIR.offset: c

@@ -131,15 +131,17 @@ def test_no_bus_mastering_no_msi() -> None:
     assert log == [] and fn.dropped == 1
 
 
-def test_programmed_messages_are_remembered_for_the_audit() -> None:
+def test_the_messages_it_sends_now_are_what_the_audit_asks_about() -> None:
     plat = Platform.default(cpus=2)
     fn = plat.add_pci_device(BDF, msi_vectors=2)
     msi = caps(plat, BDF)[0x05]
     ecam_w(plat, BDF, msi + 4, 0x80A_0040)
     ecam_w(plat, BDF, msi + 0xC, 0x2000, 2)
     ecam_w(plat, BDF, msi + 2, (1 << 4) | 1, 2)
-    assert fn.was_programmed_with(0x80A_0040, 0x2001)
-    assert not fn.was_programmed_with(0x80A_0040, 0x2002)
+    assert fn.sends(0x80A_0040, 0x2001)
+    assert not fn.sends(0x80A_0040, 0x2002)
+    ecam_w(plat, BDF, msi + 4, 0x80C_0040)                     # reprogrammed
+    assert not fn.sends(0x80A_0040, 0x2001)                    # the old one is not current
 
 
 @pytest.mark.parametrize("kwargs,needle", [

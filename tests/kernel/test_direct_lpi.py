@@ -351,15 +351,21 @@ def test_R11_config_change_is_table_then_invlpir_then_syncr(dflt: Any) -> None:
 
 
 def test_R11_plain_msi_only_gets_intids_below_65536() -> None:
+    """Every INTID below 65,536 taken: a plain-MSI function (16-bit data) gets ENOSPC
+    although INTIDs above are free -- an MSI-X function gets one of those.  (Without the
+    limit the allocation would succeed and the 16-bit Message Data write fail: EINVAL.)"""
     plat = Platform.default(cpus=2, lpi_id_bits=17)
     kern = plat.boot(lpi_id_bits=17)
-    assert kern.lpi is not None
-    filler = kern.lpi.alloc_lpis(32768)                   # take 8192..40959 ...
-    more = kern.lpi.alloc_lpis(16384)                     # ... and 40960..57343
-    msix = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 4, msix_vectors=4)
-    msi = Driver(plat, kern, "0000:00:02.0", PCI_IRQ_MSI, 4, msi_vectors=4)
-    assert all(msi.intid(i) < 65536 for i in range(4))
-    assert filler and more and msix.intid(0) >= 8192
+    assert kern.lpi is not None and kern.lpi.allocator is not None
+    for size in (8192, 16384, 32768):             # 8192..65535 all taken
+        kern.lpi.alloc_lpis(size)
+    assert kern.lpi.allocator.free_ranges() == [(65536, 131072)]
+    fn = plat.add_pci_device("0000:00:01.0", msi_vectors=1)
+    with pytest.raises(KernelError) as exc:
+        kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSI)
+    assert exc.value.errno == errno.ENOSPC
+    msix = Driver(plat, kern, "0000:00:02.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    assert msix.intid(0) >= 65536
 
 
 def test_R11_32_bit_function_only_targets_rds_below_4_gib() -> None:

@@ -3,8 +3,8 @@
 A device sends an MSI as a 4-byte DMA write with itself as the bus master.  It
 can say which (address, data) pairs it is programmed to send *now*
 (:meth:`MsiMaster.sends`), so that the platform can tell a genuine MSI from a
-spoofed one (R6); it also still remembers every pair it was ever programmed
-with (``programmed``, :meth:`MsiMaster.was_programmed_with`).
+spoofed one (R6): a pair it was programmed with before and no longer is counts
+as spoofed (a replay).
 
 With posted writes (PCIe ordering), a device's MSIs may still be in flight on
 the bus; a read that completes from the device lands them first.  ``flush`` is
@@ -30,8 +30,6 @@ class MsiMaster:
         self.flush: Callable[[], None] | None = None
         #: Whether the device may master the bus now (PCI: Command.BME).
         self._master = True
-        #: (address, data) pairs the device was ever programmed with.
-        self.programmed: set[tuple[int, int]] = set()
         #: MSIs the device could not send (not programmed, no mechanism, no bus mastering).
         self.dropped = 0
         #: MSIs sent on the bus.
@@ -64,7 +62,3 @@ class MsiMaster:
         mechanism holds, is not one.  A master with no MSI mechanism sends none.
         """
         return False
-
-    def was_programmed_with(self, address: int, data: int) -> bool:
-        """Whether (address, data) was ever a message this device was programmed to send."""
-        return (address, data) in self.programmed

@@ -28,7 +28,7 @@ flush, as Linux does: ``__pci_write_msi_msg`` reads the MSI-X entry back and
 
 The function can say which (address, data) pairs it is programmed to send now
 (:meth:`PciFunction.sends`), so that the platform can tell a genuine MSI from a
-spoofed one; it also remembers every pair it was ever programmed with.
+spoofed one.
 """
 
 from __future__ import annotations
@@ -245,7 +245,6 @@ class PciFunction(MsiMaster):
         self._refresh()
         self.bar0_base = self._get(PCI_BASE_ADDRESS_0, 4) & 0xFFFFFFF0
         if self.msi_vectors:
-            self._remember_msi()
             self._flush_msi_pending()
         if self.msix_vectors:
             self._flush_msix_pending()
@@ -275,12 +274,6 @@ class PciFunction(MsiMaster):
         lo = self._get(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO, 4)
         hi = self._get(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_HI, 4) if self.msi_64bit else 0
         return hi << 32 | lo, self._get(self._msi_data_off, 2)
-
-    def _remember_msi(self) -> None:
-        addr, data = self._msi_regs()
-        n = self.msi_enabled_vectors
-        for i in range(n):
-            self.programmed.add((addr, (data & ~(n - 1)) | i))
 
     def _entry_get(self, i: int, field: int) -> int:
         off = i * PCI_MSIX_ENTRY_SIZE + field
@@ -410,7 +403,6 @@ class PciFunction(MsiMaster):
         self._entry_put(entry, field & ~3, new)
         if field & ~3 != PCI_MSIX_ENTRY_VECTOR_CTRL:
             self._msix_msg[entry] = self.msi_message_entry(entry)
-            self.programmed.add(self._msix_msg[entry])
         else:
             self._msix_vmask[entry] = bool(new & PCI_MSIX_ENTRY_CTRL_MASKBIT)
             self._flush_msix_pending()

@@ -36,8 +36,6 @@ class PlatformMsiDevice(MsiMaster):
         """What the driver's write-message callback does: store a slot's message."""
         self._check(i)
         self.slots[i] = (address, data)
-        if address:
-            self.programmed.add((address, data))
 
     def msi_message(self, i: int) -> tuple[int, int]:
         self._check(i)

@@ -54,6 +54,10 @@ MSI_FLAG_ACTIVATE_EARLY = 1 << 4
 MSI_FLAG_MULTI_PCI_MSI = 1 << 16
 MSI_FLAG_PCI_MSIX = 1 << 17
 MSI_FLAG_LEVEL_CAPABLE = 1 << 18
+MSI_FLAG_MULTI_MSI_ONE_TARGET = 1 << 24
+"""Not a Linux flag: what a Direct LPI v2 patch would ask the PCI/MSI core for.  The
+domain's message address names the target, so a MultiMSI block's vectors share one
+target and the core must give them one affinity (not a spread of masks)."""
 
 
 @dataclass

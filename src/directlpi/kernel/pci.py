@@ -73,6 +73,7 @@ from directlpi.kernel.irq.domain import (
     irq_domain_deactivate_irq,
 )
 from directlpi.kernel.msi import (
+    MSI_FLAG_MULTI_MSI_ONE_TARGET,
     MSI_FLAG_MULTI_PCI_MSI,
     MSI_FLAG_PCI_MSIX,
     MsiAllocInfo,
@@ -347,17 +348,24 @@ class PciSubsystem:
                     raise
                 nvec -= 1
 
-    def _affinity(self, nvec: int, affd: IrqAffinity | None, one_target: bool
+    def _affinity(self, dev: PciDev, nvec: int, affd: IrqAffinity | None, one_target: bool
                   ) -> list[IrqAffinityDesc] | None:
+        """``irq_create_affinity_masks`` for the vectors -- per vector, as Linux, unless the
+        MSI domain says a MultiMSI block has one target (its message address names it):
+        then the block gets one managed mask, and none at all if the driver asked for
+        pre/post vectors, which Linux never manages (one target cannot be both)."""
         if affd is None:
             return None
         core = self.k.irq
-        if one_target:
-            # A MultiMSI block has one target: every vector gets the same managed mask.
-            (mask,) = irq_create_affinity_masks(1, IrqAffinity(), core.possible,
-                                                core.default_affinity)
-            return [mask] * nvec
-        return irq_create_affinity_masks(nvec, affd, core.possible, core.default_affinity)
+        if not one_target:
+            return irq_create_affinity_masks(nvec, affd, core.possible, core.default_affinity)
+        if affd.pre_vectors or affd.post_vectors:
+            self.k.log.info(f"pci {dev.bdf}: a MultiMSI block has one target: with pre/post "
+                            "vectors, none of its vectors is managed")
+            return [IrqAffinityDesc(core.default_affinity)] * nvec
+        (mask,) = irq_create_affinity_masks(1, IrqAffinity(), core.possible,
+                                            core.default_affinity)
+        return [mask] * nvec
 
     def _msi_init(self, dev: PciDev, domain: MsiDomain, nvec: int,
                   affd: IrqAffinity | None) -> None:
@@ -372,7 +380,9 @@ class PciSubsystem:
         info = MsiAllocInfo(dev.bdf, nvec, [desc], multi_msi=True, data_limit=1 << 16,
                             address_limit=None if desc.is_64 else 1 << 32,
                             hwirq_base=dev.dev_id << 11)
-        self._alloc_and_activate(dev, domain, nvec, info, self._affinity(nvec, affd, True))
+        one_target = bool(domain.info.flags & MSI_FLAG_MULTI_MSI_ONE_TARGET)
+        self._alloc_and_activate(dev, domain, nvec, info,
+                                 self._affinity(dev, nvec, affd, one_target))
         self.write(dev, cap + PCI_MSI_FLAGS, self.read(dev, cap + PCI_MSI_FLAGS, 2)
                    | PCI_MSI_FLAGS_ENABLE, 2)
         self.write(dev, PCI_COMMAND, self.read(dev, PCI_COMMAND, 2) | PCI_COMMAND_INTX_DISABLE, 2)
@@ -395,7 +405,8 @@ class PciSubsystem:
                               PCI_MSIX_ENTRY_CTRL_MASKBIT, 4)
         info = MsiAllocInfo(dev.bdf, nvec, descs, hwirq_base=dev.dev_id << 11)
         try:
-            self._alloc_and_activate(dev, domain, nvec, info, self._affinity(nvec, affd, False))
+            self._alloc_and_activate(dev, domain, nvec, info,
+                                     self._affinity(dev, nvec, affd, False))
         except KernelError:
             self.write(dev, cap + PCI_MSIX_FLAGS, ctrl, 2)
             raise

@@ -78,6 +78,7 @@ from directlpi.kernel.irq.domain import (
 from directlpi.kernel.irqchip.gic_v3 import GIC_IRQ_TYPE_LPI
 from directlpi.kernel.irqchip.lpi_range import order_of
 from directlpi.kernel.msi import (
+    MSI_FLAG_MULTI_MSI_ONE_TARGET,
     MSI_FLAG_MULTI_PCI_MSI,
     MSI_FLAG_PCI_MSIX,
     MSI_FLAG_USE_DEF_CHIP_OPS,
@@ -138,7 +139,7 @@ class DirectLpi:
         pci_chip = kernel.pci.msi_chip("DLPI-MSI", msi_domain_set_affinity,
                                        IRQCHIP_AFFINITY_PRE_STARTUP)
         flags = (MSI_FLAG_USE_DEF_DOM_OPS | MSI_FLAG_USE_DEF_CHIP_OPS | MSI_FLAG_PCI_MSIX
-                 | MSI_FLAG_MULTI_PCI_MSI)
+                 | MSI_FLAG_MULTI_PCI_MSI | MSI_FLAG_MULTI_MSI_ONE_TARGET)
         self.pci = MsiDomain(kernel.irq, "DLPI-PCI-MSI", fwnode, MsiDomainInfo(flags, pci_chip),
                              self.nexus, DomainBusToken.PCI_MSI)
         pmsi_chip = platform_msi_chip("DLPI-PMSI", msi_domain_set_affinity,
