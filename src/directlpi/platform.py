@@ -73,11 +73,8 @@ class _Processors:
         self._gic = plat.machine.gic
         self._cpuifs = plat.machine.gic.cpuifs
 
-    def read_sysreg(self, cpu: int, name: str) -> int:
-        return self._cpuifs[cpu].read_sysreg(name)
-
-    def write_sysreg(self, cpu: int, name: str, value: int) -> None:
-        self._cpuifs[cpu].write_sysreg(name, value)
+    def sysreg_port(self, cpu: int) -> CPUInterface:
+        return self._cpuifs[cpu]
 
     def execute_on(self, cpu: int | None) -> int | None:
         gic = self._gic
@@ -376,7 +373,7 @@ class Platform:
         asserted (a self-check of the model's wake-up bookkeeping).
         """
         k = self._running()
-        taken = self._run(max_rounds)
+        taken = self._run(max_rounds, kernel=k)
         if verify:
             cpuifs = self.machine.gic.cpuifs
             stuck = [c for c in sorted(k.irq.online)
@@ -386,31 +383,37 @@ class Platform:
                                      "the run loop was never told about", errno.EIO)
         return taken
 
-    def _run(self, max_rounds: int = 1_000_000, done: Callable[[], bool] | None = None) -> int:
+    def _run(self, max_rounds: int = 1_000_000, done: Callable[[], bool] | None = None,
+             kernel: Kernel | None = None) -> int:
         """The run loop (also what a CPU spinning in the kernel lets happen, until ``done``)."""
-        k = self._running()
+        k = kernel or self._running()
         gic = self.machine.gic
         kicked = gic.kicked
         cpuifs = gic.cpuifs
         bus = self.machine.bus
         rng = self._rng
+        online = k.irq.online
+        frames = k.ctx.frames
+        resend = k.irq.resend_queue
+        work = k.workqueue
         busy: set[int] = set()          # PEs running kernel code with interrupts off
         taken = 0
         try:
             while done is None or not done():
-                if k.irq.resend_queue:
+                if resend:
                     k.run_softirqs()
                     continue
-                if k.workqueue and not k.ctx.frames:
+                if work and not frames:
                     k.run_work()
                     continue
                 posted = bus.posted_pending
                 if kicked and not (posted and rng.random() < 0.5):
                     cpu = min(kicked)
                     kicked.discard(cpu)
-                    if not k.cpu_can_take_interrupt(cpu):
-                        if cpu in k.irq.online:
-                            busy.add(cpu)
+                    if cpu not in online:
+                        continue
+                    if frames and not k.ctx.can_take_interrupt(cpu):
+                        busy.add(cpu)
                         continue
                     if cpuifs[cpu].irq_pending():
                         k.handle_irq(cpu)
@@ -427,7 +430,8 @@ class Platform:
                     continue
                 break
         finally:
-            kicked.update(busy)
+            if busy:
+                kicked.update(busy)
         return taken
 
     # -- devices --------------------------------------------------------------------------------
@@ -485,18 +489,21 @@ class Platform:
         issued -- the grace is its time in flight; a replay of an old message, a pair it
         never held, or its message for an INTID that has changed hands, is not.
         """
-        dev = self.device(master)
+        dev = self.pci_devices.get(master) or self.platform_devices.get(master)
         if dev is None:
             return "unknown bus master"
         if not dev.sends(addr, value):
             return "not a message this device is programmed to send now"
-        cpu = self._doorbells.get(addr, -1)
-        desc = self._owner_desc(value & 0xFFFFFFFF, cpu)
-        msi = desc.irq_data.common.msi_desc if desc is not None else None
-        owner = getattr(msi.dev, "bdf", msi.dev) if msi is not None else None
-        if owner != master:
-            return "names an INTID this device does not own"
-        return None
+        k = self.kernel
+        dom = k.gic.domain if k is not None else None
+        if dom is not None and k is not None:
+            virq = dom.revmap.get(value & 0xFFFFFFFF if self._doorbells.get(addr, -1) >= 0
+                                  else value & 0x1FFF)
+            desc = k.irq.descs.get(virq) if virq is not None else None
+            msi = desc.irq_data.common.msi_desc if desc is not None else None
+            if msi is not None and getattr(msi.dev, "bdf", msi.dev) == master:
+                return None
+        return "names an INTID this device does not own"
 
     def device(self, master: str) -> PciFunction | PlatformMsiDevice | None:
         """The MSI-capable device that masters the bus as ``master``, if any."""

@@ -66,9 +66,25 @@ def _without(hooks: tuple[DmaHook, ...], hook: DmaHook) -> tuple[DmaHook, ...]:
 class Bus:
     """Physical address decoder shared by CPUs and devices."""
 
-    __slots__ = ("_busy", "_devwindows", "_dma_hooks", "_frames", "_hub", "_inflight",
-                 "_landing", "_landing_hooks", "_memory", "_mid", "_now_hooks", "_on",
-                 "_posted", "_queues", "_ram", "_rng", "_windows")
+    __slots__ = (
+        "_busy",
+        "_devwindows",
+        "_dma_hooks",
+        "_frames",
+        "_hub",
+        "_landing",
+        "_landing_hooks",
+        "_memory",
+        "_mid",
+        "_now_hooks",
+        "_on",
+        "_posted",
+        "_queues",
+        "_ram",
+        "_rng",
+        "_windows",
+        "posted_pending",
+    )
 
     def __init__(self, memory: PhysicalMemory, hub: EventHub,
                  ram: Sequence[tuple[int, int]], *, posted: bool = False,
@@ -97,7 +113,8 @@ class Bus:
         #: Masters with at least one write in flight, in the order they got their first
         #: one (so that the seeded choice among them is reproducible).
         self._busy: list[str] = []
-        self._inflight = 0
+        #: How many posted DMA writes are in flight (issued, not landed yet).
+        self.posted_pending = 0
         #: Set by _land_next for the one write() call that lands a queued write (it is
         #: consumed there, so a write the landing causes is issued and posted as usual).
         self._landing = False
@@ -159,7 +176,11 @@ class Bus:
         return self._frames.get(addr >> FRAME_SHIFT)
 
     def is_ram(self, addr: int, size: int = 1) -> bool:
-        return any(start <= addr and addr + size <= end for start, end in self._ram)
+        # A loop, not any() over a generator: this is on every RAM and window access.
+        for start, end in self._ram:  # noqa: SIM110
+            if start <= addr and addr + size <= end:
+                return True
+        return False
 
     # -- the two entry points ---------------------------------------------------
 
@@ -234,13 +255,13 @@ class Bus:
         if not queue:
             self._busy.append(master)
         queue.append((addr, value, size))
-        self._inflight += 1
+        self.posted_pending += 1
 
     def _land_next(self, master: str) -> None:
         """Land ``master``'s oldest write in flight (the queue must not be empty)."""
         queue = self._queues[master]
         addr, value, size = queue.popleft()
-        self._inflight -= 1
+        self.posted_pending -= 1
         if not queue:
             self._busy.remove(master)
         self._landing = True
@@ -250,11 +271,6 @@ class Bus:
         finally:
             self._landing = False
             self._mid.pop()
-
-    @property
-    def posted_pending(self) -> int:
-        """How many posted DMA writes are in flight (issued, not landed yet)."""
-        return self._inflight
 
     def deliver_one(self) -> bool:
         """Land the oldest write of one master, chosen uniformly at random (seeded) among

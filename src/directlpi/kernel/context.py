@@ -32,8 +32,6 @@ that made the call (Linux would WARN, splat or hang), never an API failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import Enum
 
 from directlpi.kernel.errors import KernelBug
@@ -96,15 +94,15 @@ class Frame:
 class ExecContext:
     """The stack of frames of one kernel, and its lock checks.
 
-    ``on_switch(cpu)`` is called whenever the running CPU changes (the kernel
-    keeps ``IrqCore.this_cpu`` in step); the hardware side is the platform's.
+    :attr:`cpu` is the CPU the innermost frame runs on (meaningful while a frame
+    exists); which PE the hardware executes is the platform's business.
     """
 
-    __slots__ = ("_hardirq", "_on_switch", "frames")
+    __slots__ = ("_hardirq", "cpu", "frames")
 
-    def __init__(self, ncpus: int, on_switch: Callable[[int], None]) -> None:
+    def __init__(self, ncpus: int) -> None:
         self.frames: list[Frame] = []
-        self._on_switch = on_switch
+        self.cpu = 0
         #: One hard-irq frame per CPU, reused: a CPU takes no interrupt while in one.
         self._hardirq = [Frame(c, Kind.HARDIRQ, True) for c in range(ncpus)]
 
@@ -114,9 +112,8 @@ class ExecContext:
 
     # -- frames -------------------------------------------------------------------------
 
-    @contextmanager
-    def running(self, cpu: int, kind: Kind, irqs_off: bool = False) -> Iterator[Frame]:
-        """Code of ``kind`` runs on ``cpu`` for the body of the ``with``."""
+    def enter(self, cpu: int, kind: Kind, irqs_off: bool = False) -> Frame:
+        """Code of ``kind`` starts running on ``cpu``; pair with :meth:`leave`."""
         if kind is Kind.HARDIRQ:
             frame = self._hardirq[cpu]
             if frame in self.frames:
@@ -125,26 +122,27 @@ class ExecContext:
         else:
             frame = Frame(cpu, kind, irqs_off)
         self.frames.append(frame)
-        self._on_switch(cpu)
-        try:
-            yield frame
-        except BaseException:
-            self._leave(frame, unwinding=True)
-            raise
-        self._leave(frame, unwinding=False)
+        self.cpu = cpu
+        return frame
 
-    def _leave(self, frame: Frame, unwinding: bool) -> None:
-        self.frames.pop()
-        held = ", ".join(lk.name for lk in frame.locks)
-        for lk in frame.locks:
-            lk.owner = None
-        frame.locks.clear()
-        if self.frames:
-            self._on_switch(self.frames[-1].cpu)
-        # Unwinding after an error (which propagates) releases the locks; returning
-        # normally with a lock still held is a bug of the code that ran.
-        if held and not unwinding:
-            raise KernelBug(f"CPU{frame.cpu} left {frame.kind.value} still holding {held}")
+    def leave(self, frame: Frame, unwinding: bool = False) -> None:
+        """That code is done.  Returning normally with a lock still held is a bug of the
+        code that ran; unwinding after an error (which propagates) releases them."""
+        frames = self.frames
+        frames.pop()
+        if frames:
+            self.cpu = frames[-1].cpu
+        if frame.locks:
+            held = ", ".join(lk.name for lk in frame.locks)
+            for lk in frame.locks:
+                lk.owner = None
+            frame.locks.clear()
+            if not unwinding:
+                raise KernelBug(f"CPU{frame.cpu} left {frame.kind.value} still holding {held}")
+
+    def running(self, cpu: int, kind: Kind, irqs_off: bool = False) -> _Running:
+        """Code of ``kind`` runs on ``cpu`` for the body of the ``with``."""
+        return _Running(self, cpu, kind, irqs_off)
 
     def frame_of(self, cpu: int) -> Frame | None:
         """The innermost frame running on ``cpu`` (None: nothing runs there now)."""
@@ -159,16 +157,9 @@ class ExecContext:
         f = self.frame_of(cpu)
         return f is None or (f.kind is Kind.PROCESS and not f.irqs_off and not f.locks)
 
-    @contextmanager
-    def irqs_disabled(self) -> Iterator[None]:
+    def irqs_disabled(self) -> _IrqsOff:
         """``local_irq_save`` / ``local_irq_restore`` around the body."""
-        f = self._frame("local_irq_save")
-        prev = f.irqs_off
-        f.irqs_off = True
-        try:
-            yield
-        finally:
-            f.irqs_off = prev
+        return _IrqsOff(self._frame("local_irq_save"))
 
     def _frame(self, what: str) -> Frame:
         f = self.current
@@ -199,7 +190,15 @@ class ExecContext:
 
     def lock(self, lk: SpinLock) -> None:
         """``raw_spin_lock_irqsave``: take ``lk`` on the running CPU."""
-        f = self._frame(f"spin_lock({lk.name})")
+        frames = self.frames
+        f = frames[-1] if frames else self._frame(f"spin_lock({lk.name})")
+        locks = f.locks
+        if lk.owner is not None or (locks and locks[-1].rank >= lk.rank):
+            self._refuse(lk, f)
+        lk.owner = f
+        locks.append(lk)
+
+    def _refuse(self, lk: SpinLock, f: Frame) -> None:
         owner = lk.owner
         if owner is not None:
             if owner.cpu == f.cpu:
@@ -207,41 +206,85 @@ class ExecContext:
                                 "held by this CPU (deadlock)")
             raise KernelBug(f"CPU{f.cpu} spins forever on {lk.name}: CPU{owner.cpu} holds it "
                             f"and cannot run until CPU{f.cpu} is done (deadlock)")
-        if f.locks and f.locks[-1].rank >= lk.rank:
-            top = f.locks[-1]
-            what = ("the same lock class" if top.rank == lk.rank
-                    else "a lock that must be taken first")
-            raise KernelBug(f"possible deadlock (lock order): CPU{f.cpu} takes {lk.name} while "
-                            f"holding {top.name}, {what}; the order is desc->lock, then "
-                            "rd_lock")
-        lk.owner = f
-        f.locks.append(lk)
+        top = f.locks[-1]
+        what = ("the same lock class" if top.rank == lk.rank
+                else "a lock that must be taken first")
+        raise KernelBug(f"possible deadlock (lock order): CPU{f.cpu} takes {lk.name} while "
+                        f"holding {top.name}, {what}; the order is desc->lock, then rd_lock")
 
     def unlock(self, lk: SpinLock) -> None:
         f = lk.owner
-        if f is None or f is not self.current:
+        frames = self.frames
+        if f is None or not frames or f is not frames[-1]:
             raise KernelBug(f"unlock of {lk.name}, which the running CPU does not hold")
         lk.owner = None
-        if f.locks[-1] is lk:
-            f.locks.pop()
+        locks = f.locks
+        if locks[-1] is lk:
+            locks.pop()
         else:
-            f.locks.remove(lk)
+            locks.remove(lk)
 
-    @contextmanager
-    def locked(self, lk: SpinLock) -> Iterator[None]:
-        self.lock(lk)
-        try:
-            yield
-        finally:
-            if lk.owner is not None:
-                self.unlock(lk)
+    def locked(self, lk: SpinLock) -> _Locked:
+        """``with ctx.locked(desc.lock):`` -- lock, and unlock however the body ends."""
+        return _Locked(self, lk)
 
-    @contextmanager
-    def unlocked(self, lk: SpinLock) -> Iterator[None]:
+    def unlocked(self, lk: SpinLock) -> _Unlocked:
         """Drop a held lock for the body (``raw_spin_unlock`` ... ``raw_spin_lock``)."""
-        self.unlock(lk)
-        try:
-            yield
-        finally:
-            self.lock(lk)
+        return _Unlocked(self, lk)
 
+
+# Context managers as small classes: these sit on per-interrupt and per-call paths,
+# where a generator-based @contextmanager costs several times more.
+
+class _Running:
+    __slots__ = ("_args", "_ctx", "_frame")
+
+    def __init__(self, ctx: ExecContext, cpu: int, kind: Kind, irqs_off: bool) -> None:
+        self._ctx = ctx
+        self._args = (cpu, kind, irqs_off)
+
+    def __enter__(self) -> Frame:
+        self._frame = self._ctx.enter(*self._args)
+        return self._frame
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._ctx.leave(self._frame, unwinding=exc_type is not None)
+
+
+class _Locked:
+    __slots__ = ("_ctx", "_lk")
+
+    def __init__(self, ctx: ExecContext, lk: SpinLock) -> None:
+        self._ctx = ctx
+        self._lk = lk
+
+    def __enter__(self) -> None:
+        self._ctx.lock(self._lk)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._lk.owner is not None:
+            self._ctx.unlock(self._lk)
+
+
+class _Unlocked(_Locked):
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        self._ctx.unlock(self._lk)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._ctx.lock(self._lk)
+
+
+class _IrqsOff:
+    __slots__ = ("_f", "_prev")
+
+    def __init__(self, f: Frame) -> None:
+        self._f = f
+
+    def __enter__(self) -> None:
+        self._prev = self._f.irqs_off
+        self._f.irqs_off = True
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._f.irqs_off = self._prev

@@ -45,11 +45,18 @@ from directlpi.kernel.printk import Log
 from directlpi.kernel.smp import Smp
 
 
+class SysregAccess(Protocol):
+    """One PE's system registers, as an instruction executed on it reaches them."""
+
+    def read_sysreg(self, name: str) -> int: ...
+    def write_sysreg(self, name: str, value: int) -> None: ...
+
+
 class PeAccess(Protocol):
     """What the machine offers the kernel: its PEs, as software sees them.
 
-    ``read_sysreg(cpu, name)`` is an ``MRS`` executed by PE ``cpu`` (the hardware
-    refuses it unless that PE is the one executing); ``execute_on(cpu)`` makes PE
+    ``sysreg_port(cpu).read_sysreg(name)`` is an ``MRS`` executed by PE ``cpu`` (the
+    hardware refuses it unless that PE is the one executing); ``execute_on(cpu)`` makes PE
     ``cpu`` the one executing and returns the one that was (the platform's scheduler:
     the kernel only calls it where Linux code starts running on a PE -- an exception
     entry, a secondary CPU starting, the hotplug stopper, the calling task);
@@ -57,8 +64,7 @@ class PeAccess(Protocol):
     until ``done()`` or nothing more can happen, and says whether ``done()`` holds.
     """
 
-    def read_sysreg(self, cpu: int, name: str) -> int: ...
-    def write_sysreg(self, cpu: int, name: str, value: int) -> None: ...
+    def sysreg_port(self, cpu: int) -> SysregAccess: ...
     def execute_on(self, cpu: int | None) -> int | None: ...
     def run_until(self, done: Callable[[], bool]) -> bool: ...
 
@@ -96,13 +102,25 @@ def syscall(*, sleeps: bool) -> Callable[[Callable[Concatenate[Kernel, P], R]],
         name = fn.__name__
 
         def entry(self: Kernel, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            if self.ctx.frames:
+            ctx = self.ctx
+            if ctx.frames:
                 if sleeps:
-                    self.ctx.might_sleep(name)
+                    ctx.might_sleep(name)
                 return fn(self, *args, **kwargs)
-            with self.running_on(self.task_cpu, Kind.PROCESS):
+            cpu = self.task_cpu
+            pes = self._pes
+            prev = pes.execute_on(cpu)
+            frame = ctx.enter(cpu, Kind.PROCESS)
+            try:
                 result = fn(self, *args, **kwargs)
-                self.run_work()
+                if self.workqueue:
+                    self.run_work()
+            except BaseException:
+                ctx.leave(frame, unwinding=True)
+                raise
+            finally:
+                pes.execute_on(prev)
+            ctx.leave(frame)
             return result
         functools.update_wrapper(entry, fn)
         return entry
@@ -121,8 +139,11 @@ class Kernel:
         self._clean_poc = getattr(ram, "clean", None)
         self._inval_poc = getattr(ram, "invalidate", None)
         self._pes = pes
+        ports = [pes.sysreg_port(c) for c in range(len(board.cpus))]
+        self._mrs = [p.read_sysreg for p in ports]
+        self._msr = [p.write_sysreg for p in ports]
         self.log = Log()
-        self.ctx = ExecContext(len(board.cpus), self._switched)
+        self.ctx = ExecContext(len(board.cpus))
         self.irq = IrqCore(self.log, len(board.cpus), self.ctx)
         self.boot_cpu = self.params.boot_cpu
         #: The CPU a caller from outside the kernel runs on (its task's CPU).
@@ -152,14 +173,10 @@ class Kernel:
 
     # -- where code runs ------------------------------------------------------------------------
 
-    def _switched(self, cpu: int) -> None:
-        self.irq.this_cpu = cpu
-
     @property
     def this_cpu(self) -> int:
         """The CPU the running kernel code is on (the task's CPU outside the kernel)."""
-        f = self.ctx.current
-        return f.cpu if f is not None else self.task_cpu
+        return self.ctx.cpu if self.ctx.frames else self.task_cpu
 
     @contextmanager
     def running_on(self, cpu: int, kind: Kind, irqs_off: bool = False) -> Iterator[None]:
@@ -172,6 +189,12 @@ class Kernel:
                 yield
         finally:
             self._pes.execute_on(prev)
+
+    def cpu_can_take_interrupt(self, cpu: int) -> bool:
+        """Whether PE ``cpu`` could take an IRQ exception now (it is online and not
+        running kernel code with interrupts off)."""
+        return cpu in self.irq.online and (not self.ctx.frames
+                                           or self.ctx.can_take_interrupt(cpu))
 
     @contextmanager
     def task_on_cpu(self, cpu: int) -> Iterator[None]:
@@ -209,11 +232,6 @@ class Kernel:
             queue.popleft()()
         return True
 
-    def cpu_can_take_interrupt(self, cpu: int) -> bool:
-        """Whether PE ``cpu`` could take an IRQ exception now (it is online and not
-        running kernel code with interrupts off)."""
-        return cpu in self.irq.online and self.ctx.can_take_interrupt(cpu)
-
     # -- hardware access as software does it ---------------------------------------------------
 
     def readl(self, addr: int) -> int:
@@ -236,10 +254,10 @@ class Kernel:
 
     def read_sysreg(self, name: str) -> int:
         """``MRS`` on the CPU this code runs on (no other PE's registers can be named)."""
-        return self._pes.read_sysreg(self.this_cpu, name)
+        return self._mrs[self.ctx.cpu if self.ctx.frames else self.task_cpu](name)
 
     def write_sysreg(self, name: str, value: int) -> None:
-        self._pes.write_sysreg(self.this_cpu, name, value)
+        self._msr[self.ctx.cpu if self.ctx.frames else self.task_cpu](name, value)
 
     def dcache_clean_poc(self, addr: int, size: int) -> None:
         """``DC CVAC`` over a range (``gic_flush_dcache_to_poc``): what the CPU wrote
@@ -331,12 +349,17 @@ class Kernel:
     def handle_irq(self, cpu: int) -> None:
         """An IRQ exception taken on ``cpu``: ``gic_handle_irq`` in hard-irq context."""
         pes = self._pes
+        ctx = self.ctx
         prev = pes.execute_on(cpu)
+        frame = ctx.enter(cpu, Kind.HARDIRQ)
         try:
-            with self.ctx.running(cpu, Kind.HARDIRQ):
-                self.gic.handle_irq()
+            self.gic.handle_irq()
+        except BaseException:
+            ctx.leave(frame, unwinding=True)
+            raise
         finally:
             pes.execute_on(prev)
+        ctx.leave(frame)
 
     def run_softirqs(self) -> bool:
         """Run queued software resends (the resend tasklet: the flow handler with

@@ -68,6 +68,8 @@ class PhysAllocator:
 
     def free(self, pa: int) -> None:
         size = self.allocated.pop(pa)
+        if (pa, size) in self.persistent:         # no longer in use: nothing to hand over
+            self.persistent.remove((pa, size))
         self._free.append((pa, pa + size))
         self._free.sort()
         merged: list[tuple[int, int]] = []
@@ -84,4 +86,5 @@ class PhysAllocator:
 
     def reserve_persistent(self, base: int, size: int) -> None:
         """``gic_reserve_range``: ask the next (kexec'd) kernel to keep this range."""
-        self.persistent.append((base, size))
+        if (base, size) not in self.persistent:
+            self.persistent.append((base, size))

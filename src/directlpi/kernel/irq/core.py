@@ -62,10 +62,13 @@ class IrqCore:
         self.resend_queue: deque[IrqDesc] = deque()
         #: Interrupts nobody could handle (the "Err:" line of /proc/interrupts).
         self.spurious_count = 0
-        #: CPU the core believes it runs on (set by the kernel around every entry).
-        self.this_cpu = 0
         #: Called with the descriptor before its handlers run (observers; empty: free).
         self.handler_hooks: list[Callable[[IrqDesc], None]] = []
+
+    @property
+    def this_cpu(self) -> int:
+        """The CPU the running kernel code is on."""
+        return self.ctx.cpu
 
     @property
     def online_mask(self) -> Cpumask:

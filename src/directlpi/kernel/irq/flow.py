@@ -244,7 +244,7 @@ def handle_fasteoi_irq(desc: IrqDesc) -> None:
     assert chip is not None
     ctx = desc.core.ctx
     lock = desc.lock
-    ctx.lock(lock)
+    ctx.lock(lock)                              # raw_spin_lock(&desc->lock)
     try:
         state = d.common.state
         if state & IRQD_IRQ_INPROGRESS:                       # !irq_can_handle_pm()
@@ -262,7 +262,7 @@ def handle_fasteoi_irq(desc: IrqDesc) -> None:
                 assert chip.irq_eoi is not None
                 chip.irq_eoi(d)
             return
-        desc.kstat[desc.core.this_cpu] += 1
+        desc.kstat[desc.core.ctx.cpu] += 1
         handle_irq_event(desc)
         assert chip.irq_eoi is not None
         chip.irq_eoi(d)
@@ -279,7 +279,7 @@ def handle_percpu_devid_irq(desc: IrqDesc) -> None:
     d = desc.irq_data
     chip = d.chip
     assert chip is not None
-    desc.kstat[desc.core.this_cpu] += 1
+    desc.kstat[desc.core.ctx.cpu] += 1
     hooks = desc.core.handler_hooks
     if hooks:
         for hook in hooks:
