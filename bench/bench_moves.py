@@ -19,7 +19,8 @@ The alternatives are driver variants defined here, outside the driver:
 
 Keys: ``move_mmio_accesses`` (a move between two RDs the LPI already knows),
 ``move_mmio_accesses_new_rd`` (to an RD it never targeted: one GICR_INVLPIR more),
-``move_mmio_accesses_v1_probe``, ``move_mmio_accesses_blind_carry``,
+``move_mmio_accesses_v1_probe`` (``_pending``: when there was something to carry),
+``move_mmio_accesses_blind_carry``,
 ``move_time_ratio_v1_probe``, ``move_time_ratio_blind_carry``,
 ``mask_unmask_mmio_accesses`` (with 1 and 3 RDs holding the LPI),
 ``offline_mmio_accesses_ces`` / ``_no_ces`` and ``offline_drain_icc_accesses_no_ces`` (a
@@ -142,13 +143,19 @@ class _Counter:
         return self.n - before
 
 
-def _move_counts(cls: type[DirectLpi] | None) -> tuple[int, int]:
-    plat, kern, _, virq = _setup(cls)
+def _move_counts(cls: type[DirectLpi] | None) -> tuple[int, int, int]:
+    """(a move between known RDs, a move to a new RD, a known move with the LPI pending
+    on the old RD -- held there: its CPU masks everything)."""
+    plat, kern, dev, virq = _setup(cls)
     count = _Counter(plat)
     new_rd = count(lambda: kern.irq_set_affinity(virq, {2}))
     kern.irq_set_affinity(virq, {5})
     known = count(lambda: kern.irq_set_affinity(virq, {2}))
-    return known, new_rd
+    kern.irq_set_affinity(virq, {5})
+    plat.cpu(5).write_sysreg("ICC_PMR_EL1", 0)
+    dev.raise_msi(3)
+    pending = count(lambda: kern.irq_set_affinity(virq, {2}))
+    return known, new_rd, pending
 
 
 def _move_time(cls: type[DirectLpi] | None, n: int) -> Callable[[], float]:
@@ -228,9 +235,9 @@ def _scrub_counts(cpus: int) -> float:
 
 
 def run(quick: bool) -> list[Figure]:
-    known, new_rd = _move_counts(None)
-    v1_known, _ = _move_counts(V1Probe)
-    blind_known, _ = _move_counts(BlindCarry)
+    known, new_rd, _ = _move_counts(None)
+    v1_known, _, v1_pending = _move_counts(V1Probe)
+    blind_known, _, _ = _move_counts(BlindCarry)
     ratios = _interleaved_ratios(quick)
     mask1, mask3 = _mask_counts()
     ces, no_ces, icc = _drain_counts()
@@ -241,6 +248,8 @@ def run(quick: bool) -> list[Figure]:
                "a move to an RD the LPI never targeted (its GICR_INVLPIR + GICR_SYNCR too)"),
         Figure("move_mmio_accesses_v1_probe", v1_known, "accesses",
                "the rejected v1 move: priority-0 probe of the old RD (+ the old CPU's HPPIR)"),
+        Figure("move_mmio_accesses_v1_probe_pending", v1_pending, "accesses",
+               "the same when the LPI was pending on the old RD (CLRLPIR + SYNCR + SETLPIR)"),
         Figure("move_mmio_accesses_blind_carry", blind_known, "accesses",
                "the rejected blind carry: CLRLPIR old + SYNCR + SETLPIR new on every move"),
         Figure("move_time_ratio_v1_probe", ratios["v1"], "ratio",

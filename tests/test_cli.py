@@ -275,3 +275,9 @@ def test_acpi_from_a_devicetree_says_what_acpi_cannot(tmp_path: Path,
     assert plat.board.cpus == Platform.from_devicetree(_board("mbi-and-direct-lpi")).board.cpus
     assert main(["acpi", "--from", _board("default"), "--cpus", "4"]) == 1
     assert "--cpus and --from conflict" in capsys.readouterr().err
+
+
+def test_run_with_posted_writes_holds_every_invariant(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--posted-writes", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] and doc["totals"]["lost"] == 0 and doc["totals"]["handled"] > 30

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus", type=int, default=None, help="override the scenario's CPU count")
     run.add_argument("--platform", type=Path, default=None, metavar="BOARD",
                      help="run on this devicetree (.dts or .dtb) instead of the default board")
+    run.add_argument("--posted-writes", action="store_true",
+                     help="hold MSIs in the interconnect, landing later in PCIe order "
+                          "(overrides the scenario's [platform] posted_writes)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--trace", type=Path, default=None,
                      help="write every hardware event (MMIO excepted) to this file")
@@ -175,8 +178,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise DirectLPIError(f"--trace {args.trace}: {exc.strerror}",
                                      exc.errno or 2) from None
-        report = ScenarioRun(scenario, cpus=args.cpus, trace=trace,
-                             platform=args.platform).run()
+        report = ScenarioRun(scenario, cpus=args.cpus, trace=trace, platform=args.platform,
+                             posted_writes=True if args.posted_writes else None).run()
     finally:
         if trace is not None:
             trace.close()

@@ -222,3 +222,19 @@ def test_a_pending_mbi_does_not_reach_the_spis_next_owner(mbi: Any) -> None:
     assert kern.get_cached_msi_msg(new.virqs[0]).data == spi
     plat.run_until_idle(verify=True)
     assert new.runs == [] and old.runs == []
+
+
+def test_a_stray_mbi_of_a_free_spi_does_not_reach_its_next_owner(mbi: Any) -> None:
+    """Found by the whole-stack hunt: an unknown bus master latches a free MBI SPI (edge,
+    as its previous owner left it) through GICD_SETSPI_NSR; allocation clears it before
+    the SPI's new owner enables it."""
+    plat, kern = mbi
+    first = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    spi = kern.get_cached_msi_msg(first.virqs[0]).data
+    kern.free_irq(first.virqs[0])
+    kern.pci_free_irq_vectors(first.fn)
+    plat.bus.write(plat.gicd_base + 0x40, spi, 4, master="0000:00:1f.7")
+    new = Driver(plat, kern, "0000:00:02.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    assert kern.get_cached_msi_msg(new.virqs[0]).data == spi
+    plat.run_until_idle(verify=True)
+    assert new.runs == []
