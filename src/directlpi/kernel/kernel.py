@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from directlpi.hw.cache import CpuMemory
 from directlpi.kernel.context import ExecContext, Kind
@@ -107,24 +107,18 @@ def syscall(*, sleeps: bool) -> Callable[[Callable[Concatenate[Kernel, P], R]],
                 if sleeps:
                     ctx.might_sleep(name)
                 return fn(self, *args, **kwargs)
-            cpu = self.task_cpu
-            pes = self._pes
-            prev = pes.execute_on(cpu)
-            frame = ctx.enter(cpu, Kind.PROCESS)
-            try:
-                result = fn(self, *args, **kwargs)
-                if self.workqueue:
-                    self.run_work()
-            except BaseException:
-                ctx.leave(frame, unwinding=True)
-                raise
-            finally:
-                pes.execute_on(prev)
-            ctx.leave(frame)
-            return result
+            return cast(R, self.run_on(self.task_cpu, Kind.PROCESS, _then_work, self, fn,
+                                       args, kwargs))
         functools.update_wrapper(entry, fn)
         return entry
     return wrap
+
+
+def _then_work(kernel: Kernel, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
+    result = fn(kernel, *args, **kwargs)
+    if kernel.workqueue:
+        kernel.run_work()
+    return result
 
 
 class Kernel:
@@ -177,6 +171,23 @@ class Kernel:
     def this_cpu(self) -> int:
         """The CPU the running kernel code is on (the task's CPU outside the kernel)."""
         return self.ctx.cpu if self.ctx.frames else self.task_cpu
+
+    def run_on(self, cpu: int, kind: Kind, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` as kernel code of ``kind`` on PE ``cpu`` (the machine executes that
+        PE meanwhile); what :meth:`running_on` does, without a ``with`` (hot paths)."""
+        pes = self._pes
+        ctx = self.ctx
+        prev = pes.execute_on(cpu)
+        frame = ctx.enter(cpu, kind)
+        try:
+            result = fn(*args)
+        except BaseException:
+            ctx.leave(frame, unwinding=True)
+            raise
+        finally:
+            pes.execute_on(prev)
+        ctx.leave(frame)
+        return result
 
     @contextmanager
     def running_on(self, cpu: int, kind: Kind, irqs_off: bool = False) -> Iterator[None]:
@@ -348,18 +359,7 @@ class Kernel:
 
     def handle_irq(self, cpu: int) -> None:
         """An IRQ exception taken on ``cpu``: ``gic_handle_irq`` in hard-irq context."""
-        pes = self._pes
-        ctx = self.ctx
-        prev = pes.execute_on(cpu)
-        frame = ctx.enter(cpu, Kind.HARDIRQ)
-        try:
-            self.gic.handle_irq()
-        except BaseException:
-            ctx.leave(frame, unwinding=True)
-            raise
-        finally:
-            pes.execute_on(prev)
-        ctx.leave(frame)
+        self.run_on(cpu, Kind.HARDIRQ, self.gic.handle_irq)
 
     def run_softirqs(self) -> bool:
         """Run queued software resends (the resend tasklet: the flow handler with
