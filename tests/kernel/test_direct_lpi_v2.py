@@ -316,3 +316,96 @@ def test_item9_lock_order_is_desc_lock_then_rd_lock() -> None:
 # -- 11: the R11 plain-MSI test now leaves only INTIDs >= 65536 free and expects ENOSPC:
 # tests/kernel/test_direct_lpi.py::test_R11_plain_msi_only_gets_intids_below_65536; the
 # deliberately broken drivers moved out of the driver into tests/sim/test_invariants.py.
+
+
+# -- further rules the mutations above found untested --------------------------------------------
+
+def test_item5_after_a_failed_move_a_retry_really_moves() -> None:
+    """The failed move recorded nothing: once GICR_SYNCR works again, the same move is
+    done in full (a driver that had recorded the target would call it a no-op and leave
+    the device writing the old RD)."""
+    plat, kern = boot()
+    fn, virqs, runs = vectors(plat, kern)
+    rd = plat.machine.redistributor(2)
+    working = rd._rtab
+    _stick_syncr(plat, 2)
+    with pytest.raises(KernelError):
+        kern.irq_set_affinity(virqs[0], {2})
+    rd._rtab = working
+    kern.irq_set_affinity(virqs[0], {2})
+    assert fn.msi_message(0)[0] == plat.gicr_base(2) + SETLPIR
+    fn.raise_msi(0)
+    plat.run_until_idle()
+    assert runs == [(0, 2)]
+
+
+def test_deactivation_discards_what_is_pending_as_the_its_discard_does() -> None:
+    """A managed vector shut down with its last CPU (deactivated) loses what was pending
+    for it -- Linux's contract: the driver quiesced its queue -- and does not fire when
+    the CPU returns and the vector restarts."""
+    plat, kern = boot()
+    fn, virqs, runs = vectors(plat, kern, 4, PCI_IRQ_MSIX | PCI_IRQ_AFFINITY)
+    assert kern.irq_get_affinity(virqs[3]) == {3}
+    plat.cpu(3).write_sysreg("ICC_PMR_EL1", 0)        # CPU3 does not take it
+    fn.raise_msi(3)
+    cleared: list[int] = []
+    plat.observe(lambda e: cleared.append(e.intid), [EventKind.LPI_CLEARED])
+    kern.cpu_offline(3)
+    assert cleared == [kern.irq_to_desc(virqs[3]).levels()[-1].hwirq]   # type: ignore
+    kern.cpu_online(3)
+    plat.run_until_idle()
+    assert runs == []
+
+
+def test_offline_that_would_strand_a_masked_lpi_is_refused_without_ces() -> None:
+    """EnableLPIs cannot be cleared (CES = 0) and a disabled LPI is invisible to the dying
+    CPU's interface: an offline that would strand a masked, pending LPI is refused
+    (EBUSY, naming it); unmasked, the CPU goes, and nothing is lost."""
+    plat, kern = boot()
+    fn, virqs, runs = vectors(plat, kern, 1, PCI_IRQ_MSI, msi_vectors=1)
+    kern.irq_set_affinity(virqs[0], {2})
+    kern.mask_irq(virqs[0])
+    fn.raise_msi(0)                                   # no per-vector mask: lands disabled
+    with pytest.raises(KernelError) as exc:
+        kern.cpu_offline(2)
+    assert exc.value.errno == errno.EBUSY and f"IRQ {virqs[0]}" in str(exc.value)
+    assert 2 in kern.online_cpus
+    kern.unmask_irq(virqs[0])
+    kern.cpu_offline(2)
+    plat.run_until_idle()
+    assert len(runs) == 1
+
+
+def test_offline_with_ces_carries_a_masked_lpi_exactly() -> None:
+    """Where EnableLPIs can be cleared the dying CPU's RD writes its pending state back:
+    a masked LPI pending there is carried too, and delivered after the unmask -- also
+    with redistributors that do not snoop the CPU caches (the CPU invalidates its lines
+    of the pending table before reading what the RD wrote)."""
+    for coherent in (True, False):
+        plat, kern = boot(lpis_clearable=True, rd_coherent=coherent)
+        fn, virqs, runs = vectors(plat, kern, 1, PCI_IRQ_MSI, msi_vectors=1)
+        kern.irq_set_affinity(virqs[0], {2})
+        kern.mask_irq(virqs[0])
+        fn.raise_msi(0)
+        kern.cpu_offline(2)
+        plat.run_until_idle()
+        assert runs == []
+        kern.unmask_irq(virqs[0])
+        plat.run_until_idle()
+        assert [cpu for _, cpu in runs] == [0], coherent
+
+
+def test_free_irq_discards_what_is_pending_for_the_next_request() -> None:
+    """free_irq deactivates the LPI (as Linux's __free_irq does), and deactivation discards
+    its pending state on every RD that may hold it: requesting it again does not run the
+    new handler for an interrupt that came before the free."""
+    plat, kern = boot()
+    fn, virqs, runs = vectors(plat, kern)
+    plat.cpu(0).write_sysreg("ICC_PMR_EL1", 0)        # CPU0 does not take it
+    fn.raise_msi(0)
+    kern.free_irq(virqs[0], 0)
+    plat.cpu(0).write_sysreg("ICC_PMR_EL1", 0xF0)
+    again: list[int] = []
+    kern.request_irq(virqs[0], lambda i, d: again.append(i) or IRQ_HANDLED, name="again")
+    plat.run_until_idle()
+    assert runs == [] and again == []
