@@ -96,7 +96,7 @@ def test_kernel_code_cannot_reach_another_pes_registers(booted: tuple[Platform, 
 
 
 def test_a_cross_call_runs_on_the_target_in_its_ipi(booted: tuple[Platform, Kernel]) -> None:
-    plat, kern = booted
+    _, kern = booted
     seen: list[tuple[int, bool]] = []
     kern.smp_call_function_single(3, lambda: seen.append(
         (kern.this_cpu, kern.ctx.current is not None and kern.ctx.current.irqs_off)))
@@ -146,7 +146,7 @@ def test_irq_work_from_hard_irq_runs_later_on_its_cpu(booted: tuple[Platform, Ke
 
 
 def test_a_task_moves_only_from_outside_the_kernel(booted: tuple[Platform, Kernel]) -> None:
-    plat, kern = booted
+    _, kern = booted
     with kern.task_on_cpu(3):
         assert kern.this_cpu == 3
         with kern.running_on(3, Kind.PROCESS), pytest.raises(KernelBug), \
