@@ -117,6 +117,17 @@ def test_a_cross_call_to_the_current_cpu_runs_at_once_interrupts_off(
     assert seen == [True]
 
 
+def test_a_cross_call_even_to_itself_is_refused_with_interrupts_off(
+        booted: tuple[Platform, Kernel]) -> None:
+    """Linux warns before its shortcut for the current CPU: a caller with interrupts off
+    is wrong whichever CPU it names."""
+    _, kern = booted
+    seen: list[int] = []
+    with kern.running_on(2, Kind.HARDIRQ), pytest.raises(KernelBug, match="cross-CPU"):
+        kern.smp_call_function_single(2, lambda: seen.append(1))
+    assert seen == []
+
+
 def test_a_cross_call_nobody_takes_would_hang(booted: tuple[Platform, Kernel]) -> None:
     plat, kern = booted
     plat.cpu(3).write_sysreg("ICC_PMR_EL1", 0)                    # CPU3 masks everything

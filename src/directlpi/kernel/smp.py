@@ -88,11 +88,11 @@ class Smp:
         :class:`KernelBug` from a context that cannot wait or when the target never runs
         the function."""
         k = self.k
+        k.ctx.check_cross_call("smp_call_function_single", cpu)   # even to itself, as Linux
         if cpu == k.this_cpu:
             with k.ctx.irqs_disabled():
                 fn()
             return
-        k.ctx.check_cross_call("smp_call_function_single", cpu)
         if cpu not in k.irq.online:
             raise KernelError(f"smp_call_function_single: CPU{cpu} is offline", errno.ENXIO)
         csd = _CallSingle(fn)

@@ -7,13 +7,16 @@ still online, otherwise (unmanaged) to any online CPU ("affinity broken").  A
 managed interrupt with no online CPU left is shut down instead, and started
 again by :func:`irq_affinity_online_cpu` when one of its CPUs returns.
 
-The chip's ``irq_set_affinity`` is the hook through which an MSI provider
-carries state that lives on the old target across the move (Direct LPI moves a
-pending LPI from the old redistributor to the new one).
+When the chip has no room within the mask (ENOSPC: for Direct LPI, a device
+whose address width cannot reach the online CPUs' redistributors) an unmanaged
+interrupt is tried once more on any online CPU.  What still lives on the old
+target is the provider's business, in its ``cpu_dying`` hook on the dying CPU
+(Direct LPI carries what the old redistributor holds; docs/direct-lpi.md).
 """
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
 from directlpi.kernel.errors import KernelError
@@ -23,6 +26,7 @@ from directlpi.kernel.irq.desc import (
     IRQD_MANAGED_SHUTDOWN,
     IRQD_PER_CPU,
     IRQD_SINGLE_TARGET,
+    Cpumask,
     IrqDesc,
 )
 from directlpi.kernel.irq.flow import irq_shutdown_and_deactivate, irq_startup
@@ -46,18 +50,33 @@ def migrate_one_irq(desc: IrqDesc, cpu: int) -> bool:
     if cpu not in d.common.effective_affinity:
         return False
     core = desc.core
-    affinity = d.common.affinity
-    broke = False
-    if not affinity & core.online:
-        if d.has(IRQD_AFFINITY_MANAGED):
-            d.set(IRQD_MANAGED_SHUTDOWN)
-            irq_shutdown_and_deactivate(desc)
-            core.log.info(f"IRQ {desc.irq}: managed, all its CPUs offline: shut down")
-            return False
+    if not d.common.affinity & core.online and d.has(IRQD_AFFINITY_MANAGED):
+        d.set(IRQD_MANAGED_SHUTDOWN)
+        irq_shutdown_and_deactivate(desc)
+        core.log.info(f"IRQ {desc.irq}: managed, all its CPUs offline: shut down")
+        return False
+    return migrate_to(desc, d.common.affinity)
+
+
+def migrate_to(desc: IrqDesc, affinity: Cpumask) -> bool:
+    """Route ``desc`` (lock held) within the online part of ``affinity``, or any online
+    CPU when none of it is online, or when the chip has no room there (ENOSPC) and the
+    interrupt is not managed.  Returns True when the affinity had to be broken; a chip
+    that refuses is warned about, as Linux does, and the interrupt left where it is."""
+    d = desc.irq_data
+    core = desc.core
+    broke = not affinity & core.online
+    if broke:
         affinity = core.online_mask
-        broke = True
     try:
-        irq_do_set_affinity(d, affinity, False)
+        try:
+            irq_do_set_affinity(d, affinity, False)
+        except KernelError as exc:
+            if (exc.errno != errno.ENOSPC or d.has(IRQD_AFFINITY_MANAGED)
+                    or affinity == core.online_mask):
+                raise
+            irq_do_set_affinity(d, core.online_mask, False)
+            broke = True
     except KernelError as exc:
         core.log.warn(f"IRQ{desc.irq}: set affinity failed({-exc.errno}).")
         return False

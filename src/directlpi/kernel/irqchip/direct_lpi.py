@@ -17,18 +17,20 @@ property table is shared by every RD.  Hence (docs/direct-lpi.md argues each):
   message has named since allocation), and every configuration change is
   invalidated on all of them: a masked LPI is masked wherever a late write lands.
 * **CPU offline** is the one time pending state must leave an RD: the dying CPU,
-  after its interrupts were migrated, drains its own RD -- exactly, by clearing
-  EnableLPIs where GICR_CTLR.CES allows it (the RD writes its pending table back);
-  otherwise by acknowledging what is pending and enabled on its own CPU interface.
-  A *masked* LPI that may be pending there cannot be found on such a GIC, so the
-  offline is refused (EBUSY, naming it) instead of losing it.
+  in the stopper after its interrupts were migrated, drains its own RD -- by
+  clearing EnableLPIs where GICR_CTLR.CES allows it (the RD writes its pending
+  table back); otherwise by acknowledging what is pending on its own CPU
+  interface, each *masked* LPI that may be pending there enabled for that instant
+  on this RD alone (and masked again, on every RD that may cache it, before
+  anything is carried).  What it finds is made pending on the LPI's new RD.
 * **Deactivation discards** what is pending on every tracked RD (as the ITS's
   DISCARD does); **allocation scrubs** every RD, so an INTID's next owner never
   receives what a previous owner, a stray write or a previous kernel left.
 * **MultiMSI** (R3): one aligned block, one address, one target.  The first
   vector's affinity moves the block; each other vector follows under its own
   descriptor lock (deferred work), and asking one of them for a CPU the block does
-  not target is refused (EINVAL).
+  not target is refused (EINVAL).  A block whose first vector is not started is
+  moved off a dying CPU through that vector by the dying CPU.
 * Pending state is real (R4): SETLPIR / CLRLPIR; PENDING cannot be read.  No vCPU
   affinity (R5); no isolation flag (R6).
 """
@@ -60,7 +62,6 @@ from directlpi.kernel.irq.desc import (
     IRQD_IRQ_STARTED,
     IRQD_RESEND_WHEN_IN_PROGRESS,
     IRQD_SINGLE_TARGET,
-    IRQS_PENDING,
     Cpumask,
     IrqData,
 )
@@ -75,6 +76,7 @@ from directlpi.kernel.irq.domain import (
     irq_domain_reset_irq_data,
     irq_domain_set_hwirq_and_chip,
 )
+from directlpi.kernel.irq.hotplug import migrate_to
 from directlpi.kernel.irqchip.gic_v3 import GIC_IRQ_TYPE_LPI
 from directlpi.kernel.irqchip.lpi_range import order_of
 from directlpi.kernel.msi import (
@@ -147,7 +149,6 @@ class DirectLpi:
         self.platform = MsiDomain(kernel.irq, "DLPI-pMSI", fwnode,
                                   MsiDomainInfo(MSI_FLAG_USE_DEF_DOM_OPS, pmsi_chip),
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
-        kernel.cpu_down_checks.append(self._cpu_down_check)
         kernel.cpu_dying_hooks.append(self._cpu_dying)
         kernel.log.info("GICv3: Direct LPI: MSIs target redistributors (GICR_SETLPIR); "
                         "no ITS, no MSI isolation")
@@ -161,21 +162,34 @@ class DirectLpi:
     def unmask(self, d: IrqData) -> None:
         g: LpiGroup = d.chip_data
         if d.irq not in g.active:
-            raise KernelError(f"DirectLPI: LPI {d.hwirq} is not activated: it targets no "
-                              "redistributor and cannot be unmasked", errno.EINVAL)
+            # A chip callback returns nothing in Linux: the core refuses this before it
+            # gets here (Kernel.unmask_irq); anyone else gets a warning, not an LPI on.
+            self.k.log.warn(f"DirectLPI: LPI {d.hwirq} is not activated: it targets no "
+                            "redistributor; not unmasked")
+            return
         self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, 0, LPI_CFG_ENABLE)
 
     def _pick(self, g: LpiGroup, mask: Cpumask, force: bool) -> int:
-        """The first CPU of ``mask`` that is online (unless forced) and reachable (R9, R11)."""
+        """The first CPU of ``mask`` that is online (unless forced), whose RD takes LPIs,
+        and that the device can reach (R9, R11).  ENOSPC when only the device's address
+        width stands in the way (so CPU offline breaks the affinity and tries any online
+        CPU, as Linux's ``migrate_one_irq`` does for a vector domain out of vectors);
+        EINVAL otherwise."""
         online = self.k.irq.online
+        rdists = self.gic.rdists
         cands = [c for c in sorted(mask) if force or c in online]
-        reach = [c for c in cands if g.address_limit is None
-                 or self.gic.rdists[c].rd_base + GICR.SETLPIR.offset < g.address_limit]
+        live = [c for c in cands if rdists[c].lpi_enabled]
+        reach = [c for c in live if g.address_limit is None
+                 or rdists[c].rd_base + GICR.SETLPIR.offset < g.address_limit]
         if reach:
             return reach[0]
-        if cands:
+        if live:
             raise KernelError(f"{g.dev_name} has 32-bit MSI addressing: the redistributors of "
-                              f"CPUs {cands} are above 4 GiB, out of its reach", errno.EINVAL)
+                              f"CPUs {live} are above 4 GiB, out of its reach", errno.ENOSPC)
+        if cands:
+            raise KernelError(f"{g.dev_name}: LPIs are off on the redistributors of CPUs "
+                              f"{cands} (offline, EnableLPIs cleared): a write there would be "
+                              "ignored", errno.EINVAL)
         raise KernelError(f"{g.dev_name}: no online CPU in {sorted(mask)}", errno.EINVAL)
 
     def set_affinity(self, d: IrqData, mask: Cpumask, force: bool) -> int:
@@ -207,14 +221,20 @@ class DirectLpi:
                 self.lpi.inv_lpi(cpu, d.hwirq)
         old, g.cpu = g.cpu, cpu
         g.rds.add(cpu)
-        if old >= 0 and old not in self.k.irq.online and old != self.k.this_cpu:
-            # Left behind on an offline CPU's RD (the group was not started when that CPU
-            # went down; a dying CPU drains its own RD instead): what it holds there was
-            # written before anyone requested it and would otherwise surface, out of
-            # turn, when that CPU returns.
+        if (old >= 0 and old not in self.k.irq.online and old != self.k.this_cpu
+                and not any(self._started(v) for v in g.virqs)):
+            # Left behind on an offline CPU's RD by a group nobody has started (its CPU
+            # went down before request_irq, so the dying CPU carried nothing for it): what
+            # that RD holds was written before anyone asked for it and would otherwise
+            # surface, out of turn, when the CPU returns.  A started group's state there
+            # is owed: it stays tracked, and is delivered when the CPU returns.
             for d in self._members(g):
                 self.lpi.clear_pending(old, d.hwirq)
             g.rds.discard(old)
+
+    def _started(self, virq: int) -> bool:
+        desc = self.k.irq_to_desc(virq)
+        return desc is not None and desc.irq_data.has(IRQD_IRQ_STARTED)
 
     def _sync_members(self, g: LpiGroup) -> None:
         """Deferred, in process context: the block's other vectors follow its first, each
@@ -223,7 +243,8 @@ class DirectLpi:
         first = k.irq_to_desc(g.virqs[0])
         if first is None or g not in self.groups:
             return
-        mask = first.irq_data.common.affinity
+        with k.ctx.locked(first.lock):
+            mask = first.irq_data.common.affinity
         for virq in g.virqs[1:]:
             desc = k.irq_to_desc(virq)
             if desc is None:
@@ -255,13 +276,11 @@ class DirectLpi:
     def set_irqchip_state(self, d: IrqData, which: int, value: bool) -> None:
         if which == IRQCHIP_STATE_PENDING:
             self._set_pending(d, value)
-        elif which == IRQCHIP_STATE_MASKED:
-            (self.mask if value else self.unmask)(d)
         elif which == IRQCHIP_STATE_ACTIVE and not value:
             return                                     # LPIs are never active
         else:
-            raise KernelError(f"DirectLPI: LPI {d.hwirq}: state {which} cannot be set "
-                              "(LPIs have no active state)", errno.EINVAL)
+            raise KernelError(f"DirectLPI: LPI {d.hwirq}: state {which} cannot be set (LPIs "
+                              "have no active state; masking is disable_irq's)", errno.EINVAL)
 
     def get_irqchip_state(self, d: IrqData, which: int) -> bool:
         if which == IRQCHIP_STATE_ACTIVE:
@@ -357,52 +376,58 @@ class DirectLpi:
 
     # -- CPU hotplug ------------------------------------------------------------------------------
 
-    def _cpu_down_check(self, cpu: int) -> str | None:
-        """Before ``cpu`` goes down: on a GIC whose EnableLPIs cannot be cleared, a masked
-        LPI that may be pending on its RD could be carried nowhere (nothing reads it): the
-        offline is refused rather than the interrupt lost."""
-        if self.gic.rdists[cpu].ces:
-            return None
-        k = self.k
-        staying = frozenset(k.irq.online - {cpu})
-        for g in sorted(self.groups, key=lambda g: g.base):
-            if cpu not in g.rds:
-                continue
-            for d in self._members(g):
-                desc = k.irq_to_desc(d.irq)
-                if desc is None or d.irq not in g.active:
-                    continue
-                with k.ctx.locked(desc.lock):
-                    top = desc.irq_data
-                    owed = (top.has(IRQD_IRQ_STARTED)
-                            and not self.lpi.lpi_config(d.hwirq) & LPI_CFG_ENABLE
-                            and not desc.istate & IRQS_PENDING
-                            and not (top.has(IRQD_AFFINITY_MANAGED)
-                                     and not top.common.affinity & staying))
-                if owed:
-                    return (f"IRQ {d.irq} (LPI {d.hwirq}, {g.dev_name}) is masked and may be "
-                            f"pending on CPU{cpu}'s redistributor, whose EnableLPIs cannot be "
-                            "cleared (GICR_CTLR.CES = 0) to write it back, and no register "
-                            "moves it: unmask or free it first")
-        return None
-
     def _cpu_dying(self, cpu: int) -> None:
-        """On the dying CPU, interrupts off, its interrupts already migrated: what its RD
+        """On the dying CPU, in the stopper (interrupts off here, every other online CPU
+        spinning with its interrupts off), its interrupts already migrated: what its RD
         still holds for an LPI goes to the RD that LPI now targets."""
+        self._move_stranded(cpu)
         pending = self.lpi.writeback_pending(cpu)
-        if pending is not None:                        # CES = 1: the RD wrote it all back
-            for intid in pending:
-                self._carry(intid, cpu)
-        else:                                          # CES = 0: what is enabled, here
-            self.gic.drain_this_cpu(lambda intid: self._carry(intid, cpu))
-            for g in self.groups:
-                if cpu in g.rds and g.cpu != cpu:
-                    for d in self._members(g):          # disabled: not owed (down check)
-                        if not self.lpi.lpi_config(d.hwirq) & LPI_CFG_ENABLE:
-                            self.lpi.clear_pending(cpu, d.hwirq)
+        if pending is None:                            # CES = 0: read it at the CPU interface
+            pending = []
+            shown = self._show_masked(cpu)
+            self.gic.drain_this_cpu(pending.append)
+            for g, d in shown:                         # masked again, wherever it may be cached
+                self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, LPI_CFG_ENABLE, 0)
+        for intid in pending:     # after the re-mask: no RD loads the transient byte on a SETLPIR
+            self._carry(intid, cpu)
         for g in self.groups:
             if g.cpu != cpu:
                 g.rds.discard(cpu)
+
+    def _move_stranded(self, cpu: int) -> None:
+        """A MultiMSI block whose first vector is not started was not migrated (genirq moves
+        only started interrupts, and only the first vector moves the block), yet other
+        vectors of it are started: move it here, through its first vector under that
+        vector's descriptor lock, as the hotplug core would have."""
+        k = self.k
+        for g in sorted(self.groups, key=lambda g: g.base):
+            if (g.cpu != cpu or len(g.virqs) == 1 or self._started(g.virqs[0])
+                    or not any(self._started(v) for v in g.virqs[1:])):
+                continue
+            desc = k.irq_to_desc(g.virqs[0])
+            if desc is None or (desc.irq_data.has(IRQD_AFFINITY_MANAGED)
+                                and not desc.irq_data.common.affinity & k.irq.online):
+                continue                   # managed: its started members were shut down
+            with k.ctx.locked(desc.lock):
+                migrate_to(desc, desc.irq_data.common.affinity)
+            k.schedule_work(partial(self._sync_members, g))
+
+    def _show_masked(self, cpu: int) -> list[tuple[LpiGroup, IrqData]]:
+        """CES = 0: a masked LPI's pending state is invisible to the CPU interface, and no
+        register moves it.  So, for an instant, each masked LPI that moved away but may
+        still be pending here is enabled on this RD alone (property byte, then INVLPIR
+        here: no other RD is invalidated, and none loads it without a SETLPIR, which the
+        carry only does after it is masked again); the drain then acknowledges it with the
+        rest.  Interrupts are off on every CPU (the stopper), so none can take it."""
+        shown = []
+        for g in sorted(self.groups, key=lambda g: g.base):
+            if cpu not in g.rds or g.cpu in (cpu, -1):
+                continue
+            for d in self._members(g):
+                if d.irq in g.active and not self.lpi.lpi_config(d.hwirq) & LPI_CFG_ENABLE:
+                    self.lpi.lpi_update_config((cpu,), d.hwirq, 0, LPI_CFG_ENABLE)
+                    shown.append((g, d))
+        return shown
 
     def _carry(self, intid: int, cpu: int) -> None:
         virq = self.nexus.revmap.get(intid)
