@@ -66,6 +66,16 @@ class MaskOnlyTheTarget(DirectLpi):
         self.lpi.lpi_update_config([g.cpu], d.hwirq, 1, 0)
 
 
+class UnmaskDiscards(DirectLpi):
+    """Clears whatever is pending before it enables the LPI (as if it were junk)."""
+
+    def unmask(self, d: IrqData) -> None:
+        g: LpiGroup = d.chip_data
+        for cpu in sorted(g.rds):
+            self.lpi.clear_pending(cpu, d.hwirq)
+        super().unmask(d)
+
+
 @pytest.fixture
 def broken(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``broken(Variant)``: the next kernels booted use that Direct LPI variant."""
@@ -252,3 +262,82 @@ def test_handler_hooks_cost_nothing_once_detached() -> None:
     checker = InvariantChecker(plat)
     checker.detach()
     assert kern.irq.handler_hooks == []
+
+
+@pytest.mark.parametrize("variant", [DirectLpi, UnmaskDiscards])
+def test_a_driver_clearing_what_a_started_lpi_owes_loses_it(broken: Any,
+                                                            variant: type[DirectLpi]) -> None:
+    """A clear cancels what was written only when somebody asked for it (PENDING set to
+    false, shutdown, a scrub for a new owner): a driver that clears a started, masked
+    LPI's pending state on its own has lost an interrupt its device sent."""
+    broken(variant)
+    plat, kern, checker = booted()
+    fn = plat.add_pci_device(BDF, msi_vectors=1)
+    kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSI)
+    virq = kern.pci_irq_vector(fn, 0)
+    kern.request_irq(virq, lambda i, d: IRQ_HANDLED, name=BDF)
+    kern.mask_irq(virq)
+    fn.raise_msi(0)                          # plain MSI: lands, disabled, pending
+    kern.unmask_irq(virq)
+    plat.run_until_idle()
+    found = {v.invariant for v in checker.check()}
+    assert found == (set() if variant is DirectLpi else {"lost-interrupt"})
+
+
+def test_a_clear_that_was_asked_for_cancels_the_write() -> None:
+    """irq_set_irqchip_state(PENDING, False) on a masked LPI: its write is cancelled, not
+    lost, and nothing runs at the unmask."""
+    from directlpi import IRQCHIP_STATE_PENDING
+    plat, kern, checker = booted()
+    fn = plat.add_pci_device(BDF, msi_vectors=1)
+    kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSI)
+    virq = kern.pci_irq_vector(fn, 0)
+    kern.request_irq(virq, lambda i, d: IRQ_HANDLED, name=BDF)
+    kern.mask_irq(virq)
+    fn.raise_msi(0)
+    kern.irq_set_irqchip_state(virq, IRQCHIP_STATE_PENDING, False)
+    kern.unmask_irq(virq)
+    plat.run_until_idle()
+    assert checker.check() == [] and checker.totals["handled"] == 0
+
+
+def test_a_write_from_a_previous_allocation_is_the_previous_owners() -> None:
+    """Platform MSI has no read-back at free (nor has Linux's): a write still in flight
+    when the device's vectors are freed lands after the *same* device got the INTID
+    again.  It is its previous owner's write -- the checker reports the run it causes."""
+    plat, kern, checker = booted(posted_writes=True)
+    dev = plat.add_platform_device("dma", slots=1)
+
+    def write(desc: Any, msg: Any) -> None:
+        dev.program_slot(desc.msi_index, msg.address, msg.data)
+    virq = kern.platform_msi_domain_alloc_irqs(dev, 1, write)
+    kern.request_irq(virq, lambda i, d: IRQ_HANDLED, name="a")
+    assert dev.raise_msi(0) and plat.machine.bus.posted_pending == 1
+    kern.free_irq(virq)
+    kern.platform_msi_domain_free_irqs(dev)
+    again = kern.platform_msi_domain_alloc_irqs(dev, 1, write)
+    kern.request_irq(again, lambda i, d: IRQ_HANDLED, name="b")
+    plat.run_until_idle()
+    found = checker.check()
+    assert [v.invariant for v in found] == ["spurious-handler-run"]
+    assert "previous owner" in found[0].detail
+
+
+def test_a_resend_carries_the_spoof_it_resends() -> None:
+    """A spoofed write acknowledged while its victim is disabled (lazily: not masked) is
+    re-raised by the kernel at enable_irq: the handler run it causes is still the
+    spoof's -- a security finding naming the victim -- not laundered into the victim's."""
+    plat, kern, checker = booted()
+    virq = one_vector(plat, kern)
+    msg = kern.get_cached_msi_msg(virq)
+    kern.disable_irq(virq)
+    attacker = plat.add_pci_device("0000:00:07.0", msix_vectors=1)
+    attacker.spoof_msi(msg.address, msg.data)
+    plat.run_until_idle()
+    assert checker.spoof_reached == []
+    kern.enable_irq(virq)
+    plat.run_until_idle()
+    assert [r["what"] for r in checker.spoof_reached] == ["its handler ran"]
+    assert checker.spoof_reached[0]["victim"].startswith(BDF) or BDF in str(
+        checker.spoof_reached[0]["victim"])
+    assert checker.check() == []

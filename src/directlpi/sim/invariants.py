@@ -9,13 +9,18 @@ handed out (wired SPIs are not tracked):
 * **no lost interrupt** -- every write its owner's device (or the kernel, retriggering
   or carrying it) makes to an allocated, requested INTID is followed by a handler run
   that starts after the write, unless the interrupt is disabled, masked or shut down
-  when the check is made, or software cleared the pending state since (GICR_CLRLPIR,
-  GICD_ICPENDR).  Edge semantics: writes may coalesce into one run.  A write that
+  when the check is made, or software was asked to clear the pending state since
+  (irq_set_irqchip_state(PENDING, False), a shutdown or deactivation, a scrub for a new
+  owner); a driver clearing it on its own loses the interrupt.  A resend by the kernel
+  of what it acknowledged but could not handle carries the kinds of the write it
+  re-raises (a resent spoof stays a spoof).  Edge semantics: writes may coalesce into
+  one run.  A write that
   lands before the interrupt is requested may be delivered, but is not owed;
 * **no spurious handler run** -- a handler runs only after a write of its INTID by its
   owner's device or the kernel since its previous run.  History starts at
   allocation: a run caused by a write of the INTID's *previous* owner (one still in
-  flight when the INTID changed hands) is spurious.  A run caused only by spoofed
+  flight when the INTID changed hands, even from the same device: each write carries the
+  allocation it was issued under) is spurious.  A run caused only by spoofed
   writes is not a driver's fault: it is a security finding (the spoof reached its
   victim), listed in :attr:`spoof_reached`;
 * **nothing delivered while masked** -- no message interrupt is acknowledged while the
@@ -43,6 +48,7 @@ from directlpi.kernel.context import Kind
 from directlpi.kernel.irq.desc import (
     IRQD_IRQ_DISABLED,
     IRQD_IRQ_MASKED,
+    IRQD_IRQ_STARTED,
     IRQD_MANAGED_SHUTDOWN,
     IrqDesc,
 )
@@ -110,9 +116,14 @@ class InvariantChecker:
         self._allocated: set[int] = set()
         self._mbi: set[int] = set()
         """SPIs the MBI provider has handed out (tracked like LPIs)."""
-        #: Per bus master, the verdicts of its doorbell writes still in flight (issue order).
-        self._verdicts: dict[str, deque[str | None]] = defaultdict(deque)
+        #: Per bus master, the verdicts of its doorbell writes still in flight (issue order),
+        #: each with the allocation epoch of the INTID it names when it was issued.
+        self._verdicts: dict[str, deque[tuple[str | None, int]]] = defaultdict(deque)
         self._landing: str | None = None
+        self._landing_epoch = 0
+        #: Allocations of each INTID so far: a write issued under an older one that lands
+        #: now is its previous owner's, even from the same device.
+        self._epoch: Counter[int] = Counter()
         self.totals: Counter[str] = Counter()
         self.violations: list[Violation] = []
         #: Security findings: a spoofed write made a victim's handler run, or was
@@ -177,10 +188,10 @@ class InvariantChecker:
             return
         self.totals["msis_written"] += 1
         verdict = self.plat.classify_msi(addr, value, master)
-        self._verdicts[master].append(verdict)
+        intid = value & 0xFFFFFFFF
+        self._verdicts[master].append((verdict, self._epoch[intid]))
         if verdict is not None or cpu < 0:
             return
-        intid = value & 0xFFFFFFFF
         desc = self._desc(intid)
         routed = desc.irq_data.common.effective_affinity if desc is not None else frozenset()
         if routed and cpu not in routed:
@@ -192,7 +203,7 @@ class InvariantChecker:
     def _on_land(self, addr: int, value: int, size: int, master: str) -> None:
         if self._doorbell(addr) is not None:
             fifo = self._verdicts[master]
-            self._landing = fifo.popleft() if fifo else None
+            self._landing, self._landing_epoch = fifo.popleft() if fifo else (None, -1)
 
     def _classify(self, intid: int, master: str | None) -> str:
         """What a write of ``intid`` that lands now is (see the module docstring)."""
@@ -200,7 +211,7 @@ class InvariantChecker:
         if master is not None:
             if self._landing is not None:
                 return SPOOF
-            if master != self._owner(desc):
+            if master != self._owner(desc) or self._landing_epoch != self._epoch[intid]:
                 return FORMER
         return OWNED if desc is not None and desc.actions else EARLY
 
@@ -217,10 +228,7 @@ class InvariantChecker:
             return
         h = self._hist[intid]
         if kind is EventKind.LPI_CLEARED or kind is EventKind.SPI_CLEARED:
-            # Software cleared the pending state (GICR_CLRLPIR, GICD_ICPENDR): what was
-            # written is cancelled, not lost -- and a handler run now would be spurious.
-            h.ran = self._tick()
-            self._pend.pop((intid, rd), None)
+            self._on_clear(intid, rd, h)
             return
         if kind is EventKind.IGNORED:
             if ev.register not in _WRITE_REGISTERS or ev.reason not in _WRITE_OUTCOMES:
@@ -232,13 +240,34 @@ class InvariantChecker:
         self.totals["lpi_writes"] += 1
         seq = self._tick()
         kinds = self._carried(intid, ev.master)
+        if kinds is None and ev.master is None:
+            # The kernel re-raising what it acknowledged but could not handle (a resend
+            # of an interrupt disabled or in progress): it carries that write's kinds.
+            kinds = self._cause.pop(intid, None) or None
         if kinds is None:
-            what = self._classify(intid, ev.master)
-            if what == OWNED:
-                h.owed = seq
-            kinds = {what}
+            kinds = {self._classify(intid, ev.master)}
+        if OWNED in kinds:
+            h.owed = seq
         if kind is not EventKind.IGNORED or ev.reason == "already-pending":
             self._pend.setdefault((intid, rd), set()).update(kinds)
+
+    def _on_clear(self, intid: int, rd: int, h: _History) -> None:
+        """Software cleared the pending state (GICR_CLRLPIR, GICD_ICPENDR).  Asked for
+        (irq_set_irqchip_state(PENDING, False), an interrupt shut down or deactivated,
+        an INTID scrubbed for a new owner), what was written is cancelled, not lost, and
+        a handler run now would be spurious.  A driver clearing, on its own, what a
+        started interrupt still owes loses it."""
+        self._pend.pop((intid, rd), None)
+        desc = self._desc(intid)
+        if (desc is None or self.kern.irq.discarding or intid not in self._allocated
+                or not desc.irq_data.has(IRQD_IRQ_STARTED)):
+            h.ran = self._tick()
+        elif h.owed > h.ran:
+            h.ran = self._tick()
+            self._violate("lost-interrupt", intid, rd,
+                          f"{_kind(intid)} {intid} (IRQ {desc.irq}, {self._name(desc)}) "
+                          "owed a handler run, and the driver cleared its pending state "
+                          + ("in the distributor" if rd < 0 else f"on CPU{rd}'s redistributor"))
 
     def _carried(self, intid: int, master: str | None) -> set[str] | None:
         """A write by the kernel on a dying CPU carries what that CPU's RD held (acknowledged
@@ -311,6 +340,7 @@ class InvariantChecker:
                               f"INTIDs {sorted(twice)[:8]} handed out while still allocated")
             self._allocated |= span
             for intid in span:              # a new owner starts a new history
+                self._epoch[intid] += 1
                 self._hist.pop(intid, None)
                 self._cause.pop(intid, None)
             for key in [k for k in self._pend if k[0] in span]:

@@ -60,6 +60,9 @@ class IrqCore:
         self.default_affinity: Cpumask = self.possible
         #: Descriptors waiting for a software resend (Linux's resend tasklet).
         self.resend_queue: deque[IrqDesc] = deque()
+        #: Non-zero while a caller of irq_set_irqchip_state(PENDING, False) asked for the
+        #: pending state to be discarded (observers tell a discard from a lost interrupt).
+        self.discarding = 0
         #: Interrupts nobody could handle (the "Err:" line of /proc/interrupts).
         self.spurious_count = 0
         #: Called with the descriptor before its handlers run (observers; empty: free).

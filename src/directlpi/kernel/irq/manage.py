@@ -18,6 +18,7 @@ from directlpi.kernel.irq.chip import (
     IRQ_SET_MASK_OK_NOCOPY,
     IRQCHIP_SET_TYPE_MASKED,
     IRQCHIP_STATE_NAMES,
+    IRQCHIP_STATE_PENDING,
 )
 from directlpi.kernel.irq.desc import (
     IRQ_TYPE_SENSE_MASK,
@@ -320,8 +321,13 @@ def irq_set_irqchip_state(core: IrqCore, irq: int, which: int, value: bool) -> N
     desc = _desc(core, irq)
     d = _state_level(desc, which, "set")
     assert d.chip is not None and d.chip.irq_set_irqchip_state is not None
-    with core.ctx.locked(desc.lock):
-        d.chip.irq_set_irqchip_state(d, which, bool(value))
+    discard = which == IRQCHIP_STATE_PENDING and not value
+    core.discarding += discard
+    try:
+        with core.ctx.locked(desc.lock):
+            d.chip.irq_set_irqchip_state(d, which, bool(value))
+    finally:
+        core.discarding -= discard
 
 
 def irq_get_irqchip_state(core: IrqCore, irq: int, which: int) -> bool:
