@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from directlpi import EventKind, Platform
+from directlpi.hw.regs import LPI_CFG_ENABLE
 from directlpi.kernel.context import Kind
 from directlpi.kernel.irq.chip import IrqChip, irq_chip_eoi_parent
 from directlpi.kernel.irq.desc import IRQ_HANDLED, IrqData
@@ -99,7 +100,7 @@ def test_config_update_writes_the_table_then_invalidates_then_syncs(
                  [EventKind.INVALIDATE, EventKind.SYNC])
     assert kern.lpi is not None
     with kern.running_on(0, Kind.PROCESS):          # kernel code runs in a context
-        kern.lpi.set_enabled(2, 8200, True)
+        kern.lpi.lpi_update_config((2,), 8200, 0, LPI_CFG_ENABLE)
     assert kern.lpi.lpi_config(8200) == 0xA3
     assert seen == [(EventKind.INVALIDATE, 2), (EventKind.SYNC, 2)]
 
@@ -132,10 +133,10 @@ class LpiConsumer:
         irq_domain_free_irqs_common(domain, virq, nr)
 
     def mask(self, d: IrqData) -> None:
-        self.lpi.set_enabled(self.target[d.hwirq], d.hwirq, False)
+        self.lpi.lpi_update_config((self.target[d.hwirq],), d.hwirq, LPI_CFG_ENABLE, 0)
 
     def unmask(self, d: IrqData) -> None:
-        self.lpi.set_enabled(self.target[d.hwirq], d.hwirq, True)
+        self.lpi.lpi_update_config((self.target[d.hwirq],), d.hwirq, 0, LPI_CFG_ENABLE)
 
     def set_affinity(self, d: IrqData, mask: frozenset[int], force: bool) -> int:
         cpu = min(mask)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from directlpi.hw.regs import (
     GICR,
     LPI_BASE,
-    LPI_CFG_ENABLE,
     LPI_CFG_RES1,
     SHARE_INNER,
     SHARE_NON,
@@ -136,12 +135,7 @@ class LpiInfrastructure:
         if not ctlr & GICR.CTLR.EnableLPIs.mask or rd.lpi_enabled or self.preallocated:
             return
         k.log.warn(f"GICv3: CPU{cpu}: Booted with LPIs enabled, memory probably corrupted")
-        k.writel(ctlr & ~GICR.CTLR.EnableLPIs.mask, rd.rd_base + GICR.CTLR.offset)
-        for _ in range(1000):
-            if not k.readl(rd.rd_base + GICR.CTLR.offset) & GICR.CTLR.RWP.mask:
-                break
-        else:
-            raise KernelError(f"GICv3: CPU{cpu}: Timeout while disabling LPIs", errno.ETIMEDOUT)
+        self._clear_enable_lpis(cpu, ctlr)
         if k.readl(rd.rd_base + GICR.CTLR.offset) & GICR.CTLR.EnableLPIs.mask:
             raise KernelError(f"GICv3: CPU{cpu}: Failed to disable LPIs (GICR_CTLR.EnableLPIs "
                               "cannot be cleared on this GIC; boot the new kernel with the "
@@ -228,6 +222,17 @@ class LpiInfrastructure:
         if self.needs_flushing:
             self.k.dcache_clean_poc(addr, 1)
 
+    def _clear_enable_lpis(self, cpu: int, ctlr: int) -> None:
+        """GICR_CTLR.EnableLPIs 1 -> 0, then poll RWP to 0 (the RD has written its pending
+        state back); ETIMEDOUT if RWP never clears."""
+        k = self.k
+        ctlr_addr = self.gic.rdists[cpu].rd_base + GICR.CTLR.offset
+        k.writel(ctlr & ~GICR.CTLR.EnableLPIs.mask, ctlr_addr)
+        for _ in range(1000):
+            if not k.readl(ctlr_addr) & GICR.CTLR.RWP.mask:
+                return
+        raise KernelError(f"GICv3: CPU{cpu}: Timeout while disabling LPIs", errno.ETIMEDOUT)
+
     def _wait_for_syncr(self, rd_base: int) -> None:
         k = self.k
         for _ in range(1000):
@@ -235,24 +240,22 @@ class LpiInfrastructure:
                 return
         raise KernelError("GICv3: GICR_SYNCR stuck busy", errno.ETIMEDOUT)
 
-    def inv_lpi(self, cpu: int, hwirq: int) -> None:
-        """``direct_lpi_inv``: GICR_INVLPIR on ``cpu``'s RD, then poll GICR_SYNCR, under
-        that RD's ``rd_lock`` (taken after any ``desc->lock``).  ETIMEDOUT if SYNCR never
-        clears."""
-        rd = self.gic.rdists[cpu]
-        ctx = self.k.ctx
-        ctx.lock(rd.lock)
-        try:
-            self.k.writeq(hwirq, rd.rd_base + GICR.INVLPIR.offset)
-            self._wait_for_syncr(rd.rd_base)
-        finally:
-            ctx.unlock(rd.lock)
-
-    def invall(self, cpu: int) -> None:
+    def _rd_op(self, cpu: int, hwirq: int, *regs: int) -> None:
+        """Write ``hwirq`` to each of ``regs`` (CLRLPIR, INVLPIR, INVALLR offsets) on
+        ``cpu``'s RD, then poll GICR_SYNCR, under that RD's ``rd_lock`` (taken after any
+        ``desc->lock``).  ETIMEDOUT if SYNCR never clears."""
         rd = self.gic.rdists[cpu]
         with self.k.ctx.locked(rd.lock):
-            self.k.writeq(0, rd.rd_base + GICR.INVALLR.offset)
+            for reg in regs:
+                self.k.writeq(hwirq, rd.rd_base + reg)
             self._wait_for_syncr(rd.rd_base)
+
+    def inv_lpi(self, cpu: int, hwirq: int) -> None:
+        """``direct_lpi_inv``: GICR_INVLPIR on ``cpu``'s RD, then GICR_SYNCR."""
+        self._rd_op(cpu, hwirq, GICR.INVLPIR.offset)
+
+    def invall(self, cpu: int) -> None:
+        self._rd_op(cpu, 0, GICR.INVALLR.offset)
 
     def set_pending(self, cpu: int, hwirq: int) -> None:
         """GICR_SETLPIR on ``cpu``'s RD: the LPI becomes pending there (no completion to
@@ -261,12 +264,8 @@ class LpiInfrastructure:
 
     def clear_pending(self, cpu: int, hwirq: int) -> None:
         """GICR_CLRLPIR on ``cpu``'s RD, then poll GICR_SYNCR (under ``rd_lock``)."""
-        rd = self.gic.rdists[cpu]
-        if not rd.lpi_enabled:          # LPIs off there: nothing pending, writes ignored
-            return
-        with self.k.ctx.locked(rd.lock):
-            self.k.writeq(hwirq, rd.rd_base + GICR.CLRLPIR.offset)
-            self._wait_for_syncr(rd.rd_base)
+        if self.gic.rdists[cpu].lpi_enabled:   # LPIs off there: nothing pending
+            self._rd_op(cpu, hwirq, GICR.CLRLPIR.offset)
 
     def lpi_update_config(self, cpus: Iterable[int], hwirq: int, clr: int,
                           set_bits: int) -> None:
@@ -276,11 +275,6 @@ class LpiInfrastructure:
         for cpu in cpus:
             if self.gic.rdists[cpu].lpi_enabled:
                 self.inv_lpi(cpu, hwirq)
-
-    def set_enabled(self, cpu: int, hwirq: int, enabled: bool) -> None:
-        """Enable or disable one LPI whose only RD is ``cpu``'s."""
-        self.lpi_update_config((cpu,), hwirq, 0 if enabled else LPI_CFG_ENABLE,
-                               LPI_CFG_ENABLE if enabled else 0)
 
     def scrub(self, hwirq: int) -> None:
         """Before an INTID goes to a new owner: nothing is pending for it and no cached
@@ -293,10 +287,7 @@ class LpiInfrastructure:
         k = self.k
         for cpu, rd in self.gic.rdists.items():
             if rd.lpi_enabled:
-                with k.ctx.locked(rd.lock):
-                    k.writeq(hwirq, rd.rd_base + GICR.CLRLPIR.offset)
-                    k.writeq(hwirq, rd.rd_base + GICR.INVLPIR.offset)
-                    self._wait_for_syncr(rd.rd_base)
+                self._rd_op(cpu, hwirq, GICR.CLRLPIR.offset, GICR.INVLPIR.offset)
             elif cpu in self.pend_pa:
                 addr = self.pend_pa[cpu] + hwirq // 8
                 byte = k.ram.read_u8(addr)
@@ -314,14 +305,7 @@ class LpiInfrastructure:
         rd = self.gic.rdists[cpu]
         if not rd.lpi_enabled or not rd.ces:
             return None
-        base = rd.rd_base
-        k.writel(k.readl(base + GICR.CTLR.offset) & ~GICR.CTLR.EnableLPIs.mask,
-                 base + GICR.CTLR.offset)
-        for _ in range(1000):
-            if not k.readl(base + GICR.CTLR.offset) & GICR.CTLR.RWP.mask:
-                break
-        else:
-            raise KernelError(f"GICv3: CPU{cpu}: Timeout while disabling LPIs", errno.ETIMEDOUT)
+        self._clear_enable_lpis(cpu, k.readl(rd.rd_base + GICR.CTLR.offset))
         rd.lpi_enabled = False
         pa = self.pend_pa[cpu]
         first, end = LPI_BASE // 8, (1 << self.lpi_id_bits) // 8
