@@ -153,12 +153,9 @@ class Kernel:
         self.assigned: set[str] = set()
         self._platform_irqs: dict[Any, tuple[int, int]] = {}
         #: CPU hotplug callbacks of other subsystems (MSI providers, drivers):
-        #: ``cpu_down_checks`` run before a CPU goes down, in process context, and may
-        #: refuse with a reason (the offline fails with EBUSY, as a failing teardown
-        #: callback makes it fail); ``cpu_dying_hooks`` run on the dying CPU with
-        #: interrupts off, after its interrupts were migrated; ``cpu_online_hooks`` run
-        #: on the incoming CPU in process context, once it is online.
-        self.cpu_down_checks: list[Callable[[int], str | None]] = []
+        #: ``cpu_dying_hooks`` run on the dying CPU in the stopper (interrupts off),
+        #: after its interrupts were migrated; ``cpu_online_hooks`` run on the incoming
+        #: CPU in process context, once it is online.
         self.cpu_dying_hooks: list[Callable[[int], None]] = []
         self.cpu_online_hooks: list[Callable[[int], None]] = []
         #: Deferred work for process context (``schedule_work``).
@@ -380,8 +377,7 @@ class Kernel:
     def cpu_offline(self, cpu: int) -> None:
         """Take ``cpu`` offline: its teardown runs *on* it (the stopper, interrupts off):
         every interrupt migrated away, managed ones without an online CPU shut down, then
-        the dying callbacks.  Raises EINVAL (offline already), EBUSY (the last CPU, or a
-        subsystem that cannot let it go, with the reason)."""
+        the dying callbacks.  Raises EINVAL (offline already), EBUSY (the last CPU)."""
         self._check_cpu(cpu)
         if cpu not in self.irq.online:
             raise KernelError(f"CPU{cpu} is already offline", errno.EINVAL)
@@ -397,10 +393,6 @@ class Kernel:
         self.log.info(f"CPU{cpu}: shutdown")
 
     def _take_cpu_down(self, cpu: int) -> None:
-        for check in self.cpu_down_checks:
-            why = check(cpu)
-            if why is not None:
-                raise KernelError(f"CPU{cpu} cannot go offline: {why}", errno.EBUSY)
         with self.running_on(cpu, Kind.STOPPER, irqs_off=True):
             self.irq.online.discard(cpu)
             irq_migrate_all_off_this_cpu(self.irq, cpu)

@@ -280,8 +280,8 @@ class PciSubsystem:
             self.write(dev, cap + PCI_MSI_ADDRESS_HI, msg.address_hi, 4)
         self.write(dev, cap + (PCI_MSI_DATA_64 if desc.is_64 else PCI_MSI_DATA_32),
                    msg.data, 2)
-        # Config writes are non-posted on PCIe; the model does not let them order the
-        # function's MSIs (strict), so the core reads back, as it does for MSI-X.
+        # "Ensure that the writes are visible in the device", as Linux since v5.14: the
+        # read completes after the function's earlier posted MSIs have landed.
         self.read(dev, cap + PCI_MSI_FLAGS, 2)
         desc.msg = msg.copy()
         for k in range(desc.nvec_used):
