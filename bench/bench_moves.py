@@ -24,7 +24,7 @@ Keys: ``move_mmio_accesses`` (a move between two RDs the LPI already knows),
 ``move_time_ratio_v1_probe``, ``move_time_ratio_blind_carry``,
 ``mask_unmask_mmio_accesses`` (with 1 and 3 RDs holding the LPI),
 ``offline_mmio_accesses_ces`` / ``_no_ces`` and ``offline_drain_icc_accesses_no_ces`` (a
-dying CPU with 4 LPIs pending on its RD),
+dying CPU with 4 LPIs pending on its RD; ``_masked``: the same LPIs masked),
 ``scrub_mmio_accesses_per_intid_8_cpus`` / ``_512_cpus`` (what allocating one INTID
 costs to clear every RD).
 """
@@ -195,9 +195,11 @@ def _mask_counts() -> tuple[int, int]:
     return one, three
 
 
-def _drain_counts() -> tuple[int, int, int]:
+def _drain_counts(masked: bool = False) -> tuple[int, int, int]:
     """MMIO accesses of a whole offline (EnableLPIs clearable, then not), and the dying
-    CPU's ICC accesses when it drains by acknowledging."""
+    CPU's ICC accesses when it drains by acknowledging; ``masked``: the 4 LPIs are masked
+    when they become pending (without CES each is shown for an instant, then masked
+    again on every RD that may cache it)."""
     out = []
     for clearable in (True, False):
         plat = Platform.default(cpus=8, lpis_clearable=clearable)
@@ -209,6 +211,8 @@ def _drain_counts() -> tuple[int, int, int]:
             kern.request_irq(v, lambda irq, d: IRQ_HANDLED, name=f"v{i}", dev_id=i)
         kern.irq_set_affinity(virqs[0], {4, 5})
         for i in range(4):
+            if masked:
+                kern.mask_irq(virqs[i])
             fn.raise_msi(i)
         counter = _Counter(plat)
         icc = [0]                       # the dying CPU's acknowledges and EOIs
@@ -241,6 +245,7 @@ def run(quick: bool) -> list[Figure]:
     ratios = _interleaved_ratios(quick)
     mask1, mask3 = _mask_counts()
     ces, no_ces, icc = _drain_counts()
+    ces_masked, no_ces_masked, icc_masked = _drain_counts(masked=True)
     return [
         Figure("move_mmio_accesses", known, "accesses",
                "one affinity move between RDs the LPI knows: MSI-X entry rewritten + read back"),
@@ -267,6 +272,12 @@ def run(quick: bool) -> list[Figure]:
                "the same where EnableLPIs cannot be cleared (the drain is by ICC, below)"),
         Figure("offline_drain_icc_accesses_no_ces", icc, "accesses",
                "the dying CPU's own ICC_IAR1_EL1 / ICC_EOIR1_EL1 accesses in that drain"),
+        Figure("offline_mmio_accesses_ces_masked", ces_masked, "accesses",
+               "the same 4 LPIs masked when they became pending, EnableLPIs clearable"),
+        Figure("offline_mmio_accesses_no_ces_masked", no_ces_masked, "accesses",
+               "masked, EnableLPIs not clearable: each shown on the dying RD, masked again"),
+        Figure("offline_drain_icc_accesses_no_ces_masked", icc_masked, "accesses",
+               "the dying CPU's ICC accesses in that drain"),
         Figure("scrub_mmio_accesses_per_intid_8_cpus", _scrub_counts(8), "accesses",
                "clearing one INTID on every RD before a new owner gets it, 8 CPUs"),
         Figure("scrub_mmio_accesses_per_intid_512_cpus", _scrub_counts(512), "accesses",
