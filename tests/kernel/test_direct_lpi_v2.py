@@ -516,3 +516,43 @@ def test_a_multimsi_block_whose_first_vector_is_not_requested_leaves_a_dying_cpu
     plat.run_until_idle()
     assert len(runs) == 1 and runs[0] != 2
     assert checker.check() == []
+
+
+def test_what_landed_before_request_on_an_offline_cpu_does_not_surface_later() -> None:
+    """A vector activated at allocation targets CPU3; CPU3 goes (nothing started, nothing
+    migrated) and the device writes -- before anyone asked for the interrupt.  Started
+    later, the vector moves to an online CPU and that early write is dropped with the old
+    RD, so when CPU3 returns, and the vector moves back to it, nothing runs out of turn:
+    one write after request, one run."""
+    plat, kern = boot()
+    fn, virqs, _ = vectors(plat, kern, 1, PCI_IRQ_MSI, request=False, msi_vectors=1)
+    kern.irq_set_affinity(virqs[0], {3})
+    kern.cpu_offline(3)
+    fn.raise_msi(0)
+    runs: list[int] = []
+    kern.irq_set_affinity(virqs[0], {0, 1, 2, 3})
+    kern.request_irq(virqs[0], lambda irq, d: runs.append(kern.this_cpu) or IRQ_HANDLED,
+                     name="late")
+    fn.raise_msi(0)
+    plat.run_until_idle()
+    kern.cpu_online(3)
+    kern.irq_set_affinity(virqs[0], {3})          # RD3 invalidated: it would load "enabled"
+    plat.run_until_idle()
+    assert len(runs) == 1 and runs[0] != 3
+
+
+def test_the_msi_read_back_lands_an_old_write_before_the_rd_is_written_back() -> None:
+    """Posted writes, EnableLPIs clearable, a plain-MSI vector on CPU2 with an MSI in
+    flight: offlining CPU2 rewrites the device, and the MSI layer's reads of it (Message
+    Control, read-modify-written and read back) land the write on CPU2's RD *before* the
+    dying CPU turns its LPIs off and carries what is pending.  If reads of a function did
+    not land its posted writes, it would land on an RD whose LPIs are off: lost."""
+    plat, kern = boot(posted_writes=True, lpis_clearable=True)
+    checker = InvariantChecker(plat)
+    fn, virqs, runs = vectors(plat, kern, 1, PCI_IRQ_MSI, msi_vectors=1)
+    kern.irq_set_affinity(virqs[0], {2})
+    assert fn.raise_msi(0) is not False and plat.machine.bus.posted_pending == 1
+    kern.cpu_offline(2)
+    plat.run_until_idle()
+    assert len(runs) == 1 and runs[0][1] != 2
+    assert checker.check() == []
