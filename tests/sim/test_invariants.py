@@ -264,6 +264,18 @@ def test_handler_hooks_cost_nothing_once_detached() -> None:
     assert kern.irq.handler_hooks == []
 
 
+def masked_plain_msi_pending(plat: Platform, kern: Any) -> int:
+    """A requested plain-MSI vector (no per-vector mask), masked, that its device wrote:
+    the LPI is pending, disabled, on its RD."""
+    fn = plat.add_pci_device(BDF, msi_vectors=1)
+    kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSI)
+    virq: int = kern.pci_irq_vector(fn, 0)
+    kern.request_irq(virq, lambda i, d: IRQ_HANDLED, name=BDF)
+    kern.mask_irq(virq)
+    fn.raise_msi(0)
+    return virq
+
+
 @pytest.mark.parametrize("variant", [DirectLpi, UnmaskDiscards])
 def test_a_driver_clearing_what_a_started_lpi_owes_loses_it(broken: Any,
                                                             variant: type[DirectLpi]) -> None:
@@ -272,12 +284,7 @@ def test_a_driver_clearing_what_a_started_lpi_owes_loses_it(broken: Any,
     LPI's pending state on its own has lost an interrupt its device sent."""
     broken(variant)
     plat, kern, checker = booted()
-    fn = plat.add_pci_device(BDF, msi_vectors=1)
-    kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSI)
-    virq = kern.pci_irq_vector(fn, 0)
-    kern.request_irq(virq, lambda i, d: IRQ_HANDLED, name=BDF)
-    kern.mask_irq(virq)
-    fn.raise_msi(0)                          # plain MSI: lands, disabled, pending
+    virq = masked_plain_msi_pending(plat, kern)
     kern.unmask_irq(virq)
     plat.run_until_idle()
     found = {v.invariant for v in checker.check()}
@@ -289,12 +296,7 @@ def test_a_clear_that_was_asked_for_cancels_the_write() -> None:
     lost, and nothing runs at the unmask."""
     from directlpi import IRQCHIP_STATE_PENDING
     plat, kern, checker = booted()
-    fn = plat.add_pci_device(BDF, msi_vectors=1)
-    kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSI)
-    virq = kern.pci_irq_vector(fn, 0)
-    kern.request_irq(virq, lambda i, d: IRQ_HANDLED, name=BDF)
-    kern.mask_irq(virq)
-    fn.raise_msi(0)
+    virq = masked_plain_msi_pending(plat, kern)
     kern.irq_set_irqchip_state(virq, IRQCHIP_STATE_PENDING, False)
     kern.unmask_irq(virq)
     plat.run_until_idle()
