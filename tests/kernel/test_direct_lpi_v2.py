@@ -556,3 +556,86 @@ def test_the_msi_read_back_lands_an_old_write_before_the_rd_is_written_back() ->
     plat.run_until_idle()
     assert len(runs) == 1 and runs[0][1] != 2
     assert checker.check() == []
+
+
+# -- the dying callback cannot fail (found by review of the stopper carry) ----------------------
+
+def test_a_dying_rd_that_never_syncs_leaves_no_masked_lpi_enabled() -> None:
+    """GICR_SYNCR of the dying CPU's RD never clears while it shows a masked LPI: the
+    offline completes (a dying callback cannot fail; the error is logged), the byte is
+    disabled again, and a later invalidation elsewhere does not load "enabled"."""
+    plat, kern = boot()
+    checker = InvariantChecker(plat)
+    fn, virqs, runs = vectors(plat, kern, 1, PCI_IRQ_MSI, msi_vectors=1)
+    kern.irq_set_affinity(virqs[0], {2})
+    kern.irq_set_affinity(virqs[0], {1})               # RD2 stays in the LPI's rds
+    kern.mask_irq(virqs[0])
+    hwirq = kern.irq_to_desc(virqs[0]).levels()[-1].hwirq   # type: ignore[union-attr]
+    _stick_syncr(plat, 2)
+    kern.cpu_offline(2)
+    assert 2 not in kern.online_cpus and kern.log.grep("GICR_SYNCR stuck busy")
+    assert kern.lpi is not None and not kern.lpi.lpi_config(hwirq) & 1
+    kern.irq_set_affinity(virqs[0], {3})               # RD3 invalidated: loads the byte
+    fn.raise_msi(0)
+    plat.run_until_idle()
+    assert runs == [] and checker.check() == []
+
+
+def test_an_lpi_taken_by_the_drain_is_carried_even_if_a_re_mask_times_out() -> None:
+    """The drain took a masked LPI at ICC_IAR1_EL1; invalidating it again on another RD
+    then times out.  The LPI is still carried to its new RD, and runs once after the
+    unmask."""
+    plat, kern = boot()
+    checker = InvariantChecker(plat)
+    fn, virqs, runs = vectors(plat, kern, 1, PCI_IRQ_MSI, msi_vectors=1)
+    kern.irq_set_affinity(virqs[0], {2})
+    kern.mask_irq(virqs[0])
+    fn.raise_msi(0)                                    # pending, masked, on RD2
+    kern.irq_set_affinity(virqs[0], {1})
+    rd = plat.machine.redistributor(1)
+    working = rd._rtab
+    _stick_syncr(plat, 1)
+    kern.cpu_offline(2)
+    rd._rtab = working
+    kern.unmask_irq(virqs[0])
+    plat.run_until_idle()
+    assert runs == [(0, 1)] and checker.check() == []
+
+
+def test_a_multimsi_block_nobody_started_does_not_stay_on_a_dying_cpu() -> None:
+    """Nothing of the block is started when its CPU goes, so genirq migrates nothing; left
+    there, a later vector could not even be requested (only the first vector moves the
+    block).  The dying CPU moves it, and the vector requested later works."""
+    for clearable in (False, True):
+        plat, kern = boot(lpis_clearable=clearable)
+        checker = InvariantChecker(plat)
+        fn, virqs, _ = vectors(plat, kern, 4, PCI_IRQ_MSI, request=False, msi_vectors=4)
+        kern.irq_set_affinity(virqs[0], {3})
+        kern.cpu_offline(3)
+        runs: list[int] = []
+        kern.request_irq(virqs[1], lambda irq, d, runs=runs, kern=kern:
+                         runs.append(kern.this_cpu) or IRQ_HANDLED, name="v1")
+        fn.raise_msi(1)
+        plat.run_until_idle()
+        assert len(runs) == 1 and runs[0] != 3, clearable
+        assert checker.check() == [], clearable
+
+
+def test_an_lpi_whose_move_failed_waits_on_its_rd_for_the_cpu_to_return() -> None:
+    """The migration off CPU2 fails (the new RD's GICR_SYNCR never clears: warned, the
+    vector stays on CPU2).  What the dying CPU took from its interface is put back on its
+    own RD, not dropped, and runs when CPU2 returns."""
+    plat, kern = boot()
+    checker = InvariantChecker(plat)
+    fn, virqs, runs = vectors(plat, kern, 1)
+    kern.irq_set_affinity(virqs[0], {2, 3})
+    fn.raise_msi(0)                                    # pending on RD2, not yet taken
+    rd = plat.machine.redistributor(3)
+    working = rd._rtab
+    _stick_syncr(plat, 3)
+    kern.cpu_offline(2)
+    rd._rtab = working
+    assert kern.log.grep("set affinity failed") and runs == []
+    kern.cpu_online(2)
+    plat.run_until_idle()
+    assert runs == [(0, 2)] and checker.check() == []

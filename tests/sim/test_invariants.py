@@ -343,3 +343,17 @@ def test_a_resend_carries_the_spoof_it_resends() -> None:
     assert checker.spoof_reached[0]["victim"].startswith(BDF) or BDF in str(
         checker.spoof_reached[0]["victim"])
     assert checker.check() == []
+
+
+def test_a_write_in_flight_when_the_checker_attaches_is_its_owners() -> None:
+    """Posted writes: an MSI issued before the checker attached has no issue record; it
+    is judged by who wrote it, not as a previous allocation's."""
+    plat = Platform.default(cpus=2, posted_writes=True)
+    kern = plat.boot()
+    fn = plat.add_pci_device(BDF, msix_vectors=1)
+    kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSIX)
+    kern.request_irq(kern.pci_irq_vector(fn, 0), lambda i, d: IRQ_HANDLED, name=BDF)
+    assert fn.raise_msi(0) and plat.machine.bus.posted_pending == 1
+    checker = InvariantChecker(plat)
+    plat.run_until_idle()
+    assert checker.check() == [] and checker.totals["handled"] == 1

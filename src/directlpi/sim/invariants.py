@@ -118,9 +118,9 @@ class InvariantChecker:
         """SPIs the MBI provider has handed out (tracked like LPIs)."""
         #: Per bus master, the verdicts of its doorbell writes still in flight (issue order),
         #: each with the allocation epoch of the INTID it names when it was issued.
-        self._verdicts: dict[str, deque[tuple[str | None, int]]] = defaultdict(deque)
+        self._verdicts: dict[str, deque[tuple[str | None, int | None]]] = defaultdict(deque)
         self._landing: str | None = None
-        self._landing_epoch = 0
+        self._landing_epoch: int | None = None
         #: Allocations of each INTID so far: a write issued under an older one that lands
         #: now is its previous owner's, even from the same device.
         self._epoch: Counter[int] = Counter()
@@ -203,7 +203,8 @@ class InvariantChecker:
     def _on_land(self, addr: int, value: int, size: int, master: str) -> None:
         if self._doorbell(addr) is not None:
             fifo = self._verdicts[master]
-            self._landing, self._landing_epoch = fifo.popleft() if fifo else (None, -1)
+            # No record: issued before the checker attached (its epoch is not known).
+            self._landing, self._landing_epoch = fifo.popleft() if fifo else (None, None)
 
     def _classify(self, intid: int, master: str | None) -> str:
         """What a write of ``intid`` that lands now is (see the module docstring)."""
@@ -211,7 +212,8 @@ class InvariantChecker:
         if master is not None:
             if self._landing is not None:
                 return SPOOF
-            if master != self._owner(desc) or self._landing_epoch != self._epoch[intid]:
+            epoch = self._landing_epoch
+            if master != self._owner(desc) or (epoch is not None and epoch != self._epoch[intid]):
                 return FORMER
         return OWNED if desc is not None and desc.actions else EARLY
 

@@ -379,30 +379,51 @@ class DirectLpi:
     def _cpu_dying(self, cpu: int) -> None:
         """On the dying CPU, in the stopper (interrupts off here, every other online CPU
         spinning with its interrupts off), its interrupts already migrated: what its RD
-        still holds for an LPI goes to the RD that LPI now targets."""
+        still holds for an LPI goes to the RD that LPI now targets.  A dying callback
+        cannot fail: an RD that does not answer (GICR_SYNCR or RWP never clearing) is
+        reported, and whatever was shown is masked again and whatever was taken is
+        carried all the same."""
+        log = self.k.log
         self._move_stranded(cpu)
-        pending = self.lpi.writeback_pending(cpu)
-        if pending is None:                            # CES = 0: read it at the CPU interface
-            pending = []
-            shown = self._show_masked(cpu)
-            self.gic.drain_this_cpu(pending.append)
+        pending: list[int] = []
+        shown: list[tuple[LpiGroup, IrqData]] = []
+        keep: set[LpiGroup] = set()
+        try:
+            written_back = self.lpi.writeback_pending(cpu)
+            if written_back is not None:               # CES = 1: the RD wrote it all back
+                pending = written_back
+            else:                                      # CES = 0: read it at the CPU interface
+                self._show_masked(cpu, shown)
+                self.gic.drain_this_cpu(pending.append)
+        except KernelError as exc:
+            log.err(f"DirectLPI: CPU{cpu}: {exc}: what its redistributor holds may not "
+                    "be carried")
+        finally:
             for g, d in shown:                         # masked again, wherever it may be cached
-                self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, LPI_CFG_ENABLE, 0)
-        for intid in pending:     # after the re-mask: no RD loads the transient byte on a SETLPIR
-            self._carry(intid, cpu)
+                self.lpi.lpi_write_config(d.hwirq, LPI_CFG_ENABLE, 0)
+                for rd in sorted(g.rds):
+                    try:
+                        if self.gic.rdists[rd].lpi_enabled:
+                            self.lpi.inv_lpi(rd, d.hwirq)
+                    except KernelError as exc:
+                        keep.add(g)
+                        log.err(f"DirectLPI: LPI {d.hwirq}: {exc} on CPU{rd}'s "
+                                "redistributor: it may keep LPI enabled in its cache")
+            for intid in pending:    # after the re-mask: no RD loads the transient byte
+                self._carry(intid, cpu)
         for g in self.groups:
-            if g.cpu != cpu:
+            if g.cpu != cpu and g not in keep:
                 g.rds.discard(cpu)
 
     def _move_stranded(self, cpu: int) -> None:
-        """A MultiMSI block whose first vector is not started was not migrated (genirq moves
-        only started interrupts, and only the first vector moves the block), yet other
-        vectors of it are started: move it here, through its first vector under that
+        """A MultiMSI block whose first vector is not started is not migrated (genirq moves
+        only started interrupts), and no later vector can move it (the first owns the
+        block's message): left on the dying CPU, a later vector could neither be started
+        nor reach an online CPU.  Move it here, through its first vector under that
         vector's descriptor lock, as the hotplug core would have."""
         k = self.k
         for g in sorted(self.groups, key=lambda g: g.base):
-            if (g.cpu != cpu or len(g.virqs) == 1 or self._started(g.virqs[0])
-                    or not any(self._started(v) for v in g.virqs[1:])):
+            if g.cpu != cpu or len(g.virqs) == 1 or self._started(g.virqs[0]):
                 continue
             desc = k.irq_to_desc(g.virqs[0])
             if desc is None or (desc.irq_data.has(IRQD_AFFINITY_MANAGED)
@@ -412,30 +433,37 @@ class DirectLpi:
                 migrate_to(desc, desc.irq_data.common.affinity)
             k.schedule_work(partial(self._sync_members, g))
 
-    def _show_masked(self, cpu: int) -> list[tuple[LpiGroup, IrqData]]:
+    def _show_masked(self, cpu: int, shown: list[tuple[LpiGroup, IrqData]]) -> None:
         """CES = 0: a masked LPI's pending state is invisible to the CPU interface, and no
         register moves it.  So, for an instant, each masked LPI that moved away but may
         still be pending here is enabled on this RD alone (property byte, then INVLPIR
-        here: no other RD is invalidated, and none loads it without a SETLPIR, which the
-        carry only does after it is masked again); the drain then acknowledges it with the
-        rest.  Interrupts are off on every CPU (the stopper), so none can take it."""
-        shown = []
+        here), and recorded in ``shown`` before anything can fail.  Another RD in its
+        ``rds`` may load the byte meanwhile (a refill, or a late write landing there); its
+        CPU has interrupts off (the stopper), and the re-mask invalidates it again."""
         for g in sorted(self.groups, key=lambda g: g.base):
             if cpu not in g.rds or g.cpu in (cpu, -1):
                 continue
             for d in self._members(g):
                 if d.irq in g.active and not self.lpi.lpi_config(d.hwirq) & LPI_CFG_ENABLE:
-                    self.lpi.lpi_update_config((cpu,), d.hwirq, 0, LPI_CFG_ENABLE)
                     shown.append((g, d))
-        return shown
+                    self.lpi.lpi_update_config((cpu,), d.hwirq, 0, LPI_CFG_ENABLE)
 
     def _carry(self, intid: int, cpu: int) -> None:
         virq = self.nexus.revmap.get(intid)
         g: LpiGroup | None = None if virq is None else irq_domain_get_irq_data(
             self.nexus, virq).chip_data
-        if g is None or g.cpu < 0 or g.cpu == cpu:
-            return                 # unallocated (a stray write), or not started: not owed
-        self.lpi.set_pending(g.cpu, intid)
+        if g is None or g.cpu < 0:
+            return                 # unallocated (a stray write), or deactivated: not owed
+        if g.cpu != cpu:
+            self.lpi.set_pending(g.cpu, intid)
+        elif any(self._started(v) for v in g.virqs):
+            # Its move failed (warned): put it back where it waits for this CPU, if the RD
+            # still takes LPIs; with EnableLPIs cleared there is nowhere to keep it.
+            if self.gic.rdists[cpu].lpi_enabled:
+                self.lpi.set_pending(cpu, intid)
+            else:
+                self.k.log.err(f"DirectLPI: LPI {intid} ({g.dev_name}) still targets CPU{cpu}, "
+                               "whose LPIs are off: it is lost")
 
 
 def direct_lpi_init(kernel: Kernel) -> DirectLpi | None:
