@@ -35,13 +35,13 @@ def test_walkthrough_json_has_every_step(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_bad_options_give_one_line_and_a_nonzero_exit(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["walkthrough", "--cpus", "0"]) == 1
+    assert main(["walkthrough", "--cpus", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("directlpi: error: hardware option cpus") and "EINVAL" in err
     assert "Traceback" not in err
-    assert main(["walkthrough", "--cpus", "4", "--cpu", "9"]) == 1
+    assert main(["walkthrough", "--cpus", "4", "--cpu", "9"]) == 2
     assert "--cpu 9" in capsys.readouterr().err
-    assert main(["run", "--cpus", "600"]) == 1
+    assert main(["run", "--cpus", "600"]) == 2
     assert "--cpus 600" in capsys.readouterr().err
 
 
@@ -57,7 +57,7 @@ def test_bench_runs_the_modules_of_a_bench_directory(tmp_path: Path,
 
 def test_bench_without_a_bench_directory_is_a_clear_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--bench-dir", str(tmp_path / "nope")]) == 1
+    assert main(["bench", "--bench-dir", str(tmp_path / "nope")]) == 2
     assert "no benchmark directory" in capsys.readouterr().err
 
 
@@ -126,7 +126,7 @@ def test_run_with_a_bad_scenario_names_the_field(tmp_path: Path,
     bad = tmp_path / "bad.toml"
     bad.write_text('[[devices]]\nkind = "pci"\nname = "x"\nbdf = "0000:00:01.0"\n'
                    'msi_vectors = 3\n')
-    assert main(["run", "--scenario", str(bad)]) == 1
+    assert main(["run", "--scenario", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "devices[0].msi_vectors" in err and "Traceback" not in err
 
@@ -250,14 +250,14 @@ def test_run_on_the_mbi_only_board_uses_mbis(capsys: pytest.CaptureFixture[str])
 
 def test_run_on_a_board_without_an_msi_provider_is_a_clear_error(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--platform", _board("rds-without-directlpi")]) == 1
+    assert main(["run", "--platform", _board("rds-without-directlpi")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("directlpi: error: pci 0000:00:01.0: no MSI domain (firmware routes "
                           "its MSIs to /interrupt-controller@8000000/direct-lpi: it has no "
                           "PCI-MSI domain)")
-    assert main(["run", "--platform", _board("default"), "--cpus", "4"]) == 1
+    assert main(["run", "--platform", _board("default"), "--cpus", "4"]) == 2
     assert "--cpus and --platform conflict" in capsys.readouterr().err
-    assert main(["run", "--platform", "/nonexistent.dts"]) == 1
+    assert main(["run", "--platform", "/nonexistent.dts"]) == 2
     assert "No such file or directory" in capsys.readouterr().err
 
 
@@ -273,7 +273,7 @@ def test_acpi_from_a_devicetree_says_what_acpi_cannot(tmp_path: Path,
     assert [(r.segment, r.rid_base, r.count) for r in routes] == [(0, 0, 0x100)]
     plat = Platform.from_acpi(tmp_path / "apic.dat", tmp_path / "iort.dat")
     assert plat.board.cpus == Platform.from_devicetree(_board("mbi-and-direct-lpi")).board.cpus
-    assert main(["acpi", "--from", _board("default"), "--cpus", "4"]) == 1
+    assert main(["acpi", "--from", _board("default"), "--cpus", "4"]) == 2
     assert "--cpus and --from conflict" in capsys.readouterr().err
 
 
@@ -281,3 +281,75 @@ def test_run_with_posted_writes_holds_every_invariant(capsys: pytest.CaptureFixt
     assert main(["run", "--posted-writes", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] and doc["totals"]["lost"] == 0 and doc["totals"]["handled"] > 30
+
+
+# -- what a new user trips over: exit statuses, pipes, version ----------------------------------
+
+def test_a_binary_scenario_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "blob.toml"
+    bad.write_bytes(b"\x00\xff\xfe binary")
+    assert main(["run", "--scenario", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "blob.toml: not a text (UTF-8) file" in err[0]
+
+
+def test_bench_that_runs_nothing_is_an_error(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--only", "bench_nothing_called_this"]) == 2
+    assert "no bench module named bench_nothing_called_this" in capsys.readouterr().err
+    assert main(["bench", "--bench-dir", str(tmp_path)]) == 2
+    assert "no bench_*.py module" in capsys.readouterr().err
+
+
+def test_version_and_python_dash_m() -> None:
+    from directlpi import __version__
+    out = subprocess.run([sys.executable, "-m", "directlpi", "--version"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == f"directlpi {__version__}"
+
+
+def test_a_closed_pipe_ends_the_run_quietly() -> None:
+    """``directlpi run --cpus 512 | head -3``: no traceback, 141 (128 + SIGPIPE)."""
+    proc = subprocess.Popen([sys.executable, "-m", "directlpi", "run", "--cpus", "512"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()                              # the reader goes away
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == ""
+
+
+def test_the_command_line_loads_the_model_only_when_a_command_needs_it() -> None:
+    """Ctrl-C right after start lands in main (exit 130, one line), not in an import."""
+    code = "import sys, directlpi.cli; print('directlpi.platform' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_an_interrupt_is_one_line_and_130(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import directlpi.sim.walkthrough as walk
+
+    def interrupted(**kw: object) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(walk, "run_walkthrough", interrupted)
+    assert main(["walkthrough"]) == 130
+    assert capsys.readouterr().err == "directlpi: interrupted\n"
+
+
+def test_trace_dash_writes_standard_output(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--trace", "-"]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "-").exists() and "LPI_PENDING" in out
+
+
+def test_json_errors_are_a_json_object(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--json", "--scenario", str(tmp_path / "none.toml")]) == 2
+    got = json.loads(capsys.readouterr().out)
+    assert got["ok"] is False and got["error"]["kind"] == "input"
+    assert got["error"]["exit_status"] == 2 and "none.toml" in got["error"]["message"]

@@ -17,24 +17,61 @@ Hardware at reset, for register-level work: ``Platform.bare(cpus=4, lpi_id_bits=
 See ``README.md`` and ``docs/``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from directlpi.errors import (
     ArchitectureViolation,
     ConfigError,
     DirectLPIError,
     UnknownSysregError,
 )
-from directlpi.hw.events import Event, EventKind
-from directlpi.kernel.errors import KernelError
-from directlpi.kernel.irq.affinity import IrqAffinity
-from directlpi.kernel.irq.chip import (
-    IRQCHIP_STATE_ACTIVE,
-    IRQCHIP_STATE_LINE_LEVEL,
-    IRQCHIP_STATE_MASKED,
-    IRQCHIP_STATE_PENDING,
-)
-from directlpi.kernel.irq.desc import IRQ_HANDLED, IRQ_NONE, IRQF_SHARED
-from directlpi.kernel.pci import PCI_IRQ_AFFINITY, PCI_IRQ_MSI, PCI_IRQ_MSIX
-from directlpi.platform import Platform
+
+if TYPE_CHECKING:
+    from directlpi.hw.events import Event, EventKind
+    from directlpi.kernel.errors import KernelError
+    from directlpi.kernel.irq.affinity import IrqAffinity
+    from directlpi.kernel.irq.chip import (
+        IRQCHIP_STATE_ACTIVE,
+        IRQCHIP_STATE_LINE_LEVEL,
+        IRQCHIP_STATE_MASKED,
+        IRQCHIP_STATE_PENDING,
+    )
+    from directlpi.kernel.irq.desc import IRQ_HANDLED, IRQ_NONE, IRQF_SHARED
+    from directlpi.kernel.pci import PCI_IRQ_AFFINITY, PCI_IRQ_MSI, PCI_IRQ_MSIX
+    from directlpi.platform import Platform
+
+# The façade is imported on first use (PEP 562), so that ``directlpi --version`` or a
+# Ctrl-C at start-up does not wait for the whole model to load.
+_LAZY = {
+    "Event": "directlpi.hw.events", "EventKind": "directlpi.hw.events",
+    "KernelError": "directlpi.kernel.errors", "IrqAffinity": "directlpi.kernel.irq.affinity",
+    "IRQCHIP_STATE_ACTIVE": "directlpi.kernel.irq.chip",
+    "IRQCHIP_STATE_LINE_LEVEL": "directlpi.kernel.irq.chip",
+    "IRQCHIP_STATE_MASKED": "directlpi.kernel.irq.chip",
+    "IRQCHIP_STATE_PENDING": "directlpi.kernel.irq.chip",
+    "IRQ_HANDLED": "directlpi.kernel.irq.desc", "IRQ_NONE": "directlpi.kernel.irq.desc",
+    "IRQF_SHARED": "directlpi.kernel.irq.desc",
+    "PCI_IRQ_AFFINITY": "directlpi.kernel.pci", "PCI_IRQ_MSI": "directlpi.kernel.pci",
+    "PCI_IRQ_MSIX": "directlpi.kernel.pci",
+    "Platform": "directlpi.platform",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'directlpi' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "IRQCHIP_STATE_ACTIVE",

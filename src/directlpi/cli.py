@@ -11,13 +11,19 @@
   MADT/IORT tables.
 * ``directlpi acpi [--from BOARD]`` -- write a board's MADT and IORT.
 
-Errors print one line (``directlpi: error: ...``) and exit non-zero; a traceback
-is shown only with ``DIRECTLPI_DEBUG=1``.
+Exit status, the same for every command: 0 all good; 1 the run or check found a
+problem (an invariant violated, a step that failed, a firmware problem); 2 bad usage
+or input that cannot be used (unknown option, missing file, malformed scenario or
+board); 70 an internal error (a bug in directlpi); 130 interrupted (Ctrl-C); 141
+standard output closed early (``| head``).  Errors print one line (``directlpi:
+error: ...``, or a JSON object on standard output with ``--json``); a traceback is
+shown only with ``DIRECTLPI_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -31,12 +37,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141            # 128 + SIGPIPE, as a shell reports a writer killed by it
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="directlpi",
         description="MSIs on an Arm GICv3 without an ITS (Direct LPI): an executable model.")
+    from directlpi import __version__
+    p.add_argument("--version", action="version", version=f"directlpi {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="the main job: a scenario and its invariant report")
     run.add_argument("--scenario", type=Path, default=None,
@@ -49,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(overrides the scenario's [platform] posted_writes)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--trace", type=Path, default=None,
-                     help="write every hardware event (MMIO excepted) to this file")
+                     help="write every hardware event (MMIO excepted) to this file "
+                          "('-': standard output)")
     walk = sub.add_parser("walkthrough", help="one Direct LPI, register by register")
     walk.add_argument("--cpus", type=int, default=8, help="number of PEs (default 8)")
     walk.add_argument("--cpu", type=int, default=1, help="PE that receives the LPI (default 1)")
@@ -171,8 +182,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.cpus is not None and not 1 <= args.cpus <= 512:
         raise DirectLPIError(f"--cpus {args.cpus}: the platform takes 1..512 CPUs")
     trace = None
+    to_stdout = args.trace is not None and str(args.trace) == "-"
     try:
-        if args.trace is not None:
+        if to_stdout:
+            trace = sys.stdout
+        elif args.trace is not None:
             try:
                 trace = args.trace.open("w")
             except OSError as exc:
@@ -181,7 +195,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = ScenarioRun(scenario, cpus=args.cpus, trace=trace, platform=args.platform,
                              posted_writes=True if args.posted_writes else None).run()
     finally:
-        if trace is not None:
+        if trace is not None and not to_stdout:
             trace.close()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -205,8 +219,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from directlpi.benchkit import default_bench_dir, run_benchmarks
 
     only = set(args.only)
-    figures = run_benchmarks(args.bench_dir or default_bench_dir(), quick=args.quick,
+    bench_dir = args.bench_dir or default_bench_dir()
+    figures = run_benchmarks(bench_dir, quick=args.quick,
                              only=(lambda name: name in only) if only else None)
+    if not figures:
+        what = f"no bench module named {', '.join(sorted(only))}" if only else \
+            "no bench_*.py module"
+        raise DirectLPIError(f"{bench_dir}: {what} (each defines run(quick) -> list[Figure])",
+                             errno.ENOENT)
     if args.json:
         print(json.dumps({f.key: f.value for f in figures}, indent=2))
     else:
@@ -216,28 +236,53 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _failure_status(exc: DirectLPIError) -> int:
+    """1 when the run itself found the problem, 2 when the input could not be used."""
+    from directlpi.sim.scenario import StepFailed
+
+    return EXIT_FAILED if isinstance(exc, StepFailed) else EXIT_USAGE
+
+
+def _error(args: argparse.Namespace, text: str, kind: str, status: int) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"schema_version": 1, "ok": False,
+                          "error": {"kind": kind, "message": text, "exit_status": status}}))
+    print(f"directlpi: {'internal error' if kind == 'internal' else 'error'}: {text}",
+          file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``directlpi`` console script."""
-    args = _parser().parse_args(argv)
-    if args.command is None:
-        _parser().print_help()
-        return EXIT_USAGE
-    handlers = {"run": _cmd_run, "walkthrough": _cmd_walkthrough, "bench": _cmd_bench,
-                "check": _cmd_check, "acpi": _cmd_acpi}
+    args = argparse.Namespace()
     try:
-        return handlers[args.command](args)
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            _parser().print_help()
+            return EXIT_USAGE
+        handlers = {"run": _cmd_run, "walkthrough": _cmd_walkthrough, "bench": _cmd_bench,
+                    "check": _cmd_check, "acpi": _cmd_acpi}
+        status = handlers[args.command](args)
+        sys.stdout.flush()               # a closed pipe shows up here, not at exit
+        return status
     except DirectLPIError as exc:
-        print(f"directlpi: error: {exc} [{exc.errno_name}]", file=sys.stderr)
-        return EXIT_FAILED
+        status = _failure_status(exc)
+        return _error(args, f"{exc} [{exc.errno_name}]",
+                      "failed" if status == EXIT_FAILED else "input", status)
     except KeyboardInterrupt:
         print("directlpi: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``| head``): say nothing more, and keep Python's own
+        # flush at exit from failing on the same pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
     except Exception as exc:  # a bug in directlpi, not in the user's input
         if os.environ.get("DIRECTLPI_DEBUG"):
             traceback.print_exc()
-        print(f"directlpi: internal error: {type(exc).__name__}: {exc} "
-              "(set DIRECTLPI_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _error(args, f"{type(exc).__name__}: {exc} (set DIRECTLPI_DEBUG=1 for a "
+                      "traceback)", "internal", EXIT_INTERNAL)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,6 +40,7 @@ from directlpi.sim.scenario import (
     Scenario,
     ScenarioError,
     SpoofStep,
+    StepFailed,
     VectorStep,
 )
 
@@ -183,10 +184,10 @@ class ScenarioRun:
                 self.outcomes.append(StepOutcome(i, step.at, what,
                                                  f"refused as expected: {exc} [{exc.errno_name}]"))
                 return
-            raise ScenarioError(f"step {i} (at {step.at}, {what}) failed: {exc}",
+            raise StepFailed(f"step {i} (at {step.at}, {what}) failed: {exc}",
                                 exc.errno) from None
         if step.expect_error is not None:
-            raise ScenarioError(f"step {i} (at {step.at}, {what}) succeeded, but "
+            raise StepFailed(f"step {i} (at {step.at}, {what}) succeeded, but "
                                 f"{step.expect_error} was expected", errno.EINVAL)
         self.outcomes.append(StepOutcome(i, step.at, what, result))
 

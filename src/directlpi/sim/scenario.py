@@ -33,6 +33,11 @@ class ScenarioError(DirectLPIError):
     """A scenario file that cannot be read, validated or run (EINVAL)."""
 
 
+class StepFailed(ScenarioError):
+    """A step of a valid scenario failed, or succeeded where it was to be refused: the run
+    found a problem (exit status 1), unlike a scenario that cannot be used (2)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -232,7 +237,11 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a TOML scenario file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: not a text (UTF-8) file: byte {exc.start} is "
+                            f"{exc.object[exc.start]:#04x}; a scenario is TOML",
+                            errno_mod.EINVAL) from None
     except OSError as exc:
         raise ScenarioError(f"{p}: cannot read the scenario: {exc.strerror}",
                             exc.errno or errno_mod.ENOENT) from None
