@@ -177,6 +177,11 @@ class ScenarioRun:
 
     def _play(self, i: int, step: Any) -> None:
         what = _describe(step)
+        if self.ncpus < step.min_cpus:
+            self.outcomes.append(StepOutcome(i, step.at, what,
+                                             f"skipped: needs {step.min_cpus} CPUs, the "
+                                             f"platform has {self.ncpus}"))
+            return
         try:
             result = self._do(step)
         except DirectLPIError as exc:

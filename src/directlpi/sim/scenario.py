@@ -17,12 +17,21 @@ errno (a demonstrated refusal), and the run goes on.
 
 from __future__ import annotations
 
+import difflib
 import errno as errno_mod
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from directlpi.errors import ConfigError, DirectLPIError
 
@@ -101,6 +110,9 @@ DeviceSpec = Annotated[PciDeviceSpec | PlatformDeviceSpec, Field(discriminator="
 class _Step(_Strict):
     at: int = Field(ge=0)
     expect_error: str | None = None
+    min_cpus: int = Field(1, ge=1, le=512)
+    """The step is played only on a platform with at least this many CPUs (skipped, and
+    reported as skipped, on fewer), so one scenario runs on every CPU count."""
 
     @field_validator("expect_error")
     @classmethod
@@ -163,37 +175,63 @@ class Scenario(_Strict):
     platform: PlatformSpec = PlatformSpec()
     devices: list[DeviceSpec] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
+    _source: str = PrivateAttr("scenario")
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
+        problems = []
         names = [d.name for d in self.devices]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"device names must be unique: {', '.join(dup)}")
+            problems.append(f"device names must be unique: {', '.join(dup)}")
         bdfs = [d.bdf for d in self.devices if isinstance(d, PciDeviceSpec)]
         dup = sorted({b for b in bdfs if bdfs.count(b) > 1})
         if dup:
-            raise ValueError(f"two PCI devices at {', '.join(dup)}")
+            problems.append(f"two PCI devices at {', '.join(dup)}")
         for i, step in enumerate(self.steps):
             for ref in ("device", "victim"):
                 name = getattr(step, ref, None)
                 if name is not None and name not in names:
-                    raise ValueError(f"steps[{i}].{ref}: no device named {name!r}")
+                    problems.append(f"steps[{i}].{ref}: no device named {name!r}")
+        if not self.devices:
+            problems.append("no devices: a scenario needs at least one [[devices]] table")
+        if not self.steps:
+            problems.append("no steps: a scenario needs at least one [[steps]] table")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def check_cpus(self, ncpus: int) -> None:
-        """Every CPU a step names must exist on ``ncpus`` CPUs (ScenarioError otherwise)."""
+        """Every CPU a step that is played on ``ncpus`` CPUs names must exist there; every
+        problem is listed, each with the scenario's file and the field path."""
+        src = self.source
+        problems = []
         for i, step in enumerate(self.steps):
+            if ncpus < step.min_cpus:
+                continue
             cpu = getattr(step, "cpu", None)
-            for c in [cpu] if cpu is not None else getattr(step, "cpus", []):
+            field, refs = ("cpu", [cpu]) if cpu is not None else ("cpus",
+                                                                    getattr(step, "cpus", []))
+            for c in refs:
                 if not -ncpus <= c < ncpus:
-                    raise ScenarioError(
-                        f"steps[{i}] (do={step.do}) names CPU {c}, but the platform has "
-                        f"{ncpus} CPU(s): use 0..{ncpus - 1}, or -1..-{ncpus} from the end",
-                        errno_mod.EINVAL)
+                    problems.append(
+                        f"{src}: steps[{i}].{field}: CPU {c} does not exist on {ncpus} "
+                        f"CPU(s) (use 0..{ncpus - 1}, or -1..-{ncpus} from the end; or "
+                        "min_cpus to skip the step on fewer)")
             if step.do == "cpu_offline" and ncpus < 2:
-                raise ScenarioError(f"steps[{i}] takes a CPU offline: the scenario needs at "
-                                    "least 2 CPUs", errno_mod.EINVAL)
+                problems.append(f"{src}: steps[{i}]: cpu_offline needs at least 2 CPUs "
+                                "(set min_cpus = 2 to skip it on 1)")
+        if problems:
+            raise ScenarioError("\n".join(problems), errno_mod.EINVAL)
+
+    @property
+    def source(self) -> str:
+        """Where the scenario came from (its file), for messages."""
+        return self._source
+
+    def _with_source(self, source: str) -> Scenario:
+        self._source = source
+        return self
 
 
 def _tags() -> set[str]:
@@ -224,13 +262,42 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 def parse_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
     """Validate a parsed scenario; ScenarioError lists every problem with its field path."""
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data)._with_source(source)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {_loc(tuple(err['loc']))}: {msg}")
+            loc = tuple(err["loc"])
+            if err["type"] == "extra_forbidden":
+                key = str(loc[-1])
+                near = difflib.get_close_matches(key, _keys(loc[:-1]), n=1)
+                msg = f"unknown key {key!r}" + (f"; did you mean {near[0]!r}?" if near else "")
+                loc = loc[:-1]
+            elif err["type"] == "missing":
+                msg = "missing (required)"
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {_loc(loc)}: {msg}")
         raise ScenarioError("\n".join(lines), errno_mod.EINVAL) from None
+
+
+def _keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at ``loc`` (a pydantic error location) can have."""
+    by_tag: dict[str, dict[str, type[BaseModel]]] = {
+        "devices": {"pci": PciDeviceSpec, "platform": PlatformDeviceSpec},
+        "steps": {do: m for m in (RaiseStep, AffinityStep, VectorStep, CpuStep, DeviceStep,
+                                  SpoofStep)
+                  for do in getattr(m.model_fields["do"].annotation, "__args__", ())},
+    }
+    model: type[BaseModel] = Scenario
+    parts = [p for p in loc if isinstance(p, str)]
+    for i, part in enumerate(parts):
+        if part == "platform" and model is Scenario:
+            model = PlatformSpec
+        elif part == "driver":
+            model = DriverSpec
+        elif part in by_tag and i + 1 < len(parts):
+            model = by_tag[part].get(parts[i + 1], model)
+    return sorted(model.model_fields)
 
 
 def load_scenario(path: str | Path) -> Scenario:
