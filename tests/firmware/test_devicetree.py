@@ -295,7 +295,7 @@ def test_every_problem_is_reported_not_only_the_first(tmp_path: Path) -> None:
                              ("mbi-ranges = <256 128>;", "mbi-ranges = <1000 100>;"),
                              ("bus-range = <0x0 0xf>;", "bus-range = <0x0 0x1f>;")))
     assert [p.split(": ", 2)[1] for p in found] == ["/cpus/cpu@7", GIC, PCIE]
-    assert "and 2 more problem(s)" in str(DtError(found))
+    assert str(DtError(found)) == f"3 problems: {'; '.join(found)}"
 
 
 def test_unreadable_inputs_are_firmware_errors(tmp_path: Path) -> None:

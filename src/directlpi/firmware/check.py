@@ -1,16 +1,18 @@
 """``directlpi check``: validate firmware descriptions, one line per problem.
 
-Files are recognised by content: binary ACPI tables by their signature (a MADT,
-``APIC``, and an IORT), devicetree blobs by their magic, devicetree sources by
-``/dts-v1/`` (compiled with dtc).  A devicetree is read by the board loader
-(every problem, named by node and property) and validated against the project's
-dt-schema bindings when dtschema is installed.  Booting the described board to
-cross-check it against the hardware is the CLI's part (this layer cannot
-build platforms).
+Files are recognised by content, by the classifier every command uses
+(:func:`directlpi.firmware.files.classify`): binary ACPI tables by their signature (a
+MADT, ``APIC``, and an IORT), devicetree blobs by their magic, devicetree sources by
+``/dts-v1/`` (compiled with dtc, after the C preprocessor if they have directives).
+A devicetree is read by the board loader (every problem, named by node and
+property) and validated against the project's dt-schema bindings when dtschema is
+installed.  Booting the described board to cross-check it against the hardware is
+the CLI's part (this layer cannot build platforms).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +23,10 @@ from directlpi.firmware.acpi import (
     parse_iort,
     parse_madt,
 )
-from directlpi.firmware.devicetree import DtError, fdt_bytes, read_board
-from directlpi.firmware.fdt import FDT_MAGIC, parse_fdt
+from directlpi.firmware.devicetree import DtError, read_board
+from directlpi.firmware.fdt import parse_fdt
+from directlpi.firmware.files import FileKind, devicetree_blob, read_firmware_file
 from directlpi.firmware.schema import SchemaUnavailable, schema_problems
-
-_FDT_MAGIC = FDT_MAGIC.to_bytes(4, "big")
 
 
 @dataclass
@@ -52,28 +53,25 @@ def _describe_iort(path: Path, routes: tuple[DirectLpiRoute, ...]) -> str:
     return f"{path}: IORT: Direct LPI (PROPOSED node) for {spans}"
 
 
-def check_files(paths: list[Path]) -> CheckResult:
-    """Read and validate every file; collect one line per problem."""
+def check_files(paths: list[Path], include_dirs: Sequence[str | Path] = ()) -> CheckResult:
+    """Read and validate every file; collect one line per problem.  ``include_dirs``
+    extend the include path of preprocessed devicetree sources."""
     res = CheckResult()
     for path in paths:
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            res.problems.append(f"{path}: {e.strerror}")
+            kind, data = read_firmware_file(path)
+        except FirmwareError as e:          # names the file: unreadable, or not firmware
+            res.problems.append(str(e))
             continue
-        sig = data[:4]
         try:
-            if sig == b"APIC":
+            if kind is FileKind.MADT:
                 res.summary.append(_describe_madt(path, parse_madt(data)))
                 res.madt = (path, data)
-            elif sig == b"IORT":
+            elif kind is FileKind.IORT:
                 res.summary.append(_describe_iort(path, parse_iort(data)))
                 res.iort = (path, data)
-            elif sig == _FDT_MAGIC or data.lstrip().startswith((b"/dts-v1/", b"/*", b"//")):
-                _check_devicetree(res, path)
             else:
-                res.problems.append(f"{path}: not a MADT (APIC), IORT or devicetree: "
-                                    f"starts with {sig!r}")
+                _check_devicetree(res, path, include_dirs)
         except FirmwareError as e:
             res.problems.append(f"{path}: {e}")
     if res.iort is not None and res.madt is None and not res.problems:
@@ -81,9 +79,13 @@ def check_files(paths: list[Path]) -> CheckResult:
     return res
 
 
-def _check_devicetree(res: CheckResult, path: Path) -> None:
+def _check_devicetree(res: CheckResult, path: Path, include_dirs: Sequence[str | Path]) -> None:
     """The loader's problems and the schema's, all of them, one line each."""
-    dtb = fdt_bytes(path)
+    try:
+        dtb = devicetree_blob(path, include_dirs)
+    except FirmwareError as e:              # dtc's or cpp's error: already names the file
+        res.problems.append(str(e))
+        return
     try:
         notes = read_board(parse_fdt(dtb)).notes
     except DtError as e:

@@ -22,7 +22,9 @@ understands:
   The kernel never reads it.
 
 Every problem found is reported as ``<node path>: <property>: <what is wrong>``;
-:class:`DtError` carries them all.  Choices where Linux is lenient and the model
+:class:`DtError` carries them all: independent sections (CPUs, memory, GIC, each part
+of the host bridge, the address map, the RD count) are all checked even when an
+earlier one has a problem.  Choices where Linux is lenient and the model
 is strict (so that firmware bugs show): ``msi-parent`` together with ``msi-map``,
 an ECAM window smaller than ``bus-range``, and a GICR region that is not a whole
 number of redistributors are errors, not warnings.
@@ -32,13 +34,14 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from directlpi.firmware.acpi import FirmwareError
-from directlpi.firmware.fdt import FDT_MAGIC, FdtNode, compile_dts, parse_fdt
+from directlpi.firmware.fdt import FdtNode, parse_fdt
+from directlpi.firmware.files import devicetree_blob
 from directlpi.kernel.fwdesc import (
     BoardDescription,
     GicDescription,
@@ -64,13 +67,17 @@ PCI_SPACE_MEM32, PCI_SPACE_MEM64 = 2, 3
 
 
 class DtError(FirmwareError):
-    """A devicetree that cannot be used; ``problems`` lists every problem found."""
+    """A devicetree that cannot be used; ``problems`` lists every problem found.
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        more = (f" (and {len(problems) - 1} more problem(s): `directlpi check` lists them)"
-                if len(problems) > 1 else "")
-        super().__init__(problems[0] + more, errno.EINVAL)
+    The message is the problem, or ``<where>N problems: <first>; <second>; ...``: every
+    one, on one line.  ``where`` (e.g. ``"board.dts: "``) prefixes each of ``problems``
+    and, once, the message."""
+
+    def __init__(self, problems: list[str], where: str = "") -> None:
+        self.problems = [where + p for p in problems]
+        text = problems[0] if len(problems) == 1 else (
+            f"{len(problems)} problems: " + "; ".join(problems))
+        super().__init__(where + text, errno.EINVAL)
 
 
 @dataclass(frozen=True)
@@ -285,7 +292,8 @@ def _gic(r: _Reader, spis: int) -> _Gic:
         r.note(other, "compatible", f"a second GICv3; {g.path} is the interrupt controller")
     if "interrupt-controller" not in g.props:
         r.note(g, "interrupt-controller", "missing")
-    if r.u32(g, "#interrupt-cells") != 3:
+    icells = r.try_u32(g, "#interrupt-cells")
+    if icells is not None and icells != 3:
         r.note(g, "#interrupt-cells", "must be 3 (type, number, flags): PPI partitions "
                "(4 cells) are not modelled")
     if "#msi-cells" in g.props:
@@ -403,6 +411,25 @@ def _pci(r: _Reader, gic: _Gic) -> tuple[PciHostDescription, FdtNode] | None:
         r.note(h, "device_type", "must be \"pci\"")
     if r.u32(h, "#address-cells") != 3 or r.u32(h, "#size-cells") != 2:
         r.fail(h, "#address-cells", "a PCI bus has #address-cells = 3 and #size-cells = 2")
+    # The sections below are independent: each one's problem is recorded and the others
+    # are still checked; the host is described only if none has one.
+    ecam = r._try(lambda: _pci_ecam(r, h))
+    buses = r._try(lambda: _pci_bus_range(r, h, None if ecam is None else ecam[1]))
+    mem = r._try(lambda: _pci_mem_window(r, h))
+    segment = r.try_u32(h, "linux,pci-domain", 0)
+    msi = r._try(lambda: _pci_msi(r, h, gic))
+    mask = r.try_u32(h, "msi-map-mask", 0xFFFF_FFFF)
+    if ecam is None or buses is None or mem is None or segment is None or msi is None \
+            or mask is None:
+        raise _Skip
+    (ecam_base, ecam_size), (bus_start, bus_end), (msi_parent, msi_map) = ecam, buses, msi
+    return PciHostDescription(ecam_base=ecam_base, ecam_size=ecam_size, mem_base=mem[0],
+                              mem_size=mem[1], bus_start=bus_start, bus_end=bus_end,
+                              segment=segment, msi_parent=msi_parent, msi_map=msi_map,
+                              msi_map_mask=mask), h
+
+
+def _pci_ecam(r: _Reader, h: FdtNode) -> tuple[int, int]:
     regs = r.reg(h)
     if len(regs) != 1:
         r.fail(h, "reg", f"{len(regs)} entries: the ECAM host takes one (config space)")
@@ -410,6 +437,11 @@ def _pci(r: _Reader, gic: _Gic) -> tuple[PciHostDescription, FdtNode] | None:
     if ecam_base % SZ_1M or ecam_size < SZ_1M or ecam_size % SZ_1M or ecam_size > 256 * SZ_1M:
         r.fail(h, "reg", f"ECAM @{ecam_base:#x} size {ecam_size:#x}: must be 1 MiB-aligned, "
                "1 MiB per bus, at most 256 buses")
+    return ecam_base, ecam_size
+
+
+def _pci_bus_range(r: _Reader, h: FdtNode, ecam_size: int | None) -> tuple[int, int]:
+    """``bus-range``; checked against the ECAM size when ``reg`` is usable."""
     bus_start, bus_end = 0, 255
     if "bus-range" in h.props:
         c = r.cells(h, "bus-range")
@@ -418,17 +450,10 @@ def _pci(r: _Reader, gic: _Gic) -> tuple[PciHostDescription, FdtNode] | None:
         bus_start, bus_end = c
     if bus_start != 0:
         r.fail(h, "bus-range", f"starts at bus {bus_start}: the model's host bridge starts at 0")
-    if (bus_end + 1) * SZ_1M > ecam_size:
+    if ecam_size is not None and (bus_end + 1) * SZ_1M > ecam_size:
         r.fail(h, "bus-range", f"buses {bus_start}..{bus_end} need {(bus_end + 1) * SZ_1M:#x} "
                f"bytes of ECAM, reg gives {ecam_size:#x}")
-    mem = _pci_mem_window(r, h)
-    segment = r.u32(h, "linux,pci-domain", 0)
-    msi_parent, msi_map = _pci_msi(r, h, gic)
-    mask = r.u32(h, "msi-map-mask", 0xFFFF_FFFF)
-    return PciHostDescription(ecam_base=ecam_base, ecam_size=ecam_size, mem_base=mem[0],
-                              mem_size=mem[1], bus_start=bus_start, bus_end=bus_end,
-                              segment=segment, msi_parent=msi_parent, msi_map=msi_map,
-                              msi_map_mask=mask), h
+    return bus_start, bus_end
 
 
 def _pci_mem_window(r: _Reader, h: FdtNode) -> tuple[int, int]:
@@ -561,23 +586,26 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
     gic = r._try(lambda: _gic(r, int(hw.get("spis", MAX_SPI_INTID - 31))))
     found = r._try(lambda: _pci(r, gic)) if gic is not None else None
     pci = found[0] if found else None
+    # The address map and the RD count are checked with whatever the sections above could
+    # read, so that a board with several independent problems gets all of them reported.
+    spans = [(b, s, f"{path}: reg: RAM") for b, s, path in ram or ()]
+    if gic is not None:
+        spans.append((gic.desc.dist_base, SZ_64K, f"{gic.node.path}: reg: GICD"))
+        spans += [(b, s, f"{gic.node.path}: reg: GICR region {k}")
+                  for k, (b, s) in enumerate(gic.regions)]
+    if found is not None:
+        host = found[1].path
+        spans += [(found[0].ecam_base, found[0].ecam_size, f"{host}: reg: ECAM"),
+                  (found[0].mem_base, found[0].mem_size, f"{host}: ranges: memory window")]
+    _overlaps(r, spans)
+    capacity = 0
+    if gic is not None:
+        capacity = sum(s // gic.stride for _b, s in gic.regions)
+        if cpus is not None and capacity < len(cpus):
+            r.problems.append(f"{gic.node.path}: reg: the GICR regions hold {capacity} "
+                              f"redistributor(s) for {len(cpus)} CPUs")
     if cpus is None or ram is None or gic is None or r.problems:
         raise DtError(r.problems or [f"{root.path}: unusable"])
-    spans = [(b, s, f"{path}: reg: RAM") for b, s, path in ram]
-    spans.append((gic.desc.dist_base, SZ_64K, f"{gic.node.path}: reg: GICD"))
-    spans += [(b, s, f"{gic.node.path}: reg: GICR region {k}")
-              for k, (b, s) in enumerate(gic.regions)]
-    if found is not None:
-        pci, host = found[0], found[1].path
-        spans += [(pci.ecam_base, pci.ecam_size, f"{host}: reg: ECAM"),
-                  (pci.mem_base, pci.mem_size, f"{host}: ranges: memory window")]
-    _overlaps(r, spans)
-    if r.problems:
-        raise DtError(r.problems)
-    capacity = sum(s // gic.stride for _b, s in gic.regions)
-    if capacity < len(cpus):
-        raise DtError([f"{gic.node.path}: reg: the GICR regions hold {capacity} "
-                       f"redistributor(s) for {len(cpus)} CPUs"])
     memory = tuple((b, s) for b, s, _path in ram)
     hardware: dict[str, Any] = {
         "cpus": len(cpus), "mpidrs": cpus, "gicd_base": gic.desc.dist_base,
@@ -607,34 +635,37 @@ def _describe_msi(pci: PciHostDescription, gic: GicDescription) -> str:
         f"RIDs {m.rid_base:#x}+{m.count:#x} -> {kind(m.parent)}" for m in pci.msi_routes())
 
 
-def fdt_bytes(source: bytes | str | Path) -> bytes:
-    """A DTB: given as bytes, or read from a ``.dtb`` file, or compiled from a ``.dts``."""
+def fdt_bytes(source: bytes | str | Path, include_dirs: Sequence[str | Path] = ()) -> bytes:
+    """A DTB: given as bytes, or read from a devicetree file -- a DTB or a DTS, told apart
+    by content (:func:`directlpi.firmware.files.classify`), a DTS compiled with dtc after
+    the C preprocessor if it has directives.  ``include_dirs`` extend the preprocessor's
+    include path (:func:`directlpi.firmware.fdt.include_path`)."""
     if isinstance(source, bytes | bytearray):
         return bytes(source)
-    path = Path(source)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise FirmwareError(f"{path}: {e.strerror}", e.errno or errno.EIO) from None
-    return data if data[:4] == FDT_MAGIC.to_bytes(4, "big") else compile_dts(path)
+    return devicetree_blob(Path(source), include_dirs)
 
 
-def load_board(source: bytes | str | Path) -> DtBoard:
-    """Read and check the devicetree at ``source`` (DTB bytes, ``.dtb`` or ``.dts`` path)."""
+def load_board(source: bytes | str | Path,
+               include_dirs: Sequence[str | Path] = ()) -> DtBoard:
+    """Read and check the devicetree at ``source`` (DTB bytes, or a DTB or DTS path; see
+    :func:`fdt_bytes` for ``include_dirs``).  A :class:`DtError` lists every problem; any
+    other FirmwareError (unreadable, not a devicetree, dtc's or cpp's error) is one line
+    naming the file."""
     where = "" if isinstance(source, bytes | bytearray) else f"{source}: "
-    data = fdt_bytes(source)
+    data = fdt_bytes(source, include_dirs)
     try:
         return read_board(parse_fdt(data))
     except DtError as e:
-        raise DtError([where + p for p in e.problems]) from None
+        raise DtError(e.problems, where) from None
     except FirmwareError as e:
         raise FirmwareError(where + str(e), e.errno) from None
 
 
-def iter_problems(source: bytes | str | Path) -> Iterator[str]:
+def iter_problems(source: bytes | str | Path,
+                  include_dirs: Sequence[str | Path] = ()) -> Iterator[str]:
     """Every problem of the devicetree at ``source``, one line each (nothing if valid)."""
     try:
-        load_board(source)
+        load_board(source, include_dirs)
     except DtError as e:
         yield from e.problems
     except FirmwareError as e:

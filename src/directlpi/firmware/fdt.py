@@ -7,14 +7,18 @@ blocks), then a structure block of 32-bit tokens -- FDT_BEGIN_NODE (name, NUL,
 padded to 4), FDT_PROP (length, name offset, value padded to 4), FDT_END_NODE,
 FDT_NOP, FDT_END.  ``parse_fdt`` checks every offset and length against the
 blob and raises :class:`FirmwareError` naming the byte offset and what is wrong;
-it never raises anything else.  ``.dts`` sources are compiled with ``dtc``.
+it never raises anything else.  ``.dts`` sources are compiled with ``dtc``, after the C
+preprocessor (as the kernel build runs it) when they have a directive such as ``#include``.
 """
 
 from __future__ import annotations
 
+import errno
+import re
 import shutil
 import struct
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,29 +172,104 @@ def build_fdt(root: FdtNode, boot_cpuid: int = 0) -> bytes:
     return header + bytes(16) + bytes(struct_block) + bytes(strings)
 
 
-def compile_dts(path: Path) -> bytes:
-    """``dtc -I dts -O dtb`` of a source file; dtc's first error becomes a FirmwareError."""
+DT_INCLUDE_DIR = Path(__file__).resolve().parent.parent / "boards" / "include"
+"""The dt-bindings headers shipped with directlpi (``dt-bindings/interrupt-controller/
+arm-gic.h``, ``irq.h``): on the include path of every preprocessed source."""
+
+_DIRECTIVE = re.compile(
+    rb"^[ \t]*#[ \t]*(?:include|define|undef|if|ifdef|ifndef|elif|else|endif|error|warning|"
+    rb"pragma|line)(?![\w,.+#?-])", re.MULTILINE)
+"""A C preprocessor directive at the start of a line -- and not a property such as
+``#address-cells``, whose name may also start with ``#``."""
+_CPP_ERROR = re.compile(r"^(.+?):(\d+):(?:\d+:)? (?:fatal error|error): (.*)$")
+_DTC_ERROR = re.compile(r"^(?:Error|ERROR|FATAL ERROR)(?: \([\w-]+\))?: "
+                        r"(\S+?:\d+[\d.\-]*):? (.*)$")
+_LOCATED = re.compile(r"^\S+?:\d+[\d.\-]*: ")
+
+
+def needs_cpp(source: bytes) -> bool:
+    """Whether a devicetree source has a preprocessor directive (``#include``, ``#define``,
+    ...).  Sources without one are given to dtc as they are (no cpp needed, and faster)."""
+    return _DIRECTIVE.search(source) is not None
+
+
+def include_path(path: Path, include_dirs: Sequence[str | Path] = ()) -> list[Path]:
+    """Where ``#include <...>`` and ``/include/`` look, in order: the source's directory,
+    the caller's directories, then the shipped :data:`DT_INCLUDE_DIR` (so a caller's
+    kernel ``include/`` tree overrides the project's few headers)."""
+    return [path.parent, *map(Path, include_dirs), DT_INCLUDE_DIR]
+
+
+def preprocess_dts(path: Path, include_dirs: Sequence[str | Path] = ()) -> bytes:
+    """The source after the C preprocessor, as the kernel build runs it (``cpp -nostdinc
+    -undef -D__DTS__ -x assembler-with-cpp -I ...``).  Its line markers keep dtc's
+    locations pointing into the user's files.  cpp's first error becomes a one-line
+    FirmwareError naming the file and line."""
+    cpp = shutil.which("cpp")
+    if cpp is None:
+        raise FirmwareError(f"{path}: uses the C preprocessor (#include or #define), but cpp "
+                            "is not installed: run ./bootstrap (Debian cpp)")
+    dirs = include_path(path, include_dirs)
+    argv = [cpp, "-nostdinc", "-undef", "-D__DTS__", "-x", "assembler-with-cpp"]
+    for d in dirs:
+        argv += ["-I", str(d)]
+    out = subprocess.run([*argv, str(path)], capture_output=True, check=False)
+    if out.returncode == 0:
+        return out.stdout
+    lines = out.stderr.decode(errors="replace").splitlines()
+    for ln in lines:
+        m = _CPP_ERROR.match(ln)
+        if m is not None:
+            where, line, why = m.groups()
+            if why.endswith("No such file or directory"):
+                why += " (include path: " + ", ".join(map(str, dirs)) + ")"
+            raise FirmwareError(f"{where}:{line}: {why}")
+    first = next((ln for ln in lines if ln.strip()), f"exited with {out.returncode}")
+    raise FirmwareError(f"{path}: cpp: {first}")
+
+
+def _dtc_message(path: Path, line: str) -> str:
+    """dtc's ``Error: file:3.9-10 syntax error`` as ``file:3.9-10: syntax error``; a
+    message without a location is given the file's name."""
+    m = _DTC_ERROR.match(line)
+    if m is not None:
+        return f"{m[1]}: {m[2]}"
+    return line if _LOCATED.match(line) else f"{path}: {line}"
+
+
+def compile_dts(path: Path, include_dirs: Sequence[str | Path] = ()) -> bytes:
+    """``dtc -I dts -O dtb`` of a source file, after the C preprocessor if it has a
+    directive (:func:`needs_cpp`).  The first error, which names the file (and line when
+    dtc or cpp knows it), becomes a one-line FirmwareError."""
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise FirmwareError(f"{path}: {e.strerror}", e.errno or errno.EIO) from None
     dtc = shutil.which("dtc")
     if dtc is None:
-        raise FirmwareError("dtc (Debian device-tree-compiler) is needed to read .dts files: "
-                            "run ./bootstrap")
-    out = subprocess.run([dtc, "-q", "-I", "dts", "-O", "dtb", "-o", "-", str(path)],
-                         capture_output=True, check=False)
+        raise FirmwareError(f"{path}: dtc (Debian device-tree-compiler) is needed to read "
+                            ".dts files: run ./bootstrap")
+    argv = [dtc, "-q", "-I", "dts", "-O", "dtb", "-o", "-"]
+    for d in include_path(path, include_dirs):
+        argv += ["-i", str(d)]
+    if needs_cpp(text):
+        out = subprocess.run([*argv, "-"], input=preprocess_dts(path, include_dirs),
+                             capture_output=True, check=False)
+    else:
+        out = subprocess.run([*argv, str(path)], capture_output=True, check=False)
     if out.returncode != 0:
         first = next((ln for ln in out.stderr.decode(errors="replace").splitlines()
                       if ln.strip()), f"dtc exited with {out.returncode}")
-        raise FirmwareError(f"{path}: {first}")
+        raise FirmwareError(_dtc_message(path, first))
     return out.stdout
 
 
-def load_fdt(path: Path) -> FdtNode:
-    """The root of a ``.dts`` (compiled with dtc) or ``.dtb`` file."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise FirmwareError(f"{path}: {e.strerror}") from None
-    if data[:4] != FDT_MAGIC.to_bytes(4, "big"):
-        data = compile_dts(path)
+def load_fdt(path: Path, include_dirs: Sequence[str | Path] = ()) -> FdtNode:
+    """The root of a devicetree file, DTB or DTS (told apart by content,
+    :func:`directlpi.firmware.files.devicetree_blob`)."""
+    from directlpi.firmware.files import devicetree_blob
+
+    data = devicetree_blob(path, include_dirs)
     try:
         return parse_fdt(data)
     except FirmwareError as e:
