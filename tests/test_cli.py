@@ -94,7 +94,8 @@ def test_run_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> No
     assert doc["violations"] == []
     irq = doc["irqs"][0]
     assert set(irq) == {"virq", "hwirq", "intid", "chip", "device", "vector",
-                        "effective_cpu", "msi", "counts"}
+                        "effective_cpu", "msi", "counts", "smp_affinity_list",
+                        "effective_affinity_list"}
     assert irq["msi"]["data"] == irq["intid"]                      # R1: data is the INTID
     assert irq["hwirq"] == 8 << 11             # the MSI domain's: pci_dev_id (RID 8) << 11
     assert len(irq["counts"]) == 4

@@ -75,8 +75,12 @@ def test_the_readme_snippets_run_as_written(capsys: Any) -> None:
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    bare, stack, from_dt = re.findall(r"```python\n(.*?)```", readme, re.S)
+    scen, bare, stack, from_dt = re.findall(r"```python\n(.*?)```", readme, re.S)
     ns: dict[str, Any] = {}
+    exec(compile(scen, "README.md", "exec"), ns)
+    assert ns["report"].ok and ns["report"].as_dict()["platform"]["cpus"] == 4
+    capsys.readouterr()
+    ns = {}
     exec(compile(bare, "README.md", "exec"), ns)
     assert ns["hw"].cpu(1).read_sysreg("ICC_IAR1_EL1") == 1023    # nothing set up: spurious
     ns = {}
@@ -89,3 +93,23 @@ def test_the_readme_snippets_run_as_written(capsys: Any) -> None:
     ns = {}
     exec(compile(from_dt, "README.md", "exec"), ns)
     assert ns["kern"].direct_lpi is None and ns["plat"].board.gic.msi_controller
+
+
+def test_run_scenario_takes_a_file_a_dict_or_nothing_and_renders_in_a_notebook() -> None:
+    import directlpi
+    from directlpi.sim.scenario import ScenarioError
+
+    default = directlpi.run_scenario(cpus=2)
+    assert default.ok and default.as_dict()["scenario"] == "default"
+    small = directlpi.run_scenario({
+        "devices": [{"kind": "pci", "name": "n", "bdf": "0000:00:01.0", "msix_vectors": 2}],
+        "steps": [{"at": 1, "do": "raise", "device": "n"}]})
+    assert small.as_dict()["totals"]["handled"] == 2
+    page = small._repr_html_()
+    assert "every invariant holds" in page and "<pre>" in page and "raise(" in page
+    try:
+        directlpi.run_scenario({"steps": []})
+    except ScenarioError as exc:
+        assert "no devices" in str(exc)
+    else:
+        raise AssertionError("an empty scenario ran")

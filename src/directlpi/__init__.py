@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from directlpi.kernel.irq.desc import IRQ_HANDLED, IRQ_NONE, IRQF_SHARED
     from directlpi.kernel.pci import PCI_IRQ_AFFINITY, PCI_IRQ_MSI, PCI_IRQ_MSIX
     from directlpi.platform import Platform
+    from directlpi.sim.run import RunReport, run_scenario
 
 # The façade is imported on first use (PEP 562), so that ``directlpi --version`` or a
 # Ctrl-C at start-up does not wait for the whole model to load.
@@ -57,6 +58,7 @@ _LAZY = {
     "PCI_IRQ_AFFINITY": "directlpi.kernel.pci", "PCI_IRQ_MSI": "directlpi.kernel.pci",
     "PCI_IRQ_MSIX": "directlpi.kernel.pci",
     "Platform": "directlpi.platform",
+    "run_scenario": "directlpi.sim.run", "RunReport": "directlpi.sim.run",
 }
 
 
@@ -92,7 +94,9 @@ __all__ = [
     "IrqAffinity",
     "KernelError",
     "Platform",
+    "RunReport",
     "UnknownSysregError",
+    "run_scenario",
 ]
 
 __version__ = "0.1.0"

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="hold MSIs in the interconnect, landing later in PCIe order "
                           "(overrides the scenario's [platform] posted_writes)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("--verbose", "-v", action="store_true",
+                     help="add the kernel log (dmesg) to the text report")
     run.add_argument("--trace", type=Path, default=None,
                      help="write every hardware event (MMIO excepted) to this file "
                           "('-': standard output)")
@@ -200,7 +202,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print(report.render())
+        print(report.render(verbose=args.verbose))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

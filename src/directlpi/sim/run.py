@@ -12,8 +12,9 @@ spoofed_msis, spoofs_reaching_a_handler}; plus ``scenario``, ``steps`` and
 from __future__ import annotations
 
 import errno
+import html
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,6 +33,7 @@ from directlpi.kernel.pci import PCI_IRQ_AFFINITY, PCI_IRQ_MSI, PCI_IRQ_MSIX
 from directlpi.platform import Platform
 from directlpi.sim.invariants import InvariantChecker
 from directlpi.sim.scenario import (
+    DEFAULT_SCENARIO,
     AffinityStep,
     CpuStep,
     DeviceStep,
@@ -42,6 +44,8 @@ from directlpi.sim.scenario import (
     SpoofStep,
     StepFailed,
     VectorStep,
+    load_scenario,
+    parse_scenario,
 )
 
 _FLAGS = {"msi": PCI_IRQ_MSI, "msix": PCI_IRQ_MSIX, "affinity": PCI_IRQ_AFFINITY}
@@ -54,6 +58,12 @@ class StepOutcome:
     what: str
     result: str
     ok: bool = True
+    do: str = ""
+    """The step's kind (``raise``, ``set_affinity``, ...)."""
+    status: str = "done"
+    """``done``, ``refused`` (an expected error) or ``skipped`` (``min_cpus``)."""
+    args: dict[str, Any] | None = None
+    """The step's fields as the scenario gave them (``at`` and ``do`` excepted)."""
 
 
 @dataclass
@@ -177,24 +187,28 @@ class ScenarioRun:
 
     def _play(self, i: int, step: Any) -> None:
         what = _describe(step)
+        meta = {"do": step.do,
+                "args": step.model_dump(exclude={"at", "do"}, exclude_defaults=True)}
         if self.ncpus < step.min_cpus:
             self.outcomes.append(StepOutcome(i, step.at, what,
                                              f"skipped: needs {step.min_cpus} CPUs, the "
-                                             f"platform has {self.ncpus}"))
+                                             f"platform has {self.ncpus}",
+                                             status="skipped", **meta))
             return
         try:
             result = self._do(step)
         except DirectLPIError as exc:
             if step.expect_error == exc.errno_name:
                 self.outcomes.append(StepOutcome(i, step.at, what,
-                                                 f"refused as expected: {exc} [{exc.errno_name}]"))
+                                                 f"refused as expected: {exc} [{exc.errno_name}]",
+                                                 status="refused", **meta))
                 return
             raise StepFailed(f"step {i} (at {step.at}, {what}) failed: {exc}",
                                 exc.errno) from None
         if step.expect_error is not None:
             raise StepFailed(f"step {i} (at {step.at}, {what}) succeeded, but "
                                 f"{step.expect_error} was expected", errno.EINVAL)
-        self.outcomes.append(StepOutcome(i, step.at, what, result))
+        self.outcomes.append(StepOutcome(i, step.at, what, result, **meta))
 
     def _do(self, step: Any) -> str:
         k = self.kern
@@ -259,7 +273,30 @@ class ScenarioRun:
 
 def _describe(step: Any) -> str:
     fields = step.model_dump(exclude={"at", "do", "expect_error"}, exclude_none=True)
+    if fields.get("min_cpus") == 1:
+        del fields["min_cpus"]
     return str(step.do) + "(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+
+
+SCHEMA_VERSION = 1
+"""Version of :meth:`RunReport.as_dict`'s layout (docs/report.md); bumped on any change
+that is not an addition."""
+
+
+def cpulist(cpus: Iterable[int]) -> str:
+    """A CPU set in Linux's list format (``/proc/irq/N/smp_affinity_list``): ``0-3,5``."""
+    out: list[str] = []
+    run: list[int] = []
+    for c in sorted(cpus):
+        if run and c == run[-1] + 1:
+            run.append(c)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [c]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
 
 
 class RunReport:
@@ -284,11 +321,13 @@ class RunReport:
                 except DirectLPIError:
                     msi = None
                 eff = sorted(k.irq_get_effective_affinity(virq))
+                aff = k.irq_get_affinity(virq)
                 out.append({
                     "virq": virq, "hwirq": desc.irq_data.hwirq, "intid": levels[-1].hwirq,
                     "chip": desc.irq_data.chip.name if desc.irq_data.chip else None,
                     "device": drv.name, "vector": i,
                     "effective_cpu": eff[0] if eff else None, "msi": msi,
+                    "smp_affinity_list": cpulist(aff), "effective_affinity_list": cpulist(eff),
                     "counts": [desc.kstat[c] for c in range(self.run.plat.num_cpus)],
                 })
         return out
@@ -298,6 +337,7 @@ class RunReport:
         k = run.kern
         totals = run.checker.totals
         return {
+            "schema_version": SCHEMA_VERSION,
             "scenario": run.scenario.name,
             "platform": {"cpus": run.plat.num_cpus, "msi_provider": k.msi_provider,
                          "lpi_id_bits": k.lpi.lpi_id_bits if k.lpi else 0, "its": False,
@@ -311,20 +351,46 @@ class RunReport:
                 "spoofed_msis": [s.as_dict() for s in run.plat.spoofed_msis],
                 "spoofs_reaching_a_handler": list(run.checker.spoof_reached),
             },
-            "steps": [{"index": o.index, "at": o.at, "do": o.what, "result": o.result}
+            "steps": [{"index": o.index, "at": o.at, "do": o.do, "args": o.args,
+                       "description": o.what, "status": o.status, "result": o.result}
                       for o in run.outcomes],
             "proc_interrupts": k.proc_interrupts(),
+            "log": [{"level": ln.level, "text": ln.text} for ln in k.log.lines],
             "ok": self.ok,
         }
 
-    def render(self) -> str:
+    def _repr_html_(self) -> str:
+        """Jupyter: the invariant outcome, the steps and ``/proc/interrupts``."""
+        d = self.as_dict()
+        esc = html.escape
+        verdict = ("every invariant holds" if self.ok else
+                   f"{len(self.violations)} violation(s): "
+                   + "; ".join(esc(str(v)) for v in self.violations[:5]))
+        steps = "".join(f"<tr><td>{o['at']}</td><td><code>{esc(o['description'])}</code></td>"
+                        f"<td>{esc(o['status'])}</td><td>{esc(o['result'])}</td></tr>"
+                        for o in d["steps"])
+        plat = d["platform"]
+        return (f"<div><b>directlpi: scenario {esc(d['scenario'])}</b> on {plat['cpus']} CPUs, "
+                f"MSI provider {esc(plat['msi_provider'])}: "
+                f"<b style='color:{'green' if self.ok else 'red'}'>{verdict}</b>"
+                f"<table><tr><th>t</th><th>step</th><th>status</th><th>result</th></tr>{steps}"
+                f"</table><pre>{esc(d['proc_interrupts'])}</pre></div>")
+
+    def render(self, verbose: bool = False) -> str:
+        """The text report; ``verbose`` adds the kernel log."""
         d = self.as_dict()
         plat = d["platform"]
         out = [f"directlpi: scenario '{d['scenario']}' on {plat['cpus']} CPUs, GICv3 without an "
                f"ITS, MSI provider: {plat['msi_provider']}, {plat['lpi_id_bits']} LPI INTID bits",
                "", "steps:"]
-        out += [f"  t={o['at']:<3} {o['do']:<58} {o['result']}" for o in d["steps"]]
-        out += ["", "/proc/interrupts:", d["proc_interrupts"], "", "invariants:"]
+        out += [f"  t={o['at']:<3} {o['description']:<58} {o['result']}" for o in d["steps"]]
+        out += ["", "/proc/interrupts:", d["proc_interrupts"], "",
+                "affinity (/proc/irq/N/smp_affinity_list, effective_affinity_list):"]
+        out += [f"  IRQ {q['virq']:<4} {q['device'] + '-' + str(q['vector']):<16} "
+                f"{q['smp_affinity_list']:<12} {q['effective_affinity_list']}" for q in d["irqs"]]
+        if verbose:
+            out += ["", "kernel log (dmesg):"] + [f"  {ln}" for ln in self.run.kern.log.lines]
+        out += ["", "invariants:"]
         t = d["totals"]
         out.append(f"  MSIs written {t['msis_written']}, handler runs {t['handled']}, coalesced "
                    f"{t['coalesced']}, lost {t['lost']}, spurious {t['spurious']}")
@@ -352,3 +418,23 @@ class RunReport:
         if not sec["spoofed_msis"]:
             out.append("  no spoofed MSI seen")
         return "\n".join(out)
+
+
+def run_scenario(scenario: str | Path | dict[str, Any] | Scenario | None = None, *,
+                 cpus: int | None = None, platform: str | Path | None = None,
+                 posted_writes: bool | None = None) -> RunReport:
+    """Play a scenario and return its report -- what ``directlpi run`` does, for notebooks
+    and scripts.  ``scenario``: a TOML file, a dict in the same shape, a parsed
+    :class:`Scenario`, or None for the embedded default.  ``cpus``, ``platform`` (a
+    devicetree) and ``posted_writes`` override the scenario as the command's options
+    do.  Raises :class:`ScenarioError` (bad input) or :class:`StepFailed`."""
+    if scenario is None:
+        sc = load_scenario(DEFAULT_SCENARIO)
+    elif isinstance(scenario, Scenario):
+        sc = scenario
+    elif isinstance(scenario, dict):
+        sc = parse_scenario(scenario)
+    else:
+        sc = load_scenario(scenario)
+    board = None if platform is None else Path(platform)
+    return ScenarioRun(sc, cpus=cpus, platform=board, posted_writes=posted_writes).run()
