@@ -354,3 +354,31 @@ def test_json_errors_are_a_json_object(tmp_path: Path,
     got = json.loads(capsys.readouterr().out)
     assert got["ok"] is False and got["error"]["kind"] == "input"
     assert got["error"]["exit_status"] == 2 and "none.toml" in got["error"]["message"]
+
+
+def test_acpi_creates_its_output_directory(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "new" / "tables"
+    assert main(["acpi", "--out", str(out)]) == 0
+    assert (out / "apic.dat").is_file() and (out / "iort.dat").is_file()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["acpi", "--out", str(blocker / "sub")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_walkthrough_counts_cpus_from_the_end_as_scenarios_do(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["walkthrough", "--cpus", "4", "--cpu", "-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["platform"]["target_cpu"] == 3
+    assert main(["walkthrough", "--cpus", "4", "--cpu", "-5"]) == 2
+
+
+def test_check_says_where_a_madt_names_its_redistributors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["acpi", "--cpus", "4", "--gicr-in-gicc", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "apic.dat")]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.endswith("4 CPU(s), GICD @0x8000000, 4 redistributor(s) named in the GICCs "
+                         "(GICR Base Address)")

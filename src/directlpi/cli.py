@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                           "('-': standard output)")
     walk = sub.add_parser("walkthrough", help="one Direct LPI, register by register")
     walk.add_argument("--cpus", type=int, default=8, help="number of PEs (default 8)")
-    walk.add_argument("--cpu", type=int, default=1, help="PE that receives the LPI (default 1)")
+    walk.add_argument("--cpu", type=int, default=1,
+                      help="PE that receives the LPI (default 1; -1 is the last)")
     walk.add_argument("--json", action="store_true", help="print one JSON object")
     bench = sub.add_parser("bench", help="run the benchmarks in bench/")
     bench.add_argument("--json", action="store_true", help="print {key: value} as JSON")
@@ -89,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     acpi.add_argument("--no-direct-lpi", action="store_true",
                       help="leave the proposed Direct LPI node out of the IORT")
     acpi.add_argument("--out", type=Path, default=Path("."),
-                      help="directory for apic.dat and iort.dat (default: .)")
+                      help="directory for apic.dat and iort.dat, created if missing "
+                           "(default: .)")
     return p
 
 
@@ -165,6 +167,10 @@ def _cmd_acpi(args: argparse.Namespace) -> int:
         routes = ()
     tables = {"apic.dat": build_madt(board, gicr_in_gicc=args.gicr_in_gicc),
               "iort.dat": build_iort(routes)}
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DirectLPIError(f"--out {args.out}: {exc.strerror}", exc.errno or 2) from None
     for name, data in tables.items():
         try:
             (args.out / name).write_bytes(data)

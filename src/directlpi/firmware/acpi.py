@@ -143,6 +143,9 @@ class Madt:
     """MPIDRs of the enabled GICCs, in table order (logical CPU i = entry i)."""
     dist_base: int
     redist_regions: tuple[tuple[int, int], ...]
+    gicr_in_gicc: bool = False
+    """The RDs are named one per CPU in the GICCs (GICR Base Address), not by GICR
+    subtables (regions)."""
 
     def gic(self) -> GicDescription:
         """The GIC description a kernel boots from; a MADT never names Direct LPI."""
@@ -198,6 +201,7 @@ def parse_madt(data: bytes) -> Madt:
     if regions and any(per_cpu_rds):
         raise FirmwareError("APIC: GICR subtables and GICC GICR Base Address both given; "
                             "use one or the other")
+    in_gicc = not regions
     if not regions:
         if not all(per_cpu_rds):
             missing = [i for i, b in enumerate(per_cpu_rds) if not b]
@@ -205,7 +209,7 @@ def parse_madt(data: bytes) -> Madt:
                                 "has no GICR Base Address")
         regions = [(b, GICR_FRAME_PAIR) for b in per_cpu_rds]
     _check_overlaps(regions)
-    return Madt(tuple(cpus), gicds[0][1], tuple(regions))
+    return Madt(tuple(cpus), gicds[0][1], tuple(regions), in_gicc)
 
 
 def _check_overlaps(regions: list[tuple[int, int]]) -> None:

@@ -42,8 +42,9 @@ class CheckResult:
 
 
 def _describe_madt(path: Path, m: Madt) -> str:
-    return (f"{path}: MADT: {len(m.cpus)} CPU(s), GICD @{m.dist_base:#x}, "
-            f"{len(m.redist_regions)} GICR region(s)")
+    rds = (f"{len(m.redist_regions)} redistributor(s) named in the GICCs (GICR Base Address)"
+           if m.gicr_in_gicc else f"{len(m.redist_regions)} GICR region(s)")
+    return f"{path}: MADT: {len(m.cpus)} CPU(s), GICD @{m.dist_base:#x}, {rds}"
 
 
 def _describe_iort(path: Path, routes: tuple[DirectLpiRoute, ...]) -> str:

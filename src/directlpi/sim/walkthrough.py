@@ -325,8 +325,10 @@ def run_walkthrough(cpus: int = 8, cpu: int = 1) -> Walkthrough:
     """Build the default hardware and run the walkthrough on PE ``cpu``."""
     from directlpi.errors import ConfigError
     plat = Platform.bare(cpus=cpus)
-    if not 0 <= cpu < cpus:
-        raise ConfigError(f"--cpu {cpu}: the platform has PEs 0..{cpus - 1}")
+    if not -cpus <= cpu < cpus:
+        raise ConfigError(f"--cpu {cpu}: the platform has PEs 0..{cpus - 1} (or -1..-{cpus} "
+                          "from the end, as in scenarios)")
+    cpu %= cpus
     w = Walkthrough(plat, cpu)
     w.run()
     return w
