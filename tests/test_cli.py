@@ -382,3 +382,22 @@ def test_check_says_where_a_madt_names_its_redistributors(
     line = capsys.readouterr().out.splitlines()[0]
     assert line.endswith("4 CPU(s), GICD @0x8000000, 4 redistributor(s) named in the GICCs "
                          "(GICR Base Address)")
+
+
+def test_a_ctrl_c_while_the_command_line_imports_is_one_line() -> None:
+    """The command line catches SIGINT from its first import on (only when it is the
+    command line: a program importing directlpi.cli keeps Python's handler)."""
+    probe = ("import signal, sys; sys.argv[0] = {argv0!r}; import directlpi.cli; "
+             "h = signal.getsignal(signal.SIGINT); print(getattr(h, '__name__', h))")
+    got = {}
+    for argv0 in ("/venv/bin/directlpi", "notebook"):
+        out = subprocess.run([sys.executable, "-c", probe.format(argv0=argv0)],
+                             capture_output=True, text=True, check=True)
+        got[argv0] = out.stdout.strip()
+    assert got == {"/venv/bin/directlpi": "_interrupted_at_start",
+                   "notebook": "default_int_handler"}
+    code = ("import signal, sys; sys.argv[0] = 'directlpi'; import directlpi.cli; "
+            "signal.raise_signal(signal.SIGINT)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 130 and out.stderr == "directlpi: interrupted\n"

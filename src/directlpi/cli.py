@@ -22,16 +22,30 @@ shown only with ``DIRECTLPI_DEBUG=1``.
 
 from __future__ import annotations
 
-import argparse
-import errno
-import json
-import os
+import signal
 import sys
-import traceback
-from collections.abc import Sequence
-from pathlib import Path
 
-from directlpi.errors import DirectLPIError
+
+def _interrupted_at_start(signum: int, frame: object) -> None:
+    print("directlpi: interrupted", file=sys.stderr)
+    raise SystemExit(130)
+
+
+# Ctrl-C while the command line is still importing: one line and 130, not a traceback
+# (main() puts Python's own handler back, so commands see KeyboardInterrupt).  Only
+# when this process is the command line, not for a program that imports this module.
+if sys.argv and sys.argv[0].rsplit("/", 1)[-1] in ("directlpi", "__main__.py"):
+    signal.signal(signal.SIGINT, _interrupted_at_start)
+
+import argparse  # noqa: E402 (after the start-up Ctrl-C handler)
+import errno  # noqa: E402 (after the start-up Ctrl-C handler)
+import json  # noqa: E402 (after the start-up Ctrl-C handler)
+import os  # noqa: E402 (after the start-up Ctrl-C handler)
+import traceback  # noqa: E402 (after the start-up Ctrl-C handler)
+from collections.abc import Sequence  # noqa: E402 (after the start-up Ctrl-C handler)
+from pathlib import Path  # noqa: E402 (after the start-up Ctrl-C handler)
+
+from directlpi.errors import DirectLPIError  # noqa: E402 (after the start-up Ctrl-C handler)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -262,6 +276,7 @@ def _error(args: argparse.Namespace, text: str, kind: str, status: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``directlpi`` console script."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = argparse.Namespace()
     try:
         args = _parser().parse_args(argv)
