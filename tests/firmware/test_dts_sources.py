@@ -256,12 +256,17 @@ def test_a_duplicate_mpidr_and_ram_over_the_gicd_are_both_reported(tmp_path: Pat
     assert check_files([path]).problems[:2] == [f"{path}: {p}" for p in TWO]
 
 
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    """The problems (without the file name) loading this board source reports."""
+    with pytest.raises(DtError) as exc:
+        load_board(write(tmp_path, "b.dts", text))
+    return [p.split(": ", 1)[1] for p in exc.value.problems]
+
+
 def test_the_rd_count_is_checked_alongside_other_problems(tmp_path: Path) -> None:
     text = DEFAULT.replace("reg = <0x7>;", "reg = <0x1000007>;").replace(
         "<0x0 0x080a0000 0x0 0xf60000>", "<0x0 0x080a0000 0x0 0x40000>")
-    with pytest.raises(DtError) as exc:
-        load_board(write(tmp_path, "b.dts", text))
-    found = [p.split(": ", 1)[1] for p in exc.value.problems]
+    found = problems_of(tmp_path, text)
     assert found[0].startswith("/cpus/cpu@7: reg: 0x1000007 is not an MPIDR affinity")
     assert found[1] == f"{GIC}: reg: the GICR regions hold 2 redistributor(s) for 7 CPUs"
 
@@ -269,9 +274,7 @@ def test_the_rd_count_is_checked_alongside_other_problems(tmp_path: Path) -> Non
 def test_independent_host_bridge_problems_are_all_reported(tmp_path: Path) -> None:
     text = DEFAULT.replace("bus-range = <0x0 0xf>;", "bus-range = <0x0 0x1f>;").replace(
         "<0x02000000 0x0 0x10000000 0x0 0x10000000", "<0x02000000 0x0 0x0 0x0 0x10000000")
-    with pytest.raises(DtError) as exc:
-        load_board(write(tmp_path, "b.dts", text))
-    found = [p.split(": ", 1)[1] for p in exc.value.problems]
+    found = problems_of(tmp_path, text)
     assert found == [
         "/pcie@3f000000: bus-range: buses 0..31 need 0x2000000 bytes of ECAM, reg gives "
         "0x1000000",
