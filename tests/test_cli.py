@@ -401,3 +401,9 @@ def test_a_ctrl_c_while_the_command_line_imports_is_one_line() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False)
     assert out.returncode == 130 and out.stderr == "directlpi: interrupted\n"
+
+
+def test_trace_dash_and_json_cannot_share_standard_output(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--trace", "-", "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["kind"] == "input"

@@ -205,6 +205,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise DirectLPIError(f"--cpus {args.cpus}: the platform takes 1..512 CPUs")
     trace = None
     to_stdout = args.trace is not None and str(args.trace) == "-"
+    if to_stdout and args.json:
+        raise DirectLPIError("--trace - and --json both write standard output: give the "
+                             "trace a file")
     try:
         if to_stdout:
             trace = sys.stdout
@@ -293,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(args, f"{exc} [{exc.errno_name}]",
                       "failed" if status == EXIT_FAILED else "input", status)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C: no traceback
         print("directlpi: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -83,8 +83,8 @@ def test_expected_refusals_are_part_of_the_run() -> None:
 
 
 def test_an_unexpected_failure_stops_the_run_with_the_step() -> None:
-    sc = parse_scenario({"devices": [NIC], "steps": [
-        {"at": 3, "do": "mask", "device": "nic", "vector": 7}]})
+    sc = parse_scenario({"devices": [{**NIC, "driver": {"max_vectors": 1}}], "steps": [
+        {"at": 3, "do": "mask", "device": "nic", "vector": 1}]})     # only 1 allocated
     with pytest.raises(ScenarioError, match=r"step 0 \(at 3, mask"):
         ScenarioRun(sc).run()
 
@@ -135,3 +135,10 @@ def test_a_scenario_with_nothing_to_do_is_an_error() -> None:
     lines = errors({})
     assert len(lines) == 1
     assert "no devices" in lines[0] and "no steps" in lines[0]
+
+
+def test_a_vector_beyond_the_device_is_caught_before_the_run() -> None:
+    lines = errors({"devices": [NIC], "steps": [
+        {"at": 1, "do": "mask", "device": "nic", "vector": 8}]})
+    assert lines == ["s.toml: (top level): steps[0].vector: nic has 2 vector(s) at most, "
+                     "not vector 8"]

@@ -188,11 +188,19 @@ class Scenario(_Strict):
         dup = sorted({b for b in bdfs if bdfs.count(b) > 1})
         if dup:
             problems.append(f"two PCI devices at {', '.join(dup)}")
+        sizes = {d.name: (max(d.msix_vectors, d.msi_vectors) if isinstance(d, PciDeviceSpec)
+                          else d.slots) for d in self.devices}
         for i, step in enumerate(self.steps):
             for ref in ("device", "victim"):
                 name = getattr(step, ref, None)
                 if name is not None and name not in names:
                     problems.append(f"steps[{i}].{ref}: no device named {name!r}")
+            for ref, field in (("device", "vector"), ("victim", "victim_vector")):
+                vec = getattr(step, field, None)
+                size = sizes.get(getattr(step, ref, None) or "")
+                if isinstance(vec, int) and size is not None and vec >= size:
+                    problems.append(f"steps[{i}].{field}: {getattr(step, ref)} has {size} "
+                                    f"vector(s) at most, not vector {vec}")
         if not self.devices:
             problems.append("no devices: a scenario needs at least one [[devices]] table")
         if not self.steps:
