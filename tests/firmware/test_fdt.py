@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from directlpi.firmware.acpi import FirmwareError
-from directlpi.firmware.fdt import load_fdt, parse_fdt
+from directlpi.firmware.fdt import parse_fdt
+from directlpi.firmware.files import load_fdt
 
 DTS = """/dts-v1/;
 / {

@@ -237,14 +237,17 @@ def _dtc_message(path: Path, line: str) -> str:
     return line if _LOCATED.match(line) else f"{path}: {line}"
 
 
-def compile_dts(path: Path, include_dirs: Sequence[str | Path] = ()) -> bytes:
+def compile_dts(path: Path, include_dirs: Sequence[str | Path] = (),
+                text: bytes | None = None) -> bytes:
     """``dtc -I dts -O dtb`` of a source file, after the C preprocessor if it has a
     directive (:func:`needs_cpp`).  The first error, which names the file (and line when
-    dtc or cpp knows it), becomes a one-line FirmwareError."""
-    try:
-        text = path.read_bytes()
-    except OSError as e:
-        raise FirmwareError(f"{path}: {e.strerror}", e.errno or errno.EIO) from None
+    dtc or cpp knows it), becomes a one-line FirmwareError.  ``text``: the file's bytes,
+    when the caller has read them already."""
+    if text is None:
+        try:
+            text = path.read_bytes()
+        except OSError as e:
+            raise FirmwareError(f"{path}: {e.strerror}", e.errno or errno.EIO) from None
     dtc = shutil.which("dtc")
     if dtc is None:
         raise FirmwareError(f"{path}: dtc (Debian device-tree-compiler) is needed to read "
@@ -262,15 +265,3 @@ def compile_dts(path: Path, include_dirs: Sequence[str | Path] = ()) -> bytes:
                       if ln.strip()), f"dtc exited with {out.returncode}")
         raise FirmwareError(_dtc_message(path, first))
     return out.stdout
-
-
-def load_fdt(path: Path, include_dirs: Sequence[str | Path] = ()) -> FdtNode:
-    """The root of a devicetree file, DTB or DTS (told apart by content,
-    :func:`directlpi.firmware.files.devicetree_blob`)."""
-    from directlpi.firmware.files import devicetree_blob
-
-    data = devicetree_blob(path, include_dirs)
-    try:
-        return parse_fdt(data)
-    except FirmwareError as e:
-        raise FirmwareError(f"{path}: {e}", e.errno) from None

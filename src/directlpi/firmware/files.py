@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 
 from directlpi.firmware.acpi import FirmwareError
-from directlpi.firmware.fdt import FDT_MAGIC, compile_dts
+from directlpi.firmware.fdt import FDT_MAGIC, FdtNode, compile_dts, parse_fdt
 
 
 class FileKind(Enum):
@@ -93,5 +93,15 @@ def devicetree_blob(path: Path, include_dirs: Sequence[str | Path] = ()) -> byte
     if kind is FileKind.DTB:
         return data
     if kind is FileKind.DTS:
-        return compile_dts(path, include_dirs)
+        return compile_dts(path, include_dirs, data)
     raise FirmwareError(f"{path}: an {kind.value}, not a devicetree (DTS or DTB)", errno.EINVAL)
+
+
+def load_fdt(path: Path, include_dirs: Sequence[str | Path] = ()) -> FdtNode:
+    """The root of a devicetree file, DTB or DTS (told apart by content,
+    :func:`devicetree_blob`)."""
+    data = devicetree_blob(path, include_dirs)
+    try:
+        return parse_fdt(data)
+    except FirmwareError as e:
+        raise FirmwareError(f"{path}: {e}", e.errno) from None
