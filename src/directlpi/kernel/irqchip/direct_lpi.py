@@ -400,15 +400,11 @@ class DirectLpi:
                     "be carried")
         finally:
             for g, d in shown:                         # masked again, wherever it may be cached
-                self.lpi.lpi_write_config(d.hwirq, LPI_CFG_ENABLE, 0)
-                for rd in sorted(g.rds):
-                    try:
-                        if self.gic.rdists[rd].lpi_enabled:
-                            self.lpi.inv_lpi(rd, d.hwirq)
-                    except KernelError as exc:
-                        keep.add(g)
-                        log.err(f"DirectLPI: LPI {d.hwirq}: {exc} on CPU{rd}'s "
-                                "redistributor: it may keep LPI enabled in its cache")
+                def failed(rd: int, exc: KernelError, g: LpiGroup = g, d: IrqData = d) -> None:
+                    keep.add(g)
+                    log.err(f"DirectLPI: LPI {d.hwirq}: {exc} on CPU{rd}'s redistributor: it "
+                            "may keep the LPI enabled in its cache")
+                self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, LPI_CFG_ENABLE, 0, failed)
             for intid in pending:    # after the re-mask: no RD loads the transient byte
                 self._carry(intid, cpu)
         for g in self.groups:

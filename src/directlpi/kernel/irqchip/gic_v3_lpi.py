@@ -19,7 +19,7 @@ with EBUSY and the kernel runs without LPIs.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from directlpi.hw.regs import (
@@ -267,14 +267,22 @@ class LpiInfrastructure:
         if self.gic.rdists[cpu].lpi_enabled:   # LPIs off there: nothing pending
             self._rd_op(cpu, hwirq, GICR.CLRLPIR.offset)
 
-    def lpi_update_config(self, cpus: Iterable[int], hwirq: int, clr: int,
-                          set_bits: int) -> None:
+    def lpi_update_config(self, cpus: Iterable[int], hwirq: int, clr: int, set_bits: int,
+                          on_error: Callable[[int, KernelError], None] | None = None) -> None:
         """Write the property byte, then invalidate it on every RD in ``cpus`` -- each RD
-        that may hold a cached copy (R11)."""
+        that may hold a cached copy (R11).  ``on_error(cpu, exc)``: an RD whose
+        invalidation fails (ETIMEDOUT) is reported there and the others are still
+        invalidated (for callers that cannot fail); without it, the error is raised."""
         self.lpi_write_config(hwirq, clr, set_bits)
         for cpu in cpus:
-            if self.gic.rdists[cpu].lpi_enabled:
+            if not self.gic.rdists[cpu].lpi_enabled:
+                continue
+            try:
                 self.inv_lpi(cpu, hwirq)
+            except KernelError as exc:
+                if on_error is None:
+                    raise
+                on_error(cpu, exc)
 
     def scrub(self, hwirq: int) -> None:
         """Before an INTID goes to a new owner: nothing is pending for it and no cached
