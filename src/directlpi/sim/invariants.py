@@ -14,8 +14,8 @@ handed out (wired SPIs are not tracked):
   owner); a driver clearing it on its own loses the interrupt.  A resend by the kernel
   of what it acknowledged but could not handle carries the kinds of the write it
   re-raises (a resent spoof stays a spoof).  Edge semantics: writes may coalesce into
-  one run.  A write that
-  lands before the interrupt is requested may be delivered, but is not owed;
+  one run.  A write that lands before the interrupt is requested may be delivered, but
+  is not owed;
 * **no spurious handler run** -- a handler runs only after a write of its INTID by its
   owner's device or the kernel since its previous run.  History starts at
   allocation: a run caused by a write of the INTID's *previous* owner (one still in
