@@ -285,18 +285,13 @@ that is not an addition."""
 
 def cpulist(cpus: Iterable[int]) -> str:
     """A CPU set in Linux's list format (``/proc/irq/N/smp_affinity_list``): ``0-3,5``."""
-    out: list[str] = []
-    run: list[int] = []
+    spans: list[list[int]] = []
     for c in sorted(cpus):
-        if run and c == run[-1] + 1:
-            run.append(c)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [c]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(out)
+        if spans and spans[-1][1] == c - 1:
+            spans[-1][1] = c
+        else:
+            spans.append([c, c])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 class RunReport:
