@@ -276,16 +276,21 @@ class Distributor(MmioFrame):
         return 0
 
     def _w_SETSPI_NSR(self, value: int) -> None:
-        i = GICD.SETSPI_NSR.INTID.get(value)
+        self.message_spi(GICD.SETSPI_NSR.INTID.get(value), "GICD_SETSPI_NSR")
+
+    def message_spi(self, i: int, register: str) -> None:
+        """A message-based SPI: what a write of INTID ``i`` to ``register`` (GICD_SETSPI_NSR,
+        or a GICv2m frame's MSI_SETSPI_NS) does -- the SPI becomes pending (latched when
+        edge-triggered), or the write is ignored and recorded."""
         if not self.valid_spi(i):
             self._hub.report(Event(EventKind.IGNORED, "GICD", intid=i, master=self._hub.requester,
-                                   reason="invalid-spi", register="GICD_SETSPI_NSR",
-                                   detail=f"SETSPI_NSR names INTID {i}, not an implemented SPI"))
+                                   reason="invalid-spi", register=register,
+                                   detail=f"{register} names INTID {i}, not an implemented SPI"))
             return
         if self.is_pending(i):
             self._hub.report(Event(EventKind.IGNORED, "GICD", intid=i, master=self._hub.requester,
-                                   reason="already-pending", register="GICD_SETSPI_NSR",
-                                   detail=f"SETSPI_NSR: SPI {i} is already pending"))
+                                   reason="already-pending", register=register,
+                                   detail=f"{register}: SPI {i} is already pending"))
             return
         if self.edge[i]:
             self.latch[i] = 1

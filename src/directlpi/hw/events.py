@@ -5,9 +5,10 @@ hardware blocks share one :class:`EventHub`; each emission site tests a single
 byte (``hub.on[kind]``) before building anything, so an event nobody listens to
 costs one index and one truth test.
 
-Three kinds are *counted* even when nobody listens, because they sit on failure
-paths only: :attr:`EventKind.BAD_ACCESS`, :attr:`EventKind.UNPREDICTABLE` and
-:attr:`EventKind.IGNORED`.
+Five kinds are *counted* even when nobody listens, because they sit on failure
+paths only: :attr:`EventKind.BAD_ACCESS`, :attr:`EventKind.UNPREDICTABLE`,
+:attr:`EventKind.IGNORED`, :attr:`EventKind.ITS_COMMAND_ERROR` and
+:attr:`EventKind.MSI_DROPPED`.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ class EventKind(IntEnum):
     """Any access that reached an MMIO frame (addr, value, master)."""
     MMIO_WRITE = 2
     LPI_PENDING = 3
-    """An RD made an LPI pending (``reason``: "setlpir" or "pending-table")."""
+    """An RD made an LPI pending (``reason``: "setlpir", "pending-table", "its" -- an ITS
+    translated it or ran INT -- or "its-move": a MOVI/MOVALL brought its pending state)."""
     LPI_CLEARED = 4
-    """GICR_CLRLPIR removed the pending state of an LPI."""
+    """GICR_CLRLPIR (or an ITS CLEAR/DISCARD: register "ITS") removed an LPI's pending state."""
     SPI_PENDING = 5
     """An SPI became pending (``reason``: "line", "ispendr", "setspi")."""
     ACK = 6
@@ -62,10 +64,23 @@ class EventKind(IntEnum):
     DMA_LANDED = 19
     """A DMA write reached its target (frame, RAM or window), just before it acts there:
     addr, value, master.  In the same bus write as its DMA_WRITE unless writes are posted."""
+    ITS_COMMAND = 20
+    """An ITS executed a command (value = command number, reason = its name)."""
+    ITS_COMMAND_ERROR = 21
+    """An ITS command failed (value = the architected error number, e.g. 0x010a04); it had
+    no effect and the command queue stalled."""
+    MSI_DROPPED = 22
+    """An MSI doorbell write was dropped (ITS: addr = DeviceID, value = EventID; GICv2m
+    frame: intid = the SPI written).  ``reason``: "its-disabled", "no-device-id",
+    "unmapped-device", "event-out-of-range", "unmapped-event", "unmapped-collection",
+    "spi-out-of-range"."""
+    ITS_TRANSLATED = 23
+    """An ITS translated an MSI: addr = DeviceID, value = EventID, intid, cpu, master."""
 
 
 #: Kinds counted whether or not anyone listens (failure paths only).
-COUNTED_KINDS = (EventKind.BAD_ACCESS, EventKind.UNPREDICTABLE, EventKind.IGNORED)
+COUNTED_KINDS = (EventKind.BAD_ACCESS, EventKind.UNPREDICTABLE, EventKind.IGNORED,
+                 EventKind.ITS_COMMAND_ERROR, EventKind.MSI_DROPPED)
 
 
 class Event(NamedTuple):

@@ -26,9 +26,17 @@ from directlpi.hw.cache import CpuDataCache
 from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventHub
 from directlpi.hw.gic import GIC
+from directlpi.hw.gicv2m import V2mFrame
+from directlpi.hw.its import Its
 from directlpi.hw.memory import PA_LIMIT, PhysicalMemory
 from directlpi.hw.redistributor import Redistributor
-from directlpi.hw.regs import FRAME_SIZE, GICR_STRIDE, SGI_BASE_OFFSET
+from directlpi.hw.regs import (
+    FRAME_SIZE,
+    GICR_STRIDE,
+    ITS_SIZE,
+    ITS_TRANSLATION_OFFSET,
+    SGI_BASE_OFFSET,
+)
 
 VIRT_GICD_BASE = 0x0800_0000
 VIRT_GICR_REGIONS = ((0x080A_0000, 123), (0x40_0000_0000, 512))
@@ -79,9 +87,17 @@ class MachineConfig:
     posted_seed: int = 0
     """Seed of the bus's choice of which master's posted write lands next."""
     rd_coherent: bool = True
-    """Whether the redistributors' table accesses are coherent with the PEs' data caches.
-    False: GICR_PROPBASER/PENDBASER.Shareability read as Non-shareable and the PEs see
-    memory through :class:`~directlpi.hw.cache.CpuDataCache` (``Machine.cpu_memory``)."""
+    """Whether the redistributors' (and ITSes') table accesses are coherent with the PEs'
+    data caches.  False: GICR_PROPBASER/PENDBASER.Shareability (and GITS_CBASER/BASER<n>)
+    read as Non-shareable and the PEs see memory through
+    :class:`~directlpi.hw.cache.CpuDataCache` (``Machine.cpu_memory``)."""
+    its: tuple[int, ...] = ()
+    """Base of each ITS (its control frame; the translation frame follows at +64 KiB)."""
+    its_pta: bool = False
+    """GITS_TYPER.PTA of every ITS: collections target RD physical addresses (True) or PE
+    numbers (False, the default, as GIC-600 and QEMU)."""
+    v2m_frames: tuple[tuple[int, int, int], ...] = ()
+    """GICv2m MSI frames as (base, first SPI, SPI count)."""
 
     def __post_init__(self) -> None:
         self._validate()
@@ -106,6 +122,35 @@ class MachineConfig:
         for name in ("mbis", "lpis", "lpis_clearable", "strict"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, f"{getattr(self, name)!r} is not a bool")
+        for name in ("its_pta",):
+            if not isinstance(getattr(self, name), bool):
+                self._fail(name, f"{getattr(self, name)!r} is not a bool")
+        if not isinstance(self.its, tuple) or not all(is_int(b) for b in self.its):
+            self._fail("its", f"{self.its!r} is not a tuple of ITS base addresses")
+        if len(self.its) > 16:
+            self._fail("its", f"{len(self.its)} ITSes; the model builds up to 16")
+        if self.its and not self.lpis:
+            self._fail("its", "an ITS needs LPIs (lpis=True)")
+        if not isinstance(self.v2m_frames, tuple):
+            self._fail("v2m_frames", f"{self.v2m_frames!r} is not a tuple of (base, first SPI, "
+                       "count)")
+        last_spi = 31 + self.spis
+        taken: list[tuple[int, int]] = []
+        for k, frame in enumerate(self.v2m_frames):
+            if (not isinstance(frame, tuple) or len(frame) != 3
+                    or not all(is_int(v) for v in frame)):
+                self._fail("v2m_frames", f"frame {k} {frame!r} is not (base, first SPI, count)")
+            _base, first, count = frame
+            if count < 1 or first < 32 or first + count - 1 > min(last_spi, 1019) \
+                    or first > 0x3FF or count > 0x3FF:
+                self._fail("v2m_frames", f"frame {k}: SPIs {first}..{first + count - 1} are not "
+                           f"within the implemented SPIs 32..{last_spi} (MSI_TYPER holds a "
+                           "10-bit base and count)")
+            clash = next(((f, n) for f, n in taken if first < f + n and f < first + count), None)
+            if clash is not None:
+                self._fail("v2m_frames", f"frame {k}: SPIs {first}..{first + count - 1} overlap "
+                           f"another frame's {clash[0]}..{clash[0] + clash[1] - 1}")
+            taken.append((first, count))
         if not isinstance(self.rd_coherent, bool):
             self._fail("rd_coherent", f"{self.rd_coherent!r} is not a bool")
         if not isinstance(self.posted_writes, bool):
@@ -164,6 +209,10 @@ class MachineConfig:
             placed += max(used, 0)
         if placed < self.cpus:
             self._fail("redist_regions", f"room for {placed} redistributors, {self.cpus} PEs")
+        for k, base in enumerate(self.its):
+            add(base, ITS_SIZE, f"ITS {k}", "its")
+        for k, (base, _first, _count) in enumerate(self.v2m_frames):
+            add(base, FRAME_SIZE, f"GICv2m frame {k}", "v2m_frames")
         for k, (base, size) in enumerate(self.ram):
             if not isinstance(size, int) or size <= 0:
                 self._fail("ram", f"range {k} has size {size!r}")
@@ -217,6 +266,21 @@ class Machine:
         for rd, base in zip(self.gic.redists, bases, strict=True):
             self.bus.map_frame(base, rd)
             self.bus.map_frame(base + SGI_BASE_OFFSET, rd.sgi)
+        #: The ITSes, in configuration order.
+        self.its = [Its(self.gic, self.hub, self.memory, index=k, base=base,
+                        pta=config.its_pta, coherent=config.rd_coherent, rd_bases=bases,
+                        is_ram=self.bus.is_ram)
+                    for k, base in enumerate(config.its)]
+        for its in self.its:
+            self.bus.map_frame(its.base, its)
+            self.bus.map_frame(its.base + ITS_TRANSLATION_OFFSET, its.translation)
+            self.bus.claim_window(its.base, ITS_SIZE, f"ITS {its.index}")
+        #: The GICv2m MSI frames, in configuration order.
+        self.v2m = [V2mFrame(self.gic.dist, self.hub, index=k, spi_base=first, spi_count=count)
+                    for k, (_base, first, count) in enumerate(config.v2m_frames)]
+        for frame, (base, _first, _count) in zip(self.v2m, config.v2m_frames, strict=True):
+            self.bus.map_frame(base, frame)
+            self.bus.claim_window(base, FRAME_SIZE, f"GICv2m frame {frame.index}")
         placed = 0
         for k, (base, capacity) in enumerate(config.redist_regions):
             used = min(capacity, config.cpus - placed)

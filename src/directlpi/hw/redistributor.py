@@ -224,9 +224,13 @@ class Redistributor(MmioFrame):
         return c
 
     def set_lpi_pending(self, intid: int, via: str = "setlpir") -> bool:
-        """Make ``intid`` pending, as a GICR_SETLPIR write does.  Returns True if it changed."""
+        """Make ``intid`` pending, as a GICR_SETLPIR write does.  Returns True if it changed.
+
+        ``via`` says where it came from: "setlpir", "pending-table" (EnableLPIs), "its"
+        (a translated MSI or an INT/MOVI/MOVALL command of an ITS).
+        """
         if not self._enabled or not LPI_BASE <= intid < self._lpi_limit:
-            self._setlpir_ignored(intid)
+            self._setlpir_ignored(intid, via)
             return False
         pend = self.lpi_pending
         if intid in pend:
@@ -234,7 +238,7 @@ class Redistributor(MmioFrame):
             if hub.on[_EV_IGNORED]:
                 hub.emit(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
                                master=hub.requester, reason="already-pending",
-                               register="GICR_SETLPIR",
+                               register="GICR_SETLPIR" if via == "setlpir" else via,
                                detail=f"LPI {intid} already pending: the write coalesces"))
             else:
                 hub.counts[_EV_IGNORED] += 1
@@ -250,10 +254,10 @@ class Redistributor(MmioFrame):
             # The writer of SETLPIR, for the audit; a pending-table load has none.
             self._hub.emit(Event(_EV_LPI_PENDING, self.frame_name, cpu=self.cpu, intid=intid,
                                  value=c, reason=via,
-                                 master=self._hub.requester if via == "setlpir" else None))
+                                 master=None if via == "pending-table" else self._hub.requester))
         return True
 
-    def _setlpir_ignored(self, intid: int) -> None:
+    def _setlpir_ignored(self, intid: int, via: str = "setlpir") -> None:
         if not self._enabled:
             reason, why = "lpis-disabled", "GICR_CTLR.EnableLPIs is 0"
         else:
@@ -261,7 +265,9 @@ class Redistributor(MmioFrame):
                 f"not an implemented LPI (LPIs are {LPI_BASE}..{self._lpi_limit - 1})")
         self._hub.report(Event(_EV_IGNORED, self.frame_name, cpu=self.cpu, intid=intid,
                                master=self._hub.requester, reason=reason,
-                               register="GICR_SETLPIR", detail=f"SETLPIR {intid} ignored: {why}"))
+                               register="GICR_SETLPIR" if via == "setlpir" else via,
+                               detail=(f"SETLPIR {intid} ignored: {why}" if via == "setlpir"
+                                       else f"LPI {intid} from the {via} ignored: {why}")))
 
     def best_lpi_key(self) -> int:
         """``priority << 24 | INTID`` of the highest priority pending enabled LPI, or NO_PENDING."""
@@ -302,6 +308,44 @@ class Redistributor(MmioFrame):
         self._heap = [((cfg[i] & pm) << 24) | i for i in self.lpi_pending
                       if cfg[i] & LPI_CFG_ENABLE]
         heapify(self._heap)
+
+    # -- operations an ITS command shares with the DirectLPI registers ------------------
+
+    def reload_config(self, intid: int) -> None:
+        """Read ``intid``'s configuration byte from memory again (GICR_INVLPIR, ITS INV).
+
+        The caller has checked that LPIs are enabled and ``intid`` is implemented."""
+        self._load_config(intid)
+        if intid in self.lpi_pending:
+            self._push_if_enabled(intid)
+
+    def reload_all_config(self) -> None:
+        """Read every cached configuration byte again (GICR_INVALLR, ITS INVALL)."""
+        if self._enabled:
+            for intid in list(self._cfg):
+                self._load_config(intid)
+            self._rebuild_heap()
+            self._kicked.add(self.cpu)
+
+    def implements(self, intid: int) -> bool:
+        """Whether ``intid`` is an LPI this RD accepts now (EnableLPIs 1, within IDbits)."""
+        return self._enabled and LPI_BASE <= intid < self._lpi_limit
+
+    def remove_pending(self, intid: int, command: str | None = None) -> bool:
+        """Remove ``intid``'s pending state: an ITS CLEAR or DISCARD (``command`` names it,
+        and an LPI_CLEARED event is emitted), or the source side of a MOVI/MOVALL
+        (``command`` None: the pending state moves, it is not cleared).
+
+        True if it was pending.  Does nothing while LPIs are disabled: the pending
+        state is then in the pending table, which an ITS command does not touch."""
+        if intid not in self.lpi_pending:
+            return False
+        self.lpi_pending.discard(intid)
+        self._compact()
+        if command is not None and self._hub.on[EventKind.LPI_CLEARED]:
+            self._hub.emit(Event(EventKind.LPI_CLEARED, self.frame_name, cpu=self.cpu,
+                                 intid=intid, register="ITS", reason=command))
+        return True
 
     def _enable_lpis(self) -> None:
         problem = None
@@ -501,20 +545,14 @@ class Redistributor(MmioFrame):
                                    register="GICR_INVLPIR", detail=f"INVLPIR {intid} ignored"))
             self._mark_busy()
             return
-        self._load_config(intid)
-        if intid in self.lpi_pending:
-            self._push_if_enabled(intid)
+        self.reload_config(intid)
         self._mark_busy()
         if self._hub.on[EventKind.INVALIDATE]:
             self._hub.emit(Event(EventKind.INVALIDATE, self.frame_name, cpu=self.cpu,
                                  intid=intid, value=self._cfg[intid]))
 
     def _w_INVALLR(self, value: int) -> None:
-        if self._enabled:
-            for intid in list(self._cfg):
-                self._load_config(intid)
-            self._rebuild_heap()
-            self._kicked.add(self.cpu)
+        self.reload_all_config()
         self._mark_busy()
         if self._hub.on[EventKind.INVALIDATE]:
             self._hub.emit(Event(EventKind.INVALIDATE, self.frame_name, cpu=self.cpu))

@@ -295,6 +295,83 @@ class GICR_SGI:
     NSACR = Reg("GICR_NSACR", 0x0E00, access=RAZ_WI)
 
 
+
+class GITS:
+    """ITS control frame (ITS_base, 64 KiB); the translation frame is at ITS_base + 0x10000."""
+
+    CTLR = Reg("GITS_CTLR", 0x0000, fields={
+        "Enabled": Field(0, doc="the ITS translates MSIs and executes commands"),
+        "ImDe": Field(1, access=RAZ_WI, doc="no implementation-defined event reporting"),
+        "ITS_Number": Field(4, 4, RAZ_WI, "GICv4.1 only"),
+        "UMSIirq": Field(8, access=RAZ_WI),
+        "Quiescent": Field(31, access=RO, doc="1: disabled and every operation complete"),
+    }, doc="ITS control")
+    IIDR = Reg("GITS_IIDR", 0x0004, access=RO)
+    TYPER = Reg("GITS_TYPER", 0x0008, width=64, access=RO, fields={
+        "Physical": Field(0, access=RO, doc="physical LPIs supported"),
+        "Virtual": Field(1, access=RO),
+        "CCT": Field(2, access=RO, doc="cumulative collection tables"),
+        "ITT_entry_size": Field(4, 4, RO, "bytes per ITT entry - 1"),
+        "ID_bits": Field(8, 5, RO, "EventID bits - 1"),
+        "Devbits": Field(13, 5, RO, "DeviceID bits - 1"),
+        "SEIS": Field(18, access=RO, doc="command errors reported as SErrors (0 here)"),
+        "PTA": Field(19, access=RO, doc="1: collection targets are RD physical addresses"),
+        "HCC": Field(24, 8, RO, "collections held in the ITS, no memory"),
+        "CIDbits": Field(32, 4, RO, "collection ID bits - 1 (when CIL is 1)"),
+        "CIL": Field(36, access=RO, doc="0: collection IDs are 16 bits"),
+    }, doc="ITS type")
+    STATUSR = Reg("GITS_STATUSR", 0x0040, access=RAZ_WI, doc="error reporting not implemented")
+    UMSIR = Reg("GITS_UMSIR", 0x0048, width=64, access=RAZ_WI)
+    CBASER = Reg("GITS_CBASER", 0x0080, width=64, fields={
+        "Size": Field(0, 8, doc="4 KiB pages of the command queue - 1"),
+        "Shareability": Field(10, 2),
+        "Physical_Address": Field(12, 40, doc="bits [51:12] of the command queue"),
+        "OuterCache": Field(53, 3),
+        "InnerCache": Field(59, 3),
+        "Valid": Field(63),
+    }, doc="command queue base")
+    CWRITER = Reg("GITS_CWRITER", 0x0088, width=64, fields={
+        "Retry": Field(0, doc="1: retry the command the queue stalled on"),
+        "Offset": Field(5, 15, doc="bits [19:5] of the offset of the next command to write"),
+    }, doc="command queue write pointer")
+    CREADR = Reg("GITS_CREADR", 0x0090, width=64, access=RO, fields={
+        "Stalled": Field(0, access=RO, doc="1: the queue stopped at a command error"),
+        "Offset": Field(5, 15, RO, "bits [19:5] of the offset of the next command to execute"),
+    }, doc="command queue read pointer")
+    BASER = Reg("GITS_BASER", 0x0100, width=64, count=8, fields={
+        "Size": Field(0, 8, doc="pages - 1"),
+        "Page_Size": Field(8, 2, doc="0b00 4 KiB, 0b01 16 KiB, 0b10 64 KiB"),
+        "Shareability": Field(10, 2),
+        "Physical_Address": Field(12, 36, doc="bits [47:12] of the table (64 KiB pages: [47:16],"
+                                              " with [15:12] holding bits [51:48])"),
+        "Entry_Size": Field(48, 5, RO, "bytes per entry - 1"),
+        "OuterCache": Field(53, 3),
+        "Type": Field(56, 3, RO, "1 devices, 4 collections, 0 unimplemented"),
+        "InnerCache": Field(59, 3),
+        "Indirect": Field(62, doc="two-level table (not implemented here: RAZ/WI)"),
+        "Valid": Field(63),
+    }, doc="ITS table descriptors")
+    IDREGS = Reg("GITS_IDREGS", 0xFFD0, access=RO, count=12)
+
+
+class GITS_TRANSLATION:
+    """ITS translation frame (ITS_base + 0x10000): the MSI doorbell."""
+
+    TRANSLATER = Reg("GITS_TRANSLATER", 0x0040, access=WO, fields={
+        "EventID": Field(0, 32)}, doc="an MSI: EventID written, DeviceID from the requester")
+
+
+class V2M:
+    """A GICv2m MSI frame (4 KiB architected; the model decodes its whole 64 KiB frame)."""
+
+    MSI_TYPER = Reg("MSI_TYPER", 0x0008, access=RO, fields={
+        "Number": Field(0, 10, RO, "SPIs this frame can make pending"),
+        "Base": Field(16, 10, RO, "first SPI INTID"),
+    }, doc="the frame's SPI block")
+    MSI_SETSPI_NS = Reg("MSI_SETSPI_NS", 0x0040, access=WO, fields={
+        "SPI": Field(0, 10)}, doc="an MSI: the SPI INTID written becomes pending (edge)")
+    MSI_IIDR = Reg("MSI_IIDR", 0x0FCC, access=RO)
+
 _INTID = {"INTID": Field(0, 24)}
 _INTID_RO = {"INTID": Field(0, 24, RO)}
 
@@ -351,6 +428,10 @@ class ICC:
 
 SGI_BASE_OFFSET = 0x10000
 """SGI_base frame of a redistributor, relative to its RD_base."""
+ITS_TRANSLATION_OFFSET = 0x10000
+"""An ITS's translation frame (GITS_TRANSLATER), relative to its control frame."""
+ITS_SIZE = 0x20000
+"""An ITS takes two 64 KiB frames (control, translation)."""
 FRAME_SIZE = 0x10000
 GICR_STRIDE = 0x20000
 """Two 64 KiB frames per GICv3 redistributor (RD_base, SGI_base)."""
