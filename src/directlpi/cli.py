@@ -162,7 +162,7 @@ def _boot_check(dtb: bytes) -> tuple[list[str], list[str]]:
 
 
 def _cmd_acpi(args: argparse.Namespace) -> int:
-    from directlpi.firmware.acpi import build_iort, build_madt, direct_lpi_routes
+    from directlpi.firmware.acpi import build_iort, build_madt, direct_lpi_routes, its_routes
     from directlpi.firmware.devicetree import load_board
     from directlpi.platform import Platform
 
@@ -179,8 +179,17 @@ def _cmd_acpi(args: argparse.Namespace) -> int:
     routes, left_out = direct_lpi_routes(board)
     if args.no_direct_lpi:
         routes = ()
-    tables = {"apic.dat": build_madt(board, gicr_in_gicc=args.gicr_in_gicc),
-              "iort.dat": build_iort(routes)}
+    to_its, v2m_left_out = its_routes(board)
+    left_out += v2m_left_out
+    # A board with an ITS or GICv2m frames gets a root complex node per host bridge, and
+    # the proposed Direct LPI node only if it describes Direct LPI; the others (no ITS, no
+    # GICv2m) get the proposed node whatever they say, as before.
+    gic = board.gic
+    newer = bool(gic.its or gic.v2m_frames)
+    iort = build_iort((*routes, *to_its), its_ids=[i.translation_id for i in gic.its],
+                      direct_lpi_node=gic.direct_lpi or not newer,
+                      segments=[h.segment for h in board.pci_hosts] if newer else ())
+    tables = {"apic.dat": build_madt(board, gicr_in_gicc=args.gicr_in_gicc), "iort.dat": iort}
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -18,11 +18,13 @@ from directlpi.firmware.acpi import (
     MADT_FIXED_LEN,
     DirectLpiRoute,
     FirmwareError,
+    ItsRoute,
     build_iort,
     build_madt,
     checksum_fix,
     parse_iort,
     parse_madt,
+    read_iort,
 )
 
 
@@ -153,10 +155,11 @@ def test_a_cleared_direct_lpi_flag_is_refused() -> None:
         parse_iort(raw)
 
 
-def test_a_mapping_to_an_its_group_is_refused() -> None:
+def test_a_mapping_to_an_its_group_is_an_its_route_not_direct_lpi() -> None:
     raw = _rewrite(build_iort(_ROUTES), 48, "<B", 0)          # the target becomes an ITS group
-    with pytest.raises(FirmwareError, match=r"routes to an ITS group .* has no ITS"):
-        parse_iort(raw)
+    assert parse_iort(raw) == ()                              # (its flags word reads as 1 ITS)
+    assert read_iort(raw).its == (ItsRoute(0, 0, 0x10000, its_id=0),
+                                  ItsRoute(1, 0x100, 0x100, its_id=0))
 
 
 def test_a_dangling_output_reference_is_refused() -> None:

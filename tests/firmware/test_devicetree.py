@@ -50,9 +50,10 @@ def problems(path: Path) -> list[str]:
 
 # -- the shipped boards ------------------------------------------------------------------------
 
-def test_five_example_boards_are_shipped() -> None:
+def test_seven_example_boards_are_shipped() -> None:
     assert {p.stem for p in board_files()} == {
-        "default", "gicr-256cpus", "mbi-only", "mbi-and-direct-lpi", "rds-without-directlpi"}
+        "default", "gicr-256cpus", "mbi-only", "mbi-and-direct-lpi", "rds-without-directlpi",
+        "its", "gicv2m"}
 
 
 @pytest.mark.parametrize("path", board_files(), ids=lambda p: p.stem)
@@ -237,12 +238,13 @@ CASES = {
         "default", [("#msi-cells = <0>;",
                      "#msi-cells = <0>;\n\t\t\treg = <0x0 0x080a0000 0x0 0x20000>;")],
         f"{DLPI}: reg: not allowed: the MSI doorbells are the GIC's redistributors"),
-    "an ITS": (
+    "an ITS of the wrong size": (
         "default", [("\t\tgic_dlpi: direct-lpi {",
                      "\t\tits@8080000 { compatible = \"arm,gic-v3-its\"; msi-controller; "
-                     "#msi-cells = <1>; reg = <0x0 0x08080000 0x0 0x20000>; };\n"
+                     "#msi-cells = <1>; reg = <0x0 0x08080000 0x0 0x10000>; };\n"
                      "\t\tgic_dlpi: direct-lpi {")],
-        f"{GIC}/its@8080000: compatible: an ITS: the modelled GIC has none"),
+        f"{GIC}/its@8080000: reg: ITS @0x8080000 size 0x10000: an ITS is a 64 KiB-aligned "
+        "0x20000-byte region"),
     "msi-parent and msi-map": (
         "default", [("msi-parent = <&gic_dlpi>;",
                      "msi-parent = <&gic_dlpi>;\n\t\tmsi-map = <0x0 &gic_dlpi 0x0 0x100>;")],

@@ -1,7 +1,7 @@
-"""ACPI MADT ("APIC") tables for a GICv3 without an ITS: write and read.
+"""ACPI MADT ("APIC") and IORT tables for a GICv3: write and read.
 
-The layout is ACPI 6.3's (MADT revision 5), the newest that the Debian
-acpica-tools (``iasl`` 20200925) decodes field by field:
+The MADT layout is ACPI 6.3's (MADT revision 5, section 5.2.12), the newest that the
+Debian acpica-tools (``iasl`` 20200925) decodes field by field:
 
 * the 36-byte system description header, then ``Local Interrupt Controller
   Address`` (u32, 0 on Arm) and ``Flags`` (u32, 0), at offsets 36 and 40;
@@ -10,14 +10,27 @@ acpica-tools (``iasl`` 20200925) decodes field by field:
 * one GICD (type 0x0C, 24 bytes): GIC ID, base address, system vector base (0),
   GIC version (3) at +20;
 * a GICR (type 0x0E, 16 bytes) per redistributor region: discovery range base
-  (u64 at +4) and length (u32 at +12).
+  (u64 at +4) and length (u32 at +12);
+* a GIC MSI Frame (type 0x0D, 24 bytes, section 5.2.12.16) per GICv2m frame:
+  reserved (u16), GIC MSI Frame ID (u32 at +4), physical base (u64 at +8), flags
+  (u32 at +16: bit 0 "SPI Count/Base Select" -- use the two fields below, not the
+  frame's MSI_TYPER), SPI count (u16 at +20), SPI base (u16 at +22);
+* a GIC ITS (type 0x0F, 20 bytes, section 5.2.12.18) per ITS: reserved (u16), GIC
+  ITS ID (u32 at +4, what IORT ITS groups list), physical base (u64 at +8),
+  reserved (u32).
 
 The writer describes redistributors with GICR subtables (regions), as QEMU's
 ``virt`` does, and leaves GICC.GICR Base Address 0; the reader also accepts
 the per-CPU form (every enabled GICC names its single RD, no GICR subtable), as
 Linux's ``gic_acpi_count_gicr_regions`` does, and refuses a table that mixes
 the two.  Nothing in the MADT can say "Direct LPI": that needs the proposed IORT
-node (R7), so a board read from a MADT alone never offers it.
+node (R7), so a board read from a MADT alone never offers it.  Nor can it say
+whether the GIC implements LPIs (the OS reads GICD_TYPER.LPIS).
+
+The ITS and GICv2m frames a MADT describes get firmware nodes named as Linux's ACPI
+code names them (``irqchip@0x<base>``, ``irq_domain_alloc_fwnode``).  GICv2m frames
+must be 64 KiB-aligned: the model maps each as a 64 KiB region (the architected frame
+is 4 KiB).
 
 Every problem is reported as a :class:`FirmwareError` naming the table, the
 byte offset and the field.
@@ -28,29 +41,54 @@ from __future__ import annotations
 import errno
 import itertools
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from directlpi.errors import DirectLPIError
-from directlpi.kernel.fwdesc import BoardDescription, GicDescription
+from directlpi.kernel.fwdesc import (
+    BoardDescription,
+    GicDescription,
+    ItsDescription,
+    V2mFrameDescription,
+)
+from directlpi.kernel.irq.domain import Fwnode
 
 HEADER_LEN = 36
 MADT_FIXED_LEN = 44
 MADT_REVISION = 5          # ACPI 6.3
-GICC, GICD, GICR = 0x0B, 0x0C, 0x0E
+GICC, GICD, GIC_MSI_FRAME, GICR, GIC_ITS = 0x0B, 0x0C, 0x0D, 0x0E, 0x0F
 GICC_LEN, GICD_LEN, GICR_LEN = 80, 24, 16
+GIC_MSI_FRAME_LEN, GIC_ITS_LEN = 24, 20
 GICC_ENABLED = 1 << 0
+MSI_FRAME_SPI_SELECT = 1 << 0   # GIC MSI Frame flags: SPI Count/Base Select
 GIC_VERSION_V3 = 3
 GICR_FRAME_PAIR = 0x20000   # one RD without VLPIs: RD_base + SGI_base
+ITS_REGION = 0x20000        # an ITS: ITS_base control frame + translation frame
+V2M_REGION = 0x10000        # a GICv2m frame as the model maps it (architected: 4 KiB)
+GICD_REGION = 0x10000
+MAX_SPI = 1019
+
+V2M_FIRST_SPI = 80
+"""First SPI of the model's first GICv2m frame when firmware does not say (QEMU virt's
+VIRT_GIC_V2M: SPI 48, INTID 80)."""
+V2M_SPIS = 64
+"""SPIs per GICv2m frame when firmware does not say (QEMU's NUM_GICV2M_SPIS)."""
 
 _HEADER = struct.Struct("<4sIBB6s8sI4sI")
 _GICC = struct.Struct("<BBHIIIIIQQQQIQQBBH")
 _GICD = struct.Struct("<BBHIQIB3s")
 _GICR = struct.Struct("<BBHQI")
+_GIC_MSI_FRAME = struct.Struct("<BBHIQIHH")
+_GIC_ITS = struct.Struct("<BBHIQI")
 assert _HEADER.size == HEADER_LEN and _GICC.size == GICC_LEN
 assert _GICD.size == GICD_LEN and _GICR.size == GICR_LEN
+assert _GIC_MSI_FRAME.size == GIC_MSI_FRAME_LEN and _GIC_ITS.size == GIC_ITS_LEN
 
-_NAMES = {GICC: "GICC", GICD: "GICD", GICR: "GICR"}
-_LENGTHS = {GICC: GICC_LEN, GICD: GICD_LEN, GICR: GICR_LEN}
+_NAMES = {GICC: "GICC", GICD: "GICD", GICR: "GICR", GIC_MSI_FRAME: "GIC MSI Frame",
+          GIC_ITS: "GIC ITS"}
+_LENGTHS = {GICC: GICC_LEN, GICD: GICD_LEN, GICR: GICR_LEN, GIC_MSI_FRAME: GIC_MSI_FRAME_LEN,
+            GIC_ITS: GIC_ITS_LEN}
 
 
 class FirmwareError(DirectLPIError):
@@ -70,6 +108,29 @@ class TableHeader:
     oem_revision: int = 1
     creator_id: bytes = b"DLPI"
     creator_revision: int = 1
+
+
+def v2m_default_spis(k: int) -> tuple[int, int]:
+    """(first SPI INTID, count) the model's silicon gives GICv2m frame ``k`` when firmware
+    does not override MSI_TYPER: QEMU virt's layout, 64 SPIs per frame from INTID 80."""
+    return V2M_FIRST_SPI + V2M_SPIS * k, V2M_SPIS
+
+
+def v2m_hardware(frames: tuple[V2mFrameDescription, ...]) -> tuple[tuple[int, int, int], ...]:
+    """The ``v2m_frames`` hardware option (base, first SPI, count) for ``frames``: the
+    firmware's SPI block where it gives one, else :func:`v2m_default_spis` of its index."""
+    out = []
+    for k, f in enumerate(frames):
+        if f.spi_base is not None and f.spi_count is not None:
+            out.append((f.base, f.spi_base, f.spi_count))
+        else:
+            out.append((f.base, *v2m_default_spis(k)))
+    return tuple(out)
+
+
+def acpi_fwnode(base: int) -> Fwnode:
+    """The firmware node Linux's ACPI code gives an ITS or GICv2m frame at ``base``."""
+    return Fwnode(f"irqchip@{base:#018x}")
 
 
 def checksum_fix(table: bytearray) -> None:
@@ -109,9 +170,26 @@ def build_madt(board: BoardDescription, gicr_in_gicc: bool = False) -> bytes:
             raise FirmwareError(f"MADT: GICR region @{base:#x} is {size:#x} bytes; the GICR "
                                 "Discovery Range Length field holds 32 bits", errno.ERANGE)
         body += _GICR.pack(GICR, GICR_LEN, 0, base, size)
+    for frame in board.gic.v2m_frames:
+        body += _msi_frame(frame)
+    for its in board.gic.its:
+        body += _GIC_ITS.pack(GIC_ITS, GIC_ITS_LEN, 0, its.translation_id, its.base, 0)
     table = bytearray(_header(b"APIC", MADT_REVISION, len(body)) + body)
     checksum_fix(table)
     return bytes(table)
+
+
+def _msi_frame(frame: V2mFrameDescription) -> bytes:
+    """A GIC MSI Frame subtable; firmware's SPI block, if any, with the Select flag."""
+    if (frame.spi_base is None) != (frame.spi_count is None):
+        raise FirmwareError(f"MADT: GICv2m frame @{frame.base:#x}: an SPI base without an SPI "
+                            "count or the reverse; the MADT's SPI Count/Base Select flag "
+                            "overrides both", errno.EINVAL)
+    if frame.spi_base is None or frame.spi_count is None:
+        return _GIC_MSI_FRAME.pack(GIC_MSI_FRAME, GIC_MSI_FRAME_LEN, 0, frame.frame_id,
+                                   frame.base, 0, 0, 0)
+    return _GIC_MSI_FRAME.pack(GIC_MSI_FRAME, GIC_MSI_FRAME_LEN, 0, frame.frame_id, frame.base,
+                               MSI_FRAME_SPI_SELECT, frame.spi_count, frame.spi_base)
 
 
 def parse_header(data: bytes, signature: bytes) -> TableHeader:
@@ -146,10 +224,16 @@ class Madt:
     gicr_in_gicc: bool = False
     """The RDs are named one per CPU in the GICCs (GICR Base Address), not by GICR
     subtables (regions)."""
+    its: tuple[ItsDescription, ...] = ()
+    """The GIC ITS subtables, in table order (``translation_id`` = GIC ITS ID)."""
+    v2m_frames: tuple[V2mFrameDescription, ...] = ()
+    """The GIC MSI Frame subtables, in table order; ``spi_base``/``spi_count`` set only
+    when the SPI Count/Base Select flag is."""
 
     def gic(self) -> GicDescription:
         """The GIC description a kernel boots from; a MADT never names Direct LPI."""
-        return GicDescription(dist_base=self.dist_base, redist_regions=self.redist_regions)
+        return GicDescription(dist_base=self.dist_base, redist_regions=self.redist_regions,
+                              its=self.its, v2m_frames=self.v2m_frames)
 
 
 def parse_madt(data: bytes) -> Madt:
@@ -162,6 +246,8 @@ def parse_madt(data: bytes) -> Madt:
     per_cpu_rds: list[int] = []
     gicds: list[tuple[int, int]] = []
     regions: list[tuple[int, int]] = []
+    its: dict[int, tuple[int, ItsDescription]] = {}          # GIC ITS ID -> (offset, ITS)
+    frames: dict[int, tuple[int, V2mFrameDescription]] = {}  # frame ID -> (offset, frame)
     off = MADT_FIXED_LEN
     while off < len(data):
         if off + 2 > len(data):
@@ -193,6 +279,14 @@ def parse_madt(data: bytes) -> Madt:
             if f[4] == 0:
                 raise FirmwareError(f"{where} Discovery Range Length at +12: 0")
             regions.append((f[3], f[4]))
+        elif kind == GIC_ITS:
+            desc = _parse_its(data, off, where)
+            _unique(its, desc.translation_id, off, where, "GIC ITS ID at +4")
+            its[desc.translation_id] = (off, desc)
+        elif kind == GIC_MSI_FRAME:
+            frame = _parse_msi_frame(data, off, where)
+            _unique(frames, frame.frame_id, off, where, "GIC MSI Frame ID at +4")
+            frames[frame.frame_id] = (off, frame)
         off += length
     if not cpus:
         raise FirmwareError("APIC: no enabled GICC: the table describes no CPU")
@@ -209,7 +303,41 @@ def parse_madt(data: bytes) -> Madt:
                                 "has no GICR Base Address")
         regions = [(b, GICR_FRAME_PAIR) for b in per_cpu_rds]
     _check_overlaps(regions)
-    return Madt(tuple(cpus), gicds[0][1], tuple(regions), in_gicc)
+    its_list = tuple(d for _o, d in sorted(its.values(), key=lambda x: x[0]))
+    frame_list = tuple(d for _o, d in sorted(frames.values(), key=lambda x: x[0]))
+    _check_block_overlaps(gicds[0][1], regions, its_list, frame_list)
+    return Madt(tuple(cpus), gicds[0][1], tuple(regions), in_gicc, its_list, frame_list)
+
+
+def _unique(seen: dict[int, tuple[int, Any]], key: int, off: int, where: str,
+            field: str) -> None:
+    if key in seen:
+        raise FirmwareError(f"{where} {field}: {key} is also the ID of the subtable at offset "
+                            f"{seen[key][0]:#x}")
+
+
+def _parse_its(data: bytes, off: int, where: str) -> ItsDescription:
+    _, _, _, its_id, base, _ = _GIC_ITS.unpack_from(data, off)
+    if base % 0x10000:
+        raise FirmwareError(f"{where} Physical Base Address at +8: {base:#x} is not 64 KiB-"
+                            "aligned (ITS_base)")
+    return ItsDescription(base, acpi_fwnode(base), translation_id=its_id)
+
+
+def _parse_msi_frame(data: bytes, off: int, where: str) -> V2mFrameDescription:
+    _, _, _, frame_id, base, flags, count, spi_base = _GIC_MSI_FRAME.unpack_from(data, off)
+    if base % V2M_REGION:
+        raise FirmwareError(f"{where} Physical Base Address at +8: {base:#x} is not 64 KiB-"
+                            "aligned (the model maps each GICv2m frame as a 64 KiB region)")
+    if flags & ~MSI_FRAME_SPI_SELECT:
+        raise FirmwareError(f"{where} Flags at +16: {flags:#x}, reserved bits set")
+    if not flags & MSI_FRAME_SPI_SELECT:
+        return V2mFrameDescription(base, None, None, acpi_fwnode(base), frame_id)
+    if count == 0 or spi_base < 32 or spi_base + count - 1 > MAX_SPI:
+        raise FirmwareError(f"{where} SPI Count at +20 / SPI Base at +22: {count} SPIs from "
+                            f"{spi_base} are not SPIs 32..{MAX_SPI} (the SPI Count/Base Select "
+                            "flag is set)")
+    return V2mFrameDescription(base, spi_base, count, acpi_fwnode(base), frame_id)
 
 
 def _check_overlaps(regions: list[tuple[int, int]]) -> None:
@@ -219,10 +347,34 @@ def _check_overlaps(regions: list[tuple[int, int]]) -> None:
             raise FirmwareError(f"APIC: GICR regions @{a:#x} (+{alen:#x}) and @{b:#x} overlap")
 
 
-# -- IORT, with the proposed Direct LPI node -------------------------------------------------------
+def _check_block_overlaps(gicd: int, regions: list[tuple[int, int]],
+                          its: tuple[ItsDescription, ...],
+                          frames: tuple[V2mFrameDescription, ...]) -> None:
+    """No two of the GIC's blocks (GICD, GICR regions, ITSes, GICv2m frames) overlap."""
+    spans = [(gicd, GICD_REGION, "the GICD"),
+             *((b, s, f"the GICR region @{b:#x}") for b, s in regions),
+             *((i.base, ITS_REGION, f"GIC ITS {i.translation_id}") for i in its),
+             *((f.base, V2M_REGION, f"GIC MSI Frame {f.frame_id} (64 KiB as the model maps "
+                "it)") for f in frames)]
+    ordered = sorted(spans)
+    widest = ordered[0]
+    for span in ordered[1:]:
+        if span[0] < widest[0] + widest[1]:
+            raise FirmwareError(f"APIC: {span[2]} @{span[0]:#x} overlaps {widest[2]} "
+                                f"@{widest[0]:#x} (+{widest[1]:#x})")
+        if span[0] + span[1] > widest[0] + widest[1]:
+            widest = span
+
+
+# -- IORT: ITS groups, and the proposed Direct LPI node ------------------------------------------
 #
-# IORT (revision 0, as iasl 20200925 knows it) routes the requester IDs of root
-# complexes and named components to ITS groups only.  We PROPOSE one more node
+# IORT (Arm DEN 0049; table revision 0, as iasl 20200925 knows it) routes the
+# requester IDs of root complexes and named components to ITS groups only.  An ITS
+# group node (type 0) lists GIC ITS IDs of the MADT; a root complex ID mapping to it
+# gives the DeviceID of its first requester ID (Output Base).  Its layout is the same
+# in every issue of the specification (issue E.b renames the node header's Reserved
+# field Identifier and numbers the node revision 1); the writer keeps revision 0
+# throughout, matching the table's revision 0.  We PROPOSE one more node
 # type, "GIC redistributor MSI target", to which an ID mapping can point: it says
 # that the MSIs of those requester IDs are memory writes of an LPI INTID to the
 # GICR_SETLPIR register of any redistributor the MADT describes (Direct LPI).
@@ -234,6 +386,8 @@ IORT_FIXED_LEN = 48
 IORT_NODE_ITS_GROUP = 0x00
 IORT_NODE_ROOT_COMPLEX = 0x02
 IORT_NODE_DIRECT_LPI = 0x80          # PROPOSED, not standard
+ITS_GROUP_NODE_LEN = 24              # one GIC ITS ID per group (Linux uses only the first)
+ITS_GROUP_REVISION = 0
 DIRECT_LPI_NODE_LEN = 24
 DIRECT_LPI_FLAG = 1 << 0             # MSIs target GICR_SETLPIR of any RD
 RC_NODE_LEN = 36                     # root complex node (with the address size limit)
@@ -257,6 +411,29 @@ class DirectLpiRoute:
     count: int
 
 
+@dataclass(frozen=True)
+class ItsRoute:
+    """Requester IDs ``rid_base .. rid_base + count - 1`` of PCI segment ``segment`` signal
+    their MSIs to the ITS whose GIC ITS ID (MADT) is ``its_id``, as DeviceIDs
+    ``output_base ..`` (an IORT root complex ID mapping to an ITS group)."""
+
+    segment: int
+    rid_base: int
+    count: int
+    its_id: int
+    output_base: int = 0
+
+
+@dataclass(frozen=True)
+class Iort:
+    """What an IORT says about MSIs: its Direct LPI and ITS routes, and the GIC ITS IDs of
+    each ITS group node (in table order)."""
+
+    direct_lpi: tuple[DirectLpiRoute, ...] = ()
+    its: tuple[ItsRoute, ...] = ()
+    its_groups: tuple[tuple[int, ...], ...] = ()
+
+
 def direct_lpi_routes(board: BoardDescription) -> tuple[tuple[DirectLpiRoute, ...], list[str]]:
     """The IORT routes that say what ``board``'s PCI host bridges say about Direct LPI,
     and a line for every requester-ID range ACPI cannot say (MBI has no IORT form)."""
@@ -273,30 +450,93 @@ def direct_lpi_routes(board: BoardDescription) -> tuple[tuple[DirectLpiRoute, ..
     return tuple(routes), left_out
 
 
-def build_iort(routes: tuple[DirectLpiRoute, ...]) -> bytes:
-    """An IORT with one proposed Direct LPI node and a root complex node per segment whose
-    requester IDs map to it."""
-    dlpi_off = IORT_FIXED_LEN
-    nodes = bytearray(_NODE.pack(IORT_NODE_DIRECT_LPI, DIRECT_LPI_NODE_LEN, 0, 0, 0, 0))
-    nodes += struct.pack("<II", DIRECT_LPI_FLAG, 0)
-    segments: dict[int, list[DirectLpiRoute]] = {}
+def its_routes(board: BoardDescription) -> tuple[tuple[ItsRoute, ...], list[str]]:
+    """The IORT routes (root complex -> ITS group) of ``board``'s PCI host bridges'
+    requester IDs that signal to an ITS, and a line for every range that signals to the
+    GICv2m frames (IORT has no node for them: Linux's ACPI GICv2m code takes every PCI
+    host's MSIs, ``pci_msi_register_fwnode_provider``)."""
+    routes: list[ItsRoute] = []
+    left_out: list[str] = []
+    v2m = board.gic.v2m_frames[0].fwnode if board.gic.v2m_frames else None
+    for host in board.pci_hosts:
+        for r in host.msi_routes():
+            its = board.gic.its_by_fwnode(r.parent)
+            if its is not None:
+                routes.append(ItsRoute(host.segment, r.rid_base, r.count, its.translation_id,
+                                       r.msi_base))
+            elif v2m is not None and r.parent is v2m:
+                left_out.append(f"segment {host.segment} RIDs {r.rid_base:#x}+{r.count:#x} use "
+                                "GICv2m: IORT has no GICv2m node; the MADT's GIC MSI Frame "
+                                "describes it, left out of the IORT")
+    return tuple(routes), left_out
+
+
+def build_iort(routes: Sequence[DirectLpiRoute | ItsRoute], *,
+               its_ids: Sequence[int] | None = None, direct_lpi_node: bool = True,
+               segments: Sequence[int] = ()) -> bytes:
+    """An IORT with the proposed Direct LPI node (unless ``direct_lpi_node`` is False), an
+    ITS group node per GIC ITS ID in ``its_ids`` (default: those ``routes`` name, in order)
+    and a root complex node per segment whose requester IDs ``routes`` map, and per segment
+    of ``segments`` (with no ID mapping if no route names it).
+
+    Raises FirmwareError (EINVAL) for a route to a node the table would not have."""
+    ids = list(dict.fromkeys(r.its_id for r in routes if isinstance(r, ItsRoute))) \
+        if its_ids is None else list(its_ids)
+    nodes = bytearray()
+    if direct_lpi_node:
+        nodes += _NODE.pack(IORT_NODE_DIRECT_LPI, DIRECT_LPI_NODE_LEN, 0, 0, 0, 0)
+        nodes += struct.pack("<II", DIRECT_LPI_FLAG, 0)
+    groups: dict[int, int] = {}              # GIC ITS ID -> ITS group node offset
+    for its_id in ids:
+        groups[its_id] = IORT_FIXED_LEN + len(nodes)
+        nodes += _NODE.pack(IORT_NODE_ITS_GROUP, ITS_GROUP_NODE_LEN, ITS_GROUP_REVISION, 0, 0,
+                            0)
+        nodes += struct.pack("<II", 1, its_id)
+    per_segment: dict[int, list[DirectLpiRoute | ItsRoute]] = {s: [] for s in segments}
     for r in routes:
-        segments.setdefault(r.segment, []).append(r)
-    for segment, maps in segments.items():
+        per_segment.setdefault(r.segment, []).append(r)
+    for segment, maps in per_segment.items():
         length = RC_NODE_LEN + ID_MAPPING_LEN * len(maps)
-        nodes += _NODE.pack(IORT_NODE_ROOT_COMPLEX, length, 0, 0, len(maps), RC_NODE_LEN)
+        nodes += _NODE.pack(IORT_NODE_ROOT_COMPLEX, length, 0, 0, len(maps),
+                            RC_NODE_LEN if maps else 0)
         nodes += _RC_TAIL.pack(1, 0, 0, 0, 0, segment, 48, b"\0\0\0")
         for m in maps:
-            nodes += _MAPPING.pack(m.rid_base, m.count - 1, 0, dlpi_off, 0)
-    body = struct.pack("<III", 1 + len(segments), IORT_FIXED_LEN, 0) + nodes
+            nodes += _MAPPING.pack(m.rid_base, m.count - 1, *_mapping_target(m, groups,
+                                                                           direct_lpi_node), 0)
+    body = struct.pack("<III", len(groups) + len(per_segment) + int(direct_lpi_node),
+                       IORT_FIXED_LEN, 0) + nodes
     table = bytearray(_header(b"IORT", IORT_REVISION, len(body)) + body)
     checksum_fix(table)
     return bytes(table)
 
 
+def _mapping_target(m: DirectLpiRoute | ItsRoute, groups: dict[int, int],
+                    direct_lpi_node: bool) -> tuple[int, int]:
+    """(output base, output reference) of an ID mapping for route ``m``."""
+    if isinstance(m, DirectLpiRoute):
+        if not direct_lpi_node:
+            raise FirmwareError(f"IORT: segment {m.segment} RIDs {m.rid_base:#x}+{m.count:#x} "
+                                "route to Direct LPI, but the table has no Direct LPI node",
+                                errno.EINVAL)
+        return 0, IORT_FIXED_LEN
+    if m.its_id not in groups:
+        raise FirmwareError(f"IORT: segment {m.segment} RIDs {m.rid_base:#x}+{m.count:#x} "
+                            f"route to GIC ITS {m.its_id}, which has no ITS group in the table",
+                            errno.EINVAL)
+    return m.output_base, groups[m.its_id]
+
+
 def parse_iort(data: bytes) -> tuple[DirectLpiRoute, ...]:
-    """The requester-ID ranges an IORT routes to a Direct LPI node.  ID mappings to an ITS
-    group are refused (this model has no ITS); other node types are passed over."""
+    """The requester-ID ranges an IORT routes to a Direct LPI node (:func:`read_iort` has
+    the ITS routes too); raise FirmwareError naming the offset and field of a problem."""
+    return read_iort(data).direct_lpi
+
+
+def read_iort(data: bytes) -> Iort:
+    """Every route an IORT's root complex nodes give: to the proposed Direct LPI node, or
+    to an ITS group (the group's first GIC ITS ID, as Linux's ``iort_dev_find_its_id``
+    takes it).  Other node types (SMMU, PMCG, named components) are passed over.  Raise
+    FirmwareError naming the offset and field of the first problem."""
     parse_header(data, b"IORT")
     if len(data) < IORT_FIXED_LEN:
         raise FirmwareError(f"IORT: {len(data)} bytes, shorter than the {IORT_FIXED_LEN}-byte "
@@ -314,13 +554,22 @@ def parse_iort(data: bytes) -> tuple[DirectLpiRoute, ...]:
                                 f"{length} does not fit the table")
         nodes[off] = (kind, length)
         off += length
-    routes: list[DirectLpiRoute] = []
+    groups: dict[int, tuple[int, ...]] = {}
     for off, (kind, length) in nodes.items():
         if kind == IORT_NODE_DIRECT_LPI:
             _check_direct_lpi_node(data, off, length)
-        elif kind == IORT_NODE_ROOT_COMPLEX:
-            routes += _root_complex_routes(data, off, length, nodes)
-    return tuple(routes)
+        elif kind == IORT_NODE_ITS_GROUP:
+            groups[off] = _its_group(data, off, length)
+    dlpi: list[DirectLpiRoute] = []
+    its: list[ItsRoute] = []
+    for off, (kind, length) in nodes.items():
+        if kind == IORT_NODE_ROOT_COMPLEX:
+            for route in _root_complex_routes(data, off, length, nodes, groups):
+                if isinstance(route, ItsRoute):
+                    its.append(route)
+                else:
+                    dlpi.append(route)
+    return Iort(tuple(dlpi), tuple(its), tuple(groups.values()))
 
 
 def _check_direct_lpi_node(data: bytes, off: int, length: int) -> None:
@@ -334,8 +583,21 @@ def _check_direct_lpi_node(data: bytes, off: int, length: int) -> None:
         raise FirmwareError(f"{where} Flags at +16: {flags:#x}, reserved bits set")
 
 
-def _root_complex_routes(data: bytes, off: int, length: int,
-                         nodes: dict[int, tuple[int, int]]) -> list[DirectLpiRoute]:
+def _its_group(data: bytes, off: int, length: int) -> tuple[int, ...]:
+    """The GIC ITS IDs an ITS group node lists."""
+    where = f"IORT: offset {off:#x} (ITS group)"
+    if length < _NODE.size + 4:
+        raise FirmwareError(f"{where} Length: {length}, expected at least {_NODE.size + 4}")
+    (n,) = struct.unpack_from("<I", data, off + 16)
+    if n == 0 or _NODE.size + 4 + 4 * n > length:
+        raise FirmwareError(f"{where} Number of ITSs at +16: {n}: "
+                            + ("an ITS group lists at least one ITS" if n == 0 else
+                               f"{n} identifiers do not fit the {length}-byte node"))
+    return struct.unpack_from(f"<{n}I", data, off + 20)
+
+
+def _root_complex_routes(data: bytes, off: int, length: int, nodes: dict[int, tuple[int, int]],
+                         groups: dict[int, tuple[int, ...]]) -> list[DirectLpiRoute | ItsRoute]:
     where = f"IORT: offset {off:#x} (root complex)"
     if length < RC_NODE_LEN:
         raise FirmwareError(f"{where} Length: {length}, expected at least {RC_NODE_LEN}")
@@ -344,17 +606,19 @@ def _root_complex_routes(data: bytes, off: int, length: int,
     if ref + nmaps * ID_MAPPING_LEN > length or (nmaps and ref < RC_NODE_LEN):
         raise FirmwareError(f"{where} ID mappings: {nmaps} at +{ref:#x} do not fit the "
                             f"{length}-byte node")
-    routes = []
+    routes: list[DirectLpiRoute | ItsRoute] = []
     for j in range(nmaps):
         m_off = off + ref + j * ID_MAPPING_LEN
-        in_base, span, _, out_ref, _ = _MAPPING.unpack_from(data, m_off)
+        in_base, span, out_base, out_ref, _ = _MAPPING.unpack_from(data, m_off)
         target = nodes.get(out_ref)
         if target is None:
             raise FirmwareError(f"{where} ID mapping {j} Output Reference: {out_ref:#x} is "
                                 "not the offset of a node")
         if target[0] == IORT_NODE_ITS_GROUP:
-            raise FirmwareError(f"{where} ID mapping {j} routes to an ITS group at "
-                                f"{out_ref:#x}, but this GICv3 has no ITS")
-        if target[0] == IORT_NODE_DIRECT_LPI:
+            if out_base + span >= 1 << 32:
+                raise FirmwareError(f"{where} ID mapping {j} Output Base: {out_base:#x} + "
+                                    f"{span:#x} IDs run past 32-bit DeviceIDs")
+            routes.append(ItsRoute(segment, in_base, span + 1, groups[out_ref][0], out_base))
+        elif target[0] == IORT_NODE_DIRECT_LPI:
             routes.append(DirectLpiRoute(segment, in_base, span + 1))
     return routes

@@ -9,25 +9,48 @@ understands:
 * ``device_type = "memory"`` nodes -- RAM.
 * the ``arm,gic-v3`` node -- ``reg`` = GICD, then ``#redistributor-regions``
   GICR regions (any further GICC/GICH/GICV entries are ignored),
-  ``redistributor-stride``, ``msi-controller`` + ``mbi-ranges`` (MBIs), and the
+  ``redistributor-stride``, ``msi-controller`` + ``mbi-ranges`` (MBIs), the
   Direct LPI MSI controller: a child node ``compatible = "arm,gic-v3-direct-lpi";
   msi-controller; #msi-cells = <0>;`` (the proposed binding,
-  ``bindings/interrupt-controller/arm,gic-v3-direct-lpi.yaml``).
+  ``bindings/interrupt-controller/arm,gic-v3-direct-lpi.yaml``), and as upstream
+  writes them, ITS children (``arm,gic-v3-its``, ``msi-controller``,
+  ``#msi-cells = <1>``, one 128 KiB ``reg``; at most 16) and GICv2m frame children
+  (``arm,gic-v2m-frame``, ``msi-controller``, one ``reg`` of at least 4 KiB,
+  64 KiB-aligned as the model maps 64 KiB frames, optional ``arm,msi-base-spi`` +
+  ``arm,msi-num-spis``).  Their ``reg`` are CPU addresses: the GIC node needs an
+  empty ``ranges``.
 * one ``pci-host-ecam-generic`` node -- ECAM ``reg``, ``bus-range``, the 32-bit
   memory window of ``ranges``, ``linux,pci-domain``, and ``msi-parent`` or
-  ``msi-map`` naming, per requester ID, the GIC node (MBI) or the Direct LPI node.
+  ``msi-map`` naming, per requester ID, the GIC node (MBI), the Direct LPI node, an
+  ITS (``msi-map``'s msi-base is the DeviceID of rid-base) or the first GICv2m frame
+  (Linux registers one GICv2m domain, under the first frame's node).
 * an optional ``directlpi,hardware-model`` node: not firmware, but the silicon the
   model builds where a devicetree says nothing (RD DirectLPI support, INTID bits,
-  SPI count, and -- to model a devicetree that is wrong -- where the RDs really are).
-  The kernel never reads it.
+  SPI count, LPIs, ITS PTA, and -- to model a devicetree that is wrong -- where the
+  RDs really are).  The kernel never reads it.
+
+The silicon follows the tree for the ITSes (hardware option ``its``) and the GICv2m
+frames (``v2m_frames``: base, first SPI, count): a frame's SPIs are its override
+properties when given, else QEMU virt's layout (frame *k*: 64 SPIs from INTID
+80 + 64 *k*), and must lie within the implemented SPIs.
+
+``msi-parent`` to an ITS follows Linux: ``of_msi_get_domain`` walks ``msi-parent``
+with ``#msi-cells``, so the ITS's one specifier cell must be there (``<&its 0>``;
+``<&its>`` finds no domain); for PCI Linux ignores its value (no ``msi-map``: the
+DeviceID is the requester ID, ``of_msi_map_id``), so the loader requires 0 and says
+to use ``msi-map`` to offset DeviceIDs.  MBI, Direct LPI and GICv2m take no
+specifier: their ``msi-map`` entries keep msi-base 0.
 
 Every problem found is reported as ``<node path>: <property>: <what is wrong>``;
 :class:`DtError` carries them all: independent sections (CPUs, memory, GIC, each part
 of the host bridge, the address map, the RD count) are all checked even when an
 earlier one has a problem.  Choices where Linux is lenient and the model
 is strict (so that firmware bugs show): ``msi-parent`` together with ``msi-map``,
-an ECAM window smaller than ``bus-range``, and a GICR region that is not a whole
-number of redistributors are errors, not warnings.
+an ECAM window smaller than ``bus-range``, a GICR region that is not a whole
+number of redistributors, an ITS or GICv2m frame without ``msi-controller`` (Linux
+skips it), one of the two SPI override properties without the other (Linux ignores
+it), a non-zero ``msi-parent`` specifier to an ITS, and two ``msi-map`` entries
+sharing an ITS's DeviceIDs are errors, not warnings.
 """
 
 from __future__ import annotations
@@ -36,31 +59,39 @@ import errno
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from directlpi.firmware.acpi import FirmwareError
+from directlpi.firmware.acpi import V2M_FIRST_SPI, V2M_SPIS, FirmwareError, v2m_default_spis
 from directlpi.firmware.fdt import FdtNode, parse_fdt
 from directlpi.firmware.files import devicetree_blob
+from directlpi.hw.its import DEVICE_ID_BITS
+from directlpi.hw.regs import ITS_SIZE
 from directlpi.kernel.fwdesc import (
     BoardDescription,
     GicDescription,
+    ItsDescription,
     MsiRoute,
     PciHostDescription,
+    V2mFrameDescription,
 )
 from directlpi.kernel.irq.domain import Fwnode
 
 GIC_COMPAT = "arm,gic-v3"
 DIRECT_LPI_COMPAT = "arm,gic-v3-direct-lpi"
 ITS_COMPAT = "arm,gic-v3-its"
+V2M_COMPAT = "arm,gic-v2m-frame"
 ECAM_COMPAT = "pci-host-ecam-generic"
 MODEL_COMPAT = "directlpi,hardware-model"
 
+SZ_4K = 0x1000
 SZ_64K = 0x1_0000
 SZ_1M = 0x10_0000
 RD_FRAMES = 2 * SZ_64K
 """Stride of a GICv3 redistributor without VLPIs (RD_base + SGI_base): the model's RDs."""
 MAX_CPUS = 512
+MAX_ITS = 16
 MAX_SPI_INTID = 1019
 MPIDR_AFF_MASK = 0xFF_00FF_FFFF
 PCI_SPACE_MEM32, PCI_SPACE_MEM64 = 2, 3
@@ -105,6 +136,8 @@ class _Reader:
     problems: list[str] = field(default_factory=list)
     parents: dict[int, FdtNode] = field(default_factory=dict)
     phandles: dict[int, FdtNode] = field(default_factory=dict)
+    model: FdtNode | None = None
+    """The ``directlpi,hardware-model`` node in use, once :func:`_model` has found it."""
 
     def __post_init__(self) -> None:
         for node in self.root.walk():
@@ -281,9 +314,14 @@ class _Gic:
     regions: list[tuple[int, int]]
     stride: int
     direct_lpi: FdtNode | None
+    its: list[tuple[FdtNode, ItsDescription]] = field(default_factory=list)
+    v2m: list[tuple[FdtNode, V2mFrameDescription, tuple[int, int]]] = field(
+        default_factory=list)
+    """Each GICv2m frame with the SPI block the silicon gives it (first INTID, count)."""
 
 
-def _gic(r: _Reader, spis: int) -> _Gic:
+def _gic(r: _Reader, hw: dict[str, Any]) -> _Gic:
+    spis = int(hw.get("spis", MAX_SPI_INTID - 31))
     gics = r.find(GIC_COMPAT)
     if not gics:
         r.fail(r.root, None, f"no GICv3 node (compatible \"{GIC_COMPAT}\")")
@@ -329,11 +367,17 @@ def _gic(r: _Reader, spis: int) -> _Gic:
             regions.append((base, size))
     mbi = _mbi_ranges(r, g, spis)
     dlpi = _direct_lpi_child(r, g)
+    its_nodes, v2m_nodes = _children(r, g, ITS_COMPAT), _children(r, g, V2M_COMPAT)
+    _child_ranges(r, g, its_nodes + v2m_nodes)
+    its = _its_children(r, its_nodes, bool(hw.get("lpis", True)))
+    v2m = _v2m_children(r, v2m_nodes, spis, mbi)
     desc = GicDescription(dist_base=dist_base, redist_regions=tuple(regions),
                           redist_stride=stride, msi_controller=bool(mbi), mbi_ranges=mbi,
                           direct_lpi=dlpi is not None, fwnode=Fwnode(g.path),
-                          direct_lpi_fwnode=Fwnode(dlpi.path if dlpi else f"{g.path}/-"))
-    return _Gic(g, desc, regions, step, dlpi)
+                          direct_lpi_fwnode=Fwnode(dlpi.path if dlpi else f"{g.path}/-"),
+                          its=tuple(d for _n, d in its),
+                          v2m_frames=tuple(d for _n, d, _spis in v2m))
+    return _Gic(g, desc, regions, step, dlpi, its, v2m)
 
 
 def _mbi_ranges(r: _Reader, g: FdtNode, spis: int) -> tuple[tuple[int, int], ...]:
@@ -370,11 +414,7 @@ def _mbi_ranges(r: _Reader, g: FdtNode, spis: int) -> tuple[tuple[int, int], ...
 def _direct_lpi_child(r: _Reader, g: FdtNode) -> FdtNode | None:
     found: FdtNode | None = None
     for child in g.children:
-        compat = r.compatible(child)
-        if ITS_COMPAT in compat:
-            r.note(child, "compatible", "an ITS: the modelled GIC has none (Direct LPI is "
-                   "the route without an ITS)")
-        if DIRECT_LPI_COMPAT not in compat or not r.available(child):
+        if DIRECT_LPI_COMPAT not in r.compatible(child) or not r.available(child):
             continue
         if found is not None:
             r.note(child, "compatible", f"a second Direct LPI node; {found.path} is the first")
@@ -397,6 +437,141 @@ def _direct_lpi_child(r: _Reader, g: FdtNode) -> FdtNode | None:
         if ok:
             found = child
     return found
+
+
+def _children(r: _Reader, g: FdtNode, compat: str) -> list[FdtNode]:
+    """The available children of the GIC node with ``compatible`` ``compat``, in tree
+    order (the order Linux probes them in)."""
+    return [c for c in g.children if compat in r.compatible(c) and r.available(c)]
+
+
+def _child_ranges(r: _Reader, g: FdtNode, children: list[FdtNode]) -> None:
+    """The children's ``reg`` are read as CPU addresses: the GIC node needs an empty
+    ``ranges`` (address translation through the GIC node is not modelled)."""
+    if not children:
+        return
+    if "ranges" not in g.props:
+        r.note(g, "ranges", f"missing: the reg of {children[0].path} cannot be translated to "
+               "a CPU address without it (Linux's of_translate_address stops there); write "
+               "an empty ranges")
+    elif g.props["ranges"]:
+        r.note(g, "ranges", "not empty: the model reads the reg of the GIC's ITS and GICv2m "
+               "children as CPU addresses (write an empty ranges: a 1:1 mapping)")
+
+
+def _one_region(r: _Reader, node: FdtNode, what: str) -> tuple[int, int]:
+    regs = r.reg(node)
+    if len(regs) != 1:
+        r.fail(node, "reg", f"{len(regs)} entries: {what} takes one region")
+    return regs[0]
+
+
+def _its_children(r: _Reader, nodes: list[FdtNode],
+                  lpis: bool) -> list[tuple[FdtNode, ItsDescription]]:
+    """The ``arm,gic-v3-its`` children (Linux ``its_of_probe``), each checked."""
+    out: list[tuple[FdtNode, ItsDescription]] = []
+    for k, node in enumerate(nodes):
+        if k == MAX_ITS:
+            r.note(node, "compatible", f"ITS number {k + 1}: the model builds at most "
+                   f"{MAX_ITS}")
+            break
+        ok = True
+        if "msi-controller" not in node.props:
+            r.note(node, "msi-controller", "missing: an ITS is an MSI controller (Linux ignores "
+                   "an ITS node without it)")
+            ok = False
+        cells = r.try_u32(node, "#msi-cells")
+        if cells is not None and cells != 1:
+            r.note(node, "#msi-cells", f"{cells}: must be 1 (the msi-specifier is the "
+                   "DeviceID)")
+        if cells != 1:
+            ok = False
+        region = r._try(partial(_one_region, r, node, "an ITS"))
+        if region is None:
+            continue
+        base, size = region
+        if base % SZ_64K or size != ITS_SIZE:
+            r.note(node, "reg", f"ITS @{base:#x} size {size:#x}: an ITS is a 64 KiB-aligned "
+                   f"{ITS_SIZE:#x}-byte region (ITS_base control frame, then the translation "
+                   "frame with GITS_TRANSLATER; the model's ITS has no GICv4 frames)")
+            ok = False
+        if not lpis and r.model is not None:
+            r.note(r.model, "directlpi,lpis", f"0 (GICD_TYPER.LPIS = 0), but {node.path} is "
+                   "an ITS: an ITS translates MSIs into LPIs, so the GIC must implement them")
+            ok = False
+        if ok:
+            out.append((node, ItsDescription(base, Fwnode(node.path), translation_id=k)))
+    return out
+
+
+def _v2m_children(r: _Reader, nodes: list[FdtNode], spis: int, mbi: tuple[tuple[int, int], ...],
+                  ) -> list[tuple[FdtNode, V2mFrameDescription, tuple[int, int]]]:
+    """The ``arm,gic-v2m-frame`` children (Linux ``gicv2m_of_init``), each checked, with
+    the SPIs the silicon gives each frame."""
+    out: list[tuple[FdtNode, V2mFrameDescription, tuple[int, int]]] = []
+    taken = [(f, n, "mbi-ranges") for f, n in mbi]
+    for k, node in enumerate(nodes):
+        ok = "msi-controller" in node.props
+        if not ok:
+            r.note(node, "msi-controller", "missing: a GICv2m frame is an MSI controller (Linux "
+                   "ignores a frame without it)")
+        if "#msi-cells" in node.props:
+            r.note(node, "#msi-cells", "not part of the arm,gic-v2m-frame binding: a GICv2m "
+                   "MSI carries only the SPI number (msi-parent = <&frame>, no specifier)")
+            ok = False
+        region = r._try(partial(_one_region, r, node, "a GICv2m frame"))
+        spi_block = r._try(partial(_v2m_spis, r, node, k, spis))
+        if region is None or spi_block is None:
+            continue
+        base, size = region
+        if base % SZ_64K or size < SZ_4K:
+            r.note(node, "reg", f"GICv2m frame @{base:#x} size {size:#x}: the frame is at least "
+                   "4 KiB, and 64 KiB-aligned because the model maps each frame as a 64 KiB "
+                   "region")
+            ok = False
+        (first, count), override = spi_block
+        end = first + count - 1
+        clash = next((c for c in taken if first < c[0] + c[1] and c[0] < first + count), None)
+        if clash is not None:
+            what = "" if override else f"absent, and the SPIs the model gives frame {k} "
+            r.note(node, "arm,msi-base-spi", f"{what}SPIs {first}..{end} overlap {clash[2]}'s "
+                   f"{clash[0]}..{clash[0] + clash[1] - 1} (an SPI has one MSI controller)")
+            ok = False
+        taken.append((first, count, node.path))
+        if ok:
+            desc = V2mFrameDescription(base, first if override else None,
+                                       count if override else None, Fwnode(node.path),
+                                       frame_id=k)
+            out.append((node, desc, (first, count)))
+    return out
+
+
+def _v2m_spis(r: _Reader, node: FdtNode, k: int,
+              spis: int) -> tuple[tuple[int, int], bool]:
+    """A frame's SPI block and whether firmware overrides MSI_TYPER: ``arm,msi-base-spi``
+    and ``arm,msi-num-spis`` (both, as Linux's ``gicv2m_init_one`` reads them), else the
+    silicon's QEMU-virt layout (:func:`~directlpi.firmware.acpi.v2m_default_spis`)."""
+    has_base, has_num = "arm,msi-base-spi" in node.props, "arm,msi-num-spis" in node.props
+    last = 31 + spis
+    if has_base != has_num:
+        given, missing = (("arm,msi-base-spi", "arm,msi-num-spis") if has_base else
+                          ("arm,msi-num-spis", "arm,msi-base-spi"))
+        r.fail(node, given, f"given without {missing}: Linux overrides MSI_TYPER only with "
+               "both")
+    if has_base:
+        first, count = r.u32(node, "arm,msi-base-spi"), r.u32(node, "arm,msi-num-spis")
+        if count == 0 or first < 32 or first + count - 1 > last:
+            r.fail(node, "arm,msi-base-spi", f"SPIs {first}..{first + count - 1} "
+                   f"(arm,msi-base-spi {first}, arm,msi-num-spis {count}) are not within the "
+                   f"implemented SPIs 32..{last}")
+        return (first, count), True
+    first, count = v2m_default_spis(k)
+    if first + count - 1 > last:
+        r.fail(node, "arm,msi-base-spi", f"absent, and the SPIs the model gives frame {k} "
+               f"when firmware does not say ({first}..{first + count - 1}: QEMU virt's "
+               f"{V2M_FIRST_SPI} + {V2M_SPIS} per frame) are not within the implemented SPIs "
+               f"32..{last}: give arm,msi-base-spi and arm,msi-num-spis")
+    return (first, count), False
 
 
 def _pci(r: _Reader, gic: _Gic) -> tuple[PciHostDescription, FdtNode] | None:
@@ -481,34 +656,60 @@ def _pci_mem_window(r: _Reader, h: FdtNode) -> tuple[int, int]:
     r.fail(h, "ranges", "no 32-bit memory window (space code 0b10): BARs need one")
 
 
+@dataclass(frozen=True)
+class _MsiTarget:
+    """An MSI controller a host bridge names, as Linux finds its domain."""
+
+    node: FdtNode
+    fwnode: Fwnode
+    kind: str
+    """``"MBI"``, ``"Direct LPI"``, ``"ITS"`` or ``"GICv2m"``."""
+    cells: int = 0
+    """Its ``#msi-cells``: 1 for an ITS (the DeviceID), 0 for the others."""
+
+
+def _msi_target(r: _Reader, h: FdtNode, prop: str, phandle: int, gic: _Gic) -> _MsiTarget:
+    """The MSI controller ``phandle`` (in ``prop`` of host bridge ``h``) names."""
+    node = r.phandles.get(phandle)
+    if node is None:
+        r.fail(h, prop, f"phandle {phandle:#x} names no node")
+    if node is gic.node:
+        if not gic.desc.msi_controller:
+            r.fail(h, prop, f"names {node.path}, which offers no MBIs (no msi-controller "
+                   "with mbi-ranges)")
+        return _MsiTarget(node, gic.desc.fwnode, "MBI")
+    if gic.direct_lpi is not None and node is gic.direct_lpi:
+        return _MsiTarget(node, gic.desc.direct_lpi_fwnode, "Direct LPI")
+    its = next((d for n, d in gic.its if n is node), None)
+    if its is not None:
+        return _MsiTarget(node, its.fwnode, "ITS", cells=1)
+    frames = [n for n, _d, _spis in gic.v2m]
+    if frames and node is frames[0]:
+        return _MsiTarget(node, gic.v2m[0][1].fwnode, "GICv2m")
+    if any(node is n for n in frames):
+        r.fail(h, prop, f"names {node.path}, a GICv2m frame other than the first: Linux "
+               "registers one MSI domain for all the frames, under the first frame's node "
+               f"({frames[0].path}); name that one")
+    compat = r.compatible(node)
+    if DIRECT_LPI_COMPAT in compat:
+        r.fail(h, prop, f"names {node.path}, a Direct LPI node that cannot be used (its "
+               "own problems are listed)")
+    if (ITS_COMPAT in compat or V2M_COMPAT in compat) and r.parent(node) is gic.node:
+        why = ("is disabled (status)" if not r.available(node) else
+               "cannot be used (its own problems are listed)")
+        r.fail(h, prop, f"names {node.path}, an MSI controller of the GIC that {why}")
+    r.fail(h, prop, f"names {node.path}, which is not an MSI controller of this GIC")
+
+
 def _pci_msi(r: _Reader, h: FdtNode,
              gic: _Gic) -> tuple[Fwnode | None, tuple[MsiRoute, ...]]:
-    """``msi-parent`` / ``msi-map`` resolved to the GIC (MBI) or the Direct LPI node."""
-    def controller(prop: str, phandle: int) -> tuple[FdtNode, Fwnode]:
-        node = r.phandles.get(phandle)
-        if node is None:
-            r.fail(h, prop, f"phandle {phandle:#x} names no node")
-        if node is gic.node:
-            if not gic.desc.msi_controller:
-                r.fail(h, prop, f"names {node.path}, which offers no MBIs (no msi-controller "
-                       "with mbi-ranges)")
-            return node, gic.desc.fwnode
-        if gic.direct_lpi is not None and node is gic.direct_lpi:
-            return node, gic.desc.direct_lpi_fwnode
-        if DIRECT_LPI_COMPAT in r.compatible(node):
-            r.fail(h, prop, f"names {node.path}, a Direct LPI node that cannot be used (its "
-                   "own problems are listed)")
-        r.fail(h, prop, f"names {node.path}, which is not an MSI controller of this GIC")
-
+    """``msi-parent`` / ``msi-map`` resolved to the GIC (MBI), the Direct LPI node, an
+    ITS or the (first) GICv2m frame."""
     has_parent, has_map = "msi-parent" in h.props, "msi-map" in h.props
     if has_parent and has_map:
         r.fail(h, "msi-map", "given together with msi-parent: say it once (msi-map alone)")
     if has_parent:
-        c = r.cells(h, "msi-parent")
-        if len(c) != 1:
-            r.fail(h, "msi-parent", f"{len(c)} cells: one phandle (both MSI controllers of the "
-                   "GIC take #msi-cells = 0)")
-        return controller("msi-parent", c[0])[1], ()
+        return _pci_msi_parent(r, h, gic), ()
     if not has_map:
         return None, ()
     c = r.cells(h, "msi-map")
@@ -517,20 +718,55 @@ def _pci_msi(r: _Reader, h: FdtNode,
     routes: list[MsiRoute] = []
     for i in range(0, len(c), 4):
         rid_base, phandle, msi_base, count = c[i:i + 4]
-        _node, fw = controller("msi-map", phandle)
-        if msi_base != 0:
-            r.fail(h, "msi-map", f"entry {i // 4}: msi-base {msi_base:#x}: both MSI controllers "
-                   "of the GIC take no msi-specifier (no DeviceID): write 0")
+        n = i // 4
+        t = _msi_target(r, h, "msi-map", phandle, gic)
+        if not t.cells and msi_base != 0:
+            whose = ("a GICv2m frame takes" if t.kind == "GICv2m" else
+                     "both MSI controllers of the GIC take")
+            r.fail(h, "msi-map", f"entry {n}: msi-base {msi_base:#x}: {whose} no msi-specifier "
+                   "(no DeviceID): write 0")
         if count == 0 or rid_base + count > 0x1_0000:
-            r.fail(h, "msi-map", f"entry {i // 4}: RIDs {rid_base:#x}+{count:#x} are not a "
+            r.fail(h, "msi-map", f"entry {n}: RIDs {rid_base:#x}+{count:#x} are not a "
                    "non-empty range of 16-bit requester IDs")
+        if t.cells and msi_base + count > 1 << DEVICE_ID_BITS:
+            r.fail(h, "msi-map", f"entry {n}: msi-base {msi_base:#x}: DeviceIDs "
+                   f"{msi_base:#x}+{count:#x} do not fit the {DEVICE_ID_BITS}-bit DeviceIDs of "
+                   f"the model's ITS (GITS_TYPER.Devbits = {DEVICE_ID_BITS - 1})")
         clash = next((x for x in routes if rid_base < x.rid_base + x.count
                       and x.rid_base < rid_base + count), None)
         if clash is not None:
-            r.fail(h, "msi-map", f"entry {i // 4}: RIDs {rid_base:#x}+{count:#x} overlap "
+            r.fail(h, "msi-map", f"entry {n}: RIDs {rid_base:#x}+{count:#x} overlap "
                    f"RIDs {clash.rid_base:#x}+{clash.count:#x}")
-        routes.append(MsiRoute(rid_base, count, fw))
+        shared = next((x for x in routes if t.cells and x.parent is t.fwnode
+                       and msi_base < x.msi_base + x.count
+                       and x.msi_base < msi_base + count), None)
+        if shared is not None:
+            r.fail(h, "msi-map", f"entry {n}: DeviceIDs {msi_base:#x}+{count:#x} on "
+                   f"{t.node.path} overlap those of RIDs {shared.rid_base:#x}+"
+                   f"{shared.count:#x}: two requesters would share a DeviceID (and its ITT)")
+        routes.append(MsiRoute(rid_base, count, t.fwnode, msi_base))
     return None, tuple(routes)
+
+
+def _pci_msi_parent(r: _Reader, h: FdtNode, gic: _Gic) -> Fwnode:
+    """``msi-parent``: one phandle and the msi-specifier its ``#msi-cells`` asks for (Linux
+    ``of_msi_get_domain``); for an ITS the DeviceID is then the requester ID
+    (``of_msi_map_id`` without an msi-map), so the specifier must be 0."""
+    c = r.cells(h, "msi-parent")
+    if not c:
+        r.fail(h, "msi-parent", "empty: one phandle")
+    t = _msi_target(r, h, "msi-parent", c[0], gic)
+    if len(c) != 1 + t.cells:
+        r.fail(h, "msi-parent", (
+            f"{len(c)} cell(s): {t.node.path} is an ITS (#msi-cells = <1>): write <&its 0> "
+            "(Linux's of_msi_get_domain finds no MSI domain without the specifier cell)"
+            if t.cells else f"{len(c)} cells: one phandle ({t.kind}, like every MSI "
+            "controller of the GIC but an ITS, takes #msi-cells = 0)"))
+    if t.cells and c[1] != 0:
+        r.fail(h, "msi-parent", f"msi-specifier {c[1]:#x}: Linux ignores it for PCI (without "
+               "an msi-map the DeviceID is the requester ID, of_msi_map_id): write 0, or an "
+               "msi-map to offset the DeviceIDs")
+    return t.fwnode
 
 
 def _model(r: _Reader, ncpus: int) -> dict[str, Any]:
@@ -538,7 +774,7 @@ def _model(r: _Reader, ncpus: int) -> dict[str, Any]:
     nodes = r.find(MODEL_COMPAT)
     if not nodes:
         return {}
-    m = nodes[0]
+    m = r.model = nodes[0]
     for other in nodes[1:]:
         r.note(other, "compatible", f"a second hardware-model node; {m.path} is used")
     hw: dict[str, Any] = {}
@@ -551,8 +787,13 @@ def _model(r: _Reader, ncpus: int) -> dict[str, Any]:
             r.fail(m, "directlpi,direct-lpi", f"{len(flags)} cells: one 0/1 flag for every RD, "
                    f"or one per CPU ({ncpus})")
         hw["direct_lpi"] = bool(flags[0]) if len(flags) == 1 else tuple(map(bool, flags))
-    if "directlpi,mbis" in m.props:
-        hw["mbis"] = bool(r.u32(m, "directlpi,mbis"))
+    for prop, key in (("directlpi,mbis", "mbis"), ("directlpi,lpis", "lpis"),
+                      ("directlpi,its-pta", "its_pta")):
+        if prop in m.props:
+            flag = r.u32(m, prop)
+            if flag > 1:
+                r.fail(m, prop, f"{flag}: a 0/1 flag")
+            hw[key] = bool(flag)
     if "directlpi,gicr-regions" in m.props:
         c = r.cells(m, "directlpi,gicr-regions")
         if not c or len(c) % 3:
@@ -583,7 +824,7 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
     cpus = r._try(lambda: _cpus(r))
     ram = r._try(lambda: _memory(r))
     hw = r._try(lambda: _model(r, len(cpus or ()))) or {}
-    gic = r._try(lambda: _gic(r, int(hw.get("spis", MAX_SPI_INTID - 31))))
+    gic = r._try(lambda: _gic(r, hw))
     found = r._try(lambda: _pci(r, gic)) if gic is not None else None
     pci = found[0] if found else None
     # The address map and the RD count are checked with whatever the sections above could
@@ -593,6 +834,9 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
         spans.append((gic.desc.dist_base, SZ_64K, f"{gic.node.path}: reg: GICD"))
         spans += [(b, s, f"{gic.node.path}: reg: GICR region {k}")
                   for k, (b, s) in enumerate(gic.regions)]
+        spans += [(d.base, ITS_SIZE, f"{n.path}: reg: ITS") for n, d in gic.its]
+        spans += [(d.base, SZ_64K, f"{n.path}: reg: GICv2m frame (64 KiB as the model maps it)")
+                  for n, d, _spis in gic.v2m]
     if found is not None:
         host = found[1].path
         spans += [(found[0].ecam_base, found[0].ecam_size, f"{host}: reg: ECAM"),
@@ -611,6 +855,10 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
         "cpus": len(cpus), "mpidrs": cpus, "gicd_base": gic.desc.dist_base,
         "redist_regions": tuple((b, s // gic.stride) for b, s in gic.regions),
         "redist_stride": gic.stride, "ram": memory}
+    if gic.its:
+        hardware["its"] = tuple(d.base for _n, d in gic.its)
+    if gic.v2m:
+        hardware["v2m_frames"] = tuple((d.base, *spis) for _n, d, spis in gic.v2m)
     hardware.update(hw)
     title = name or (model[0] if model else "devicetree board")
     board = BoardDescription(cpus=cpus, memory=memory, gic=gic.desc, name=title,
@@ -618,7 +866,9 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
     notes = [f"{len(cpus)} CPU(s), GICD @{gic.desc.dist_base:#x}, {len(gic.regions)} GICR "
              f"region(s) ({capacity} RD frames)",
              "MSI providers described: " + (", ".join(
-                 p for p, on in (("Direct LPI", gic.direct_lpi), ("MBI", gic.desc.msi_controller))
+                 p for p, on in (("Direct LPI", gic.direct_lpi), ("MBI", gic.desc.msi_controller),
+                                 (f"ITS ({len(gic.its)})", gic.its),
+                                 (f"GICv2m ({len(gic.v2m)} frame(s))", gic.v2m))
                  if on) or "none")]
     if pci is not None:
         notes.append("PCI host bridge: " + _describe_msi(pci, gic.desc))
@@ -626,13 +876,20 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
 
 
 def _describe_msi(pci: PciHostDescription, gic: GicDescription) -> str:
-    def kind(fw: Fwnode | None) -> str:
-        return {id(gic.fwnode): "MBI", id(gic.direct_lpi_fwnode): "Direct LPI"}.get(
-            id(fw), "none")
+    kinds = {id(gic.fwnode): "MBI", id(gic.direct_lpi_fwnode): "Direct LPI"}
+    kinds.update({id(i.fwnode): f"ITS {i.fwnode.name}" for i in gic.its})
+    if gic.v2m_frames:
+        kinds[id(gic.v2m_frames[0].fwnode)] = "GICv2m"
+
+    def route(m: MsiRoute) -> str:
+        to = f"RIDs {m.rid_base:#x}+{m.count:#x} -> {kinds.get(id(m.parent), 'none')}"
+        if gic.its_by_fwnode(m.parent) is not None:
+            to += f" (DeviceIDs {m.msi_base:#x}+{m.count:#x})"
+        return to
     if pci.msi_parent is None and not pci.msi_map:
         return "no MSI controller named (no msi-parent or msi-map)"
     return ("MSIs by msi-map: " if pci.msi_map else "MSIs by msi-parent: ") + ", ".join(
-        f"RIDs {m.rid_base:#x}+{m.count:#x} -> {kind(m.parent)}" for m in pci.msi_routes())
+        route(m) for m in pci.msi_routes())
 
 
 def fdt_bytes(source: bytes | str | Path, include_dirs: Sequence[str | Path] = ()) -> bytes:

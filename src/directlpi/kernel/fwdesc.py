@@ -14,6 +14,34 @@ from directlpi.kernel.irq.domain import Fwnode
 
 
 @dataclass(frozen=True)
+class ItsDescription:
+    """An ITS: the DT ``arm,gic-v3-its`` child of the GIC node, or a MADT GIC ITS structure
+    (with the IORT ITS group naming it)."""
+
+    base: int
+    """Its control frame; the translation frame (GITS_TRANSLATER) is at +0x10000."""
+    fwnode: Fwnode = field(default_factory=lambda: Fwnode("its"), compare=False)
+    """The MSI controller node PCI hosts name (``msi-map``/``msi-parent``)."""
+    translation_id: int = 0
+    """ACPI's GIC ITS ID (what an IORT ITS group lists); DT: the ITS's index."""
+
+
+@dataclass(frozen=True)
+class V2mFrameDescription:
+    """A GICv2m MSI frame: the DT ``arm,gic-v2m-frame`` child of the GIC node, or a MADT GIC
+    MSI Frame structure."""
+
+    base: int
+    spi_base: int | None = None
+    """``arm,msi-base-spi`` (or the MADT override): the first SPI; None reads MSI_TYPER."""
+    spi_count: int | None = None
+    """``arm,msi-num-spis`` (or the MADT override); None reads MSI_TYPER."""
+    fwnode: Fwnode = field(default_factory=lambda: Fwnode("v2m"), compare=False)
+    frame_id: int = 0
+    """ACPI's GIC MSI Frame ID; DT: the frame's index."""
+
+
+@dataclass(frozen=True)
 class GicDescription:
     """The GICv3 node (DT ``arm,gic-v3``) or the MADT GICD/GICR entries."""
 
@@ -34,6 +62,14 @@ class GicDescription:
     direct_lpi_fwnode: Fwnode = field(default_factory=lambda: Fwnode("gic-direct-lpi"),
                                       compare=False)
     """The Direct LPI MSI controller node: the MSI parent that means Direct LPI."""
+    its: tuple[ItsDescription, ...] = ()
+    """The ITSes firmware describes (an ITS board; none on a Direct LPI board)."""
+    v2m_frames: tuple[V2mFrameDescription, ...] = ()
+    """The GICv2m MSI frames firmware describes.  Linux registers one MSI domain for all of
+    them, under the first frame's node: that is the MSI parent that means GICv2m."""
+
+    def its_by_fwnode(self, fwnode: Fwnode | None) -> ItsDescription | None:
+        return next((i for i in self.its if i.fwnode is fwnode), None)
 
 
 @dataclass(frozen=True)
@@ -44,6 +80,9 @@ class MsiRoute:
     rid_base: int
     count: int
     parent: Fwnode
+    msi_base: int = 0
+    """The first output ID (the ITS's DeviceID of ``rid_base``); 0 for the GIC's other MSI
+    controllers, which take no msi-specifier."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +111,18 @@ class PciHostDescription:
 
     def msi_parent_for(self, rid: int) -> Fwnode | None:
         """The MSI controller that requester ID ``rid`` signals to, or None."""
+        route = self.msi_route_for(rid)
+        return route[0] if route is not None else None
+
+    def msi_route_for(self, rid: int) -> tuple[Fwnode, int] | None:
+        """``of_msi_map_id``: the MSI controller requester ID ``rid`` signals to and the ID
+        it signals with there (an ITS's DeviceID: ``msi-base + (rid & mask) - rid-base``;
+        with ``msi-parent`` and no map, the RID itself), or None."""
         masked = rid & self.msi_map_mask if self.msi_map else rid
-        return next((r.parent for r in self.msi_routes()
-                     if r.rid_base <= masked < r.rid_base + r.count), None)
+        for r in self.msi_routes():
+            if r.rid_base <= masked < r.rid_base + r.count:
+                return r.parent, r.msi_base + masked - r.rid_base
+        return None
 
 
 @dataclass(frozen=True)
