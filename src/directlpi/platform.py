@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from directlpi.devices.pci import PciFunction, PciHostBridge
+from directlpi.devices.pci import PciFunction, PciHostBridge, parse_bdf
 from directlpi.devices.platform_msi import PlatformMsiDevice
 from directlpi.devices.wired import WiredDevice
 from directlpi.errors import ConfigError, DirectLPIError
@@ -33,11 +33,29 @@ from directlpi.hw.bus import Bus
 from directlpi.hw.cache import CpuDataCache
 from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventKind, Listener, Subscription
+from directlpi.hw.its import DEVICE_ID_BITS
 from directlpi.hw.machine import Machine, MachineConfig
 from directlpi.hw.memory import PhysicalMemory
-from directlpi.hw.regs import FRAME_SIZE, GICD, GICR
-from directlpi.kernel.fwdesc import BoardDescription, GicDescription, PciHostDescription
+from directlpi.hw.regs import (
+    FRAME_SIZE,
+    GICD,
+    GICR,
+    GITS_TRANSLATION,
+    ITS_TRANSLATION_OFFSET,
+    V2M,
+)
+from directlpi.kernel.fwdesc import (
+    BoardDescription,
+    GicDescription,
+    ItsDescription,
+    PciHostDescription,
+    V2mFrameDescription,
+)
+from directlpi.kernel.irq.domain import Fwnode
 from directlpi.kernel.kernel import BootParams, Kernel
+
+#: DeviceIDs of platform MSI devices start above every PCI requester ID.
+PLATFORM_DEVICE_ID_BASE = 0x1_0000
 
 # The default board's PCI host bridge, as QEMU's virt: ECAM and a 32-bit memory window.
 VIRT_PCIE_ECAM = (0x3F00_0000, 0x0100_0000)
@@ -56,10 +74,14 @@ class SpoofedMsi:
     target_cpu: int
     reason: str
     victim: str = "nobody (the INTID is not allocated)"
+    doorbell: str = "GICR_SETLPIR"
+    """Which doorbell: "GICR_SETLPIR", "GICD_SETSPI_NSR" (MBI), "GITS_TRANSLATER" (ITS: the
+    data is an EventID, looked up in the *writer's* table), "MSI_SETSPI_NS" (GICv2m)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"master": self.master, "address": self.address, "data": self.data,
-                "target_cpu": self.target_cpu, "reason": self.reason, "victim": self.victim}
+                "target_cpu": self.target_cpu, "reason": self.reason, "victim": self.victim,
+                "doorbell": self.doorbell}
 
 
 class _Processors:
@@ -103,10 +125,21 @@ class Platform:
         #: writer was programmed to send when it wrote it, for an INTID it owned then: the
         #: isolation hole of Direct LPI (and of MBIs), made visible (R6).
         self.spoofed_msis: list[SpoofedMsi] = []
-        #: MSI doorbells: each RD's GICR_SETLPIR -> its CPU; GICD_SETSPI_NSR -> -1.
+        #: MSI doorbells: each RD's GICR_SETLPIR -> its CPU; GICD_SETSPI_NSR and each
+        #: GICv2m frame's MSI_SETSPI_NS (data = an SPI INTID) -> -1.
         self._doorbells = {machine.gicr_base(c) + GICR.SETLPIR.offset: c
                            for c in range(machine.config.cpus)}
         self._doorbells[machine.gicd_base + GICD.SETSPI_NSR.offset] = -1
+        self._v2m_doorbells = {base + V2M.MSI_SETSPI_NS.offset
+                               for base, _first, _count in machine.config.v2m_frames}
+        self._doorbells.update(dict.fromkeys(self._v2m_doorbells, -1))
+        #: Each ITS's GITS_TRANSLATER -> the ITS (data = an EventID of the writer's DeviceID).
+        self.its_doorbells = {its.base + ITS_TRANSLATION_OFFSET
+                              + GITS_TRANSLATION.TRANSLATER.offset: its for its in machine.its}
+        #: DeviceIDs of platform MSI devices (their firmware msi-specifier for the ITS).
+        self._platform_device_ids: dict[str, int] = {}
+        for its in machine.its:
+            its.device_id_of = self.device_id_of
         self._auditing = False
         #: The run loop's choice between a PE taking an interrupt and a posted write
         #: landing (seeded: a run is reproducible).
@@ -169,27 +202,57 @@ class Platform:
         """The board an ACPI MADT (and optionally an IORT) describes.
 
         The MADT gives the CPUs (MPIDRs of the enabled GICCs, in order), the
-        distributor and the redistributor regions; the hardware is built to match.
-        Direct LPI is offered only if the IORT has the proposed Direct LPI node and
-        maps requester IDs to it (R7): PCI segment 0's host bridge then uses it.  ACPI
-        has no MBI description, so none is offered.  RAM and the PCI host bridge are
-        the QEMU-virt ones (MCFG and the UEFI memory map are not modelled).  Keyword
-        options are the hardware options of :meth:`bare` (``lpi_id_bits``,
-        ``direct_lpi``...).  Raises :class:`FirmwareError` naming what is wrong.
+        distributor, the redistributor regions, the ITSes (GIC ITS) and the GICv2m
+        frames (GIC MSI Frame); the hardware is built to match.  A frame's SPIs are
+        the MADT's when its SPI Count/Base Select flag is set, else QEMU virt's
+        layout (:func:`~directlpi.firmware.acpi.v2m_default_spis`).  Direct LPI is
+        offered only if the IORT has the proposed Direct LPI node and maps requester
+        IDs to it (R7).  PCI segment 0's host bridge signals as the IORT says: its ID
+        mappings to ITS groups (DeviceID = output base + RID - input base) and to
+        Direct LPI become its ``msi_map``; with Direct LPI mappings only, Direct LPI is
+        its ``msi_parent``; with neither, the first GICv2m frame is (IORT has no GICv2m
+        node; Linux's ACPI GICv2m code takes every PCI host bridge).  ACPI cannot say
+        whether the GIC implements LPIs: a MADT with GICv2m frames, no ITS and no
+        Direct LPI route is built without them (``lpis=False``, as ``gicv2m.dts``), so
+        that the frames are the MSI controller.  ACPI has no MBI description, so none
+        is offered.  RAM and the PCI host bridge are the QEMU-virt ones (MCFG and the
+        UEFI memory map are not modelled).  Keyword options are the hardware options
+        of :meth:`bare` (``lpi_id_bits``, ``direct_lpi``, ``lpis``...) and override
+        the above.  Raises :class:`FirmwareError` naming what is wrong (an IORT route
+        to a GIC ITS ID the MADT does not describe, too).
         """
+        from directlpi.firmware.acpi import read_iort, v2m_hardware
+        from directlpi.hw.its import DEVICE_ID_BITS
+        from directlpi.kernel.fwdesc import MsiRoute
+
         described = parse_madt(_table_bytes(madt, "MADT"))
-        routes = parse_iort(_table_bytes(iort, "IORT")) if iort is not None else ()
+        raw_iort = _table_bytes(iort, "IORT") if iort is not None else None
+        routes = parse_iort(raw_iort) if raw_iort is not None else ()
+        its_routes = read_iort(raw_iort).its if raw_iort is not None else ()
+        its_by_id = {i.translation_id: i for i in described.its}
+        for r in its_routes:
+            where = f"IORT: segment {r.segment} RIDs {r.rid_base:#x}+{r.count:#x}"
+            if r.its_id not in its_by_id:
+                raise FirmwareError(f"{where} route to GIC ITS {r.its_id}, which the MADT does "
+                                    f"not describe (its GIC ITS IDs: {sorted(its_by_id)})")
+            if r.output_base + r.count > 1 << DEVICE_ID_BITS:
+                raise FirmwareError(f"{where}: DeviceIDs {r.output_base:#x}+{r.count:#x} do "
+                                    f"not fit the model's {DEVICE_ID_BITS}-bit DeviceIDs")
         regions = []
         for base, size in described.redist_regions:
             if size % GICR_FRAME_PAIR:
                 raise FirmwareError(f"APIC: GICR region @{base:#x} is {size:#x} bytes, not a "
                                     f"multiple of one redistributor ({GICR_FRAME_PAIR:#x})")
             regions.append((base, size // GICR_FRAME_PAIR))
-        options.setdefault("lpi_id_bits", 16)
+        hw: dict[str, Any] = {"gicd_base": described.dist_base, "redist_regions": tuple(regions),
+                              "mpidrs": described.cpus, "lpi_id_bits": 16,
+                              "its": tuple(i.base for i in described.its),
+                              "v2m_frames": v2m_hardware(described.v2m_frames)}
+        if described.v2m_frames and not described.its and not routes:
+            hw["lpis"] = False
+        hw.update(options)
         try:
-            machine = Machine(cls._config(len(described.cpus), gicd_base=described.dist_base,
-                                          redist_regions=tuple(regions),
-                                          mpidrs=described.cpus, **options))
+            machine = Machine(cls._config(len(described.cpus), **hw))
         except ConfigError as e:
             raise FirmwareError(f"APIC: the hardware it describes cannot be built: {e}",
                                 e.errno) from None
@@ -200,12 +263,21 @@ class Platform:
                              mem_base=VIRT_PCIE_MMIO[0], mem_size=VIRT_PCIE_MMIO[1])
         gic = GicDescription(dist_base=virt.gic.dist_base,
                              redist_regions=virt.gic.redist_regions,
-                             redist_stride=virt.gic.redist_stride, direct_lpi=bool(routes))
-        segment0 = any(r.segment == 0 for r in routes)
+                             redist_stride=virt.gic.redist_stride, direct_lpi=bool(routes),
+                             its=described.its, v2m_frames=described.v2m_frames)
+        msi_map = sorted([MsiRoute(r.rid_base, r.count, its_by_id[r.its_id].fwnode,
+                                   r.output_base) for r in its_routes if r.segment == 0]
+                         + [MsiRoute(r.rid_base, r.count, gic.direct_lpi_fwnode)
+                            for r in routes if r.segment == 0], key=lambda m: m.rid_base)
+        msi_parent = None
+        if msi_map and not any(r.segment == 0 for r in its_routes):
+            msi_parent, msi_map = gic.direct_lpi_fwnode, []
+        elif not msi_map and described.v2m_frames:
+            msi_parent = described.v2m_frames[0].fwnode
         pci = PciHostDescription(ecam_base=host.ecam_base, ecam_size=host.ecam_size,
                                  mem_base=host.mem_base, mem_size=host.mem_size,
                                  bus_start=0, bus_end=host.bus_end - 1,
-                                 msi_parent=gic.direct_lpi_fwnode if segment0 else None)
+                                 msi_parent=msi_parent, msi_map=tuple(msi_map))
         board = BoardDescription(cpus=virt.cpus, memory=virt.memory, gic=gic, pci_hosts=(pci,),
                                  name=f"ACPI board ({len(described.cpus)} CPUs)")
         return cls(machine, board, host)
@@ -238,7 +310,9 @@ class Platform:
         snoop the PEs' caches (software must clean the LPI tables to the point of
         coherency).  ``layout`` accepts the memory-map fields of
         :class:`~directlpi.hw.machine.MachineConfig` (``gicd_base``,
-        ``redist_regions``, ``redist_stride``, ``ram``, ``mpidrs``).
+        ``redist_regions``, ``redist_stride``, ``ram``, ``mpidrs``) and the other MSI
+        blocks: ``its`` (ITS bases), ``its_pta``, ``v2m_frames`` ((base, first SPI, count)
+        per GICv2m frame).
 
         Raises :class:`~directlpi.errors.ConfigError` (EINVAL) naming the option
         that is out of range.
@@ -258,7 +332,8 @@ class Platform:
                 rd_coherent: bool = True, **layout: object) -> MachineConfig:
         if isinstance(direct_lpi, list):
             direct_lpi = tuple(direct_lpi)
-        allowed = {"gicd_base", "redist_regions", "redist_stride", "ram", "mpidrs"}
+        allowed = {"gicd_base", "redist_regions", "redist_stride", "ram", "mpidrs", "its",
+                   "its_pta", "v2m_frames"}
         unknown = sorted(set(layout) - allowed)
         if unknown:
             raise ConfigError(f"unknown hardware option(s) {', '.join(unknown)}; known: "
@@ -396,6 +471,7 @@ class Platform:
         frames = k.ctx.frames
         resend = k.irq.resend_queue
         work = k.workqueue
+        its = self.machine.its
         busy: set[int] = set()          # PEs running kernel code with interrupts off
         taken = 0
         try:
@@ -428,6 +504,8 @@ class Platform:
                 if posted:
                     bus.deliver_one()
                     continue
+                if its and any([i.catch_up() for i in its]):
+                    continue            # the ITSes worked through what was queued
                 break
         finally:
             if busy:
@@ -451,11 +529,27 @@ class Platform:
         self._start_audit()
         return fn
 
-    def add_platform_device(self, name: str, slots: int = 1) -> PlatformMsiDevice:
-        """A non-PCI device with ``slots`` MSI slots its driver programs."""
+    def add_platform_device(self, name: str, slots: int = 1,
+                            device_id: int | None = None) -> PlatformMsiDevice:
+        """A non-PCI device with ``slots`` MSI slots its driver programs.
+
+        ``device_id`` is its DeviceID at the ITS (what firmware would give as its
+        msi-parent specifier); by default platform devices get 0x10000, 0x10001, ...
+        above every PCI requester ID.  The device record carries it as ``msi_device_id``.
+        """
         if name in self.platform_devices or name in self.pci_devices:
             raise ConfigError(f"a device named {name!r} already exists", errno.EEXIST)
+        if device_id is None:
+            device_id = PLATFORM_DEVICE_ID_BASE + len(self._platform_device_ids)
+        elif not isinstance(device_id, int) or not 0 <= device_id < 1 << DEVICE_ID_BITS:
+            raise ConfigError(f"device {name}: DeviceID {device_id!r} is not a {DEVICE_ID_BITS}"
+                              "-bit DeviceID", errno.EINVAL)
+        if device_id in self._platform_device_ids.values():
+            raise ConfigError(f"device {name}: DeviceID {device_id:#x} is another platform "
+                              "device's", errno.EEXIST)
         dev = PlatformMsiDevice(name, slots)
+        self._platform_device_ids[name] = device_id
+        dev.msi_device_id = device_id
         dev.dma_write = self.machine.bus.write
         bus = self.machine.bus
         dev.flush = lambda: bus.flush(name)       # a read of its registers completes after
@@ -473,13 +567,60 @@ class Platform:
 
     def _audit_dma(self, addr: int, value: int, size: int, master: str) -> None:
         """Judge every doorbell write when the device issues it (:meth:`classify_msi`)."""
+        if addr in self.its_doorbells:
+            reason = self.classify_msi(addr, value, master)
+            if reason is not None:
+                self.spoofed_msis.append(SpoofedMsi(
+                    master, addr, value, -1, reason, self._its_victim(addr, value, master),
+                    "GITS_TRANSLATER"))
+            return
         cpu = self._doorbells.get(addr)
         if cpu is None:
             return
         reason = self.classify_msi(addr, value, master)
         if reason is not None:
+            bell = ("GICR_SETLPIR" if cpu >= 0 else
+                    "MSI_SETSPI_NS" if addr in self._v2m_doorbells else "GICD_SETSPI_NSR")
             self.spoofed_msis.append(SpoofedMsi(master, addr, value, cpu, reason,
-                                                self.owner_of(value & 0xFFFFFFFF, cpu)))
+                                                self.owner_of(value & 0xFFFFFFFF, cpu), bell))
+
+    # -- the ITS's view of bus masters ----------------------------------------------------------
+
+    def device_id_of(self, master: str | None) -> int | None:
+        """The DeviceID the ITS sees for ``master``: a PCI function's requester ID through
+        its host bridge's ``msi-map`` (or the RID itself under ``msi-parent``), a platform
+        device's firmware msi-specifier; None for a CPU or an unknown master."""
+        if master is None:
+            return None
+        pid = self._platform_device_ids.get(master)
+        if pid is not None:
+            return pid
+        fn = self.pci_devices.get(master)
+        if fn is None:
+            return None
+        _seg, bus, slot, func = parse_bdf(master)
+        rid = bus << 8 | slot << 3 | func
+        for host in self.board.pci_hosts:
+            route = host.msi_route_for(rid)
+            if route is not None and self.board.gic.its_by_fwnode(route[0]) is not None:
+                return route[1]
+        return None
+
+    def _its_lpi(self, addr: int, value: int, master: str) -> int | None:
+        """The LPI the kernel mapped for (``master``'s DeviceID, EventID ``value``) at the
+        ITS whose GITS_TRANSLATER is ``addr``."""
+        k = self.kernel
+        dev_id = self.device_id_of(master)
+        if k is None or k.its is None or dev_id is None:
+            return None
+        return k.its.lpi_of(addr, dev_id, value & 0xFFFFFFFF)
+
+    def _its_victim(self, addr: int, value: int, master: str) -> str:
+        lpi = self._its_lpi(addr, value, master)
+        if lpi is None:
+            return (f"nobody (EventID {value & 0xFFFFFFFF} is not mapped for {master}'s "
+                    "DeviceID: the ITS drops it)")
+        return self.owner_of(lpi, 0)
 
     def classify_msi(self, addr: int, value: int, master: str) -> str | None:
         """Why a doorbell write issued now by ``master`` is not a genuine MSI, or None.
@@ -496,6 +637,14 @@ class Platform:
             return "not a message this device is programmed to send now"
         k = self.kernel
         dom = k.gic.domain if k is not None else None
+        if addr in self.its_doorbells:
+            lpi = self._its_lpi(addr, value, master)
+            virq = dom.revmap.get(lpi) if dom is not None and lpi is not None else None
+            desc = k.irq.descs.get(virq) if k is not None and virq is not None else None
+            msi = desc.irq_data.common.msi_desc if desc is not None else None
+            if msi is not None and getattr(msi.dev, "bdf", msi.dev) == master:
+                return None
+            return "names an EventID this device has no LPI mapped for"
         if dom is not None and k is not None:
             virq = dom.revmap.get(value & 0xFFFFFFFF if self._doorbells.get(addr, -1) >= 0
                                   else value & 0x1FFF)
@@ -562,6 +711,11 @@ def describe(config: MachineConfig) -> BoardDescription:
         placed += max(used, 0)
     gic = GicDescription(dist_base=config.gicd_base, redist_regions=tuple(regions),
                          redist_stride=config.redist_stride if config.redist_stride
-                         != 2 * FRAME_SIZE else 0)
+                         != 2 * FRAME_SIZE else 0,
+                         its=tuple(ItsDescription(base, Fwnode(f"its@{base:x}"), k)
+                                   for k, base in enumerate(config.its)),
+                         v2m_frames=tuple(V2mFrameDescription(base, fwnode=Fwnode(
+                             f"v2m@{base:x}"), frame_id=k)
+                             for k, (base, _f, _n) in enumerate(config.v2m_frames)))
     return BoardDescription(cpus=config.mpidr_list(), memory=config.ram, gic=gic,
                             name=f"directlpi bare board ({config.cpus} CPUs)")

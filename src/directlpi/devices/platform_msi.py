@@ -31,6 +31,8 @@ class PlatformMsiDevice(MsiMaster):
         super().__init__(name)
         self.name = name
         self.slots = [(0, 0)] * slots
+        #: Its DeviceID at an ITS: the msi-specifier firmware gives it (set by the platform).
+        self.msi_device_id: int | None = None
 
     def program_slot(self, i: int, address: int, data: int) -> None:
         """What the driver's write-message callback does: store a slot's message."""

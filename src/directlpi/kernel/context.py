@@ -50,6 +50,8 @@ RANK_DESC = 10
 """``irq_desc::lock`` (a raw spinlock taken with interrupts off)."""
 RANK_RD = 20
 """A redistributor's ``rd_lock`` (Linux: ``gic_data_rdist_cpu(cpu)->rd_lock``)."""
+RANK_ITS = 25
+"""An ITS's command queue lock (Linux: ``its_node::lock``), taken under ``desc->lock``."""
 
 
 class SpinLock:

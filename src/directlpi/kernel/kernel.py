@@ -35,7 +35,9 @@ from directlpi.kernel.irq.flow import mask_irq, unmask_irq
 from directlpi.kernel.irq.hotplug import irq_affinity_online_cpu, irq_migrate_all_off_this_cpu
 from directlpi.kernel.irq.proc import show_interrupts
 from directlpi.kernel.irqchip.direct_lpi import DirectLpi, direct_lpi_init
+from directlpi.kernel.irqchip.gic_v2m import GicV2m, gicv2m_init
 from directlpi.kernel.irqchip.gic_v3 import GicV3
+from directlpi.kernel.irqchip.gic_v3_its import Its, its_init
 from directlpi.kernel.irqchip.gic_v3_lpi import MAX_LPI_ID_BITS, LpiInfrastructure
 from directlpi.kernel.irqchip.gic_v3_mbi import Mbi, mbi_init
 from directlpi.kernel.mm import PhysAllocator
@@ -148,6 +150,8 @@ class Kernel:
         self.lpi: LpiInfrastructure | None = None
         self.direct_lpi: DirectLpi | None = None
         self.mbi: Mbi | None = None
+        self.its: Its | None = None
+        self.v2m: GicV2m | None = None
         self.pci = PciSubsystem(self, board.pci_hosts)
         #: Devices handed to a guest through vfio (after the isolation check).
         self.assigned: set[str] = set()
@@ -297,7 +301,9 @@ class Kernel:
             if self._want_lpis():
                 self._init_lpis()
             self.direct_lpi = direct_lpi_init(self)
+            self.its = its_init(self)
             self.mbi = mbi_init(self)
+            self.v2m = gicv2m_init(self)
             self.smp.init()
             self.smp.ipi_setup()
             for cpu in range(len(self.board.cpus)):
@@ -319,7 +325,7 @@ class Kernel:
             if not self.params.lpis:
                 self.log.info("GICv3: LPIs disabled on the command line")
             return self.params.lpis
-        if not self.board.gic.direct_lpi:
+        if not self.board.gic.direct_lpi and not self.board.gic.its:
             self.log.info("GICv3: no LPI-based MSI provider described by firmware, not "
                           "enabling LPIs")
             return False
@@ -345,6 +351,8 @@ class Kernel:
                     self.lpi.cpu_init_lpis(cpu)
                 except KernelError as exc:
                     self.log.err(f"{exc} [{exc.errno_name}]")
+                if self.its is not None:
+                    self.its.cpu_init(cpu)
             self.smp.ipi_setup()
             self.irq.online.add(cpu)
         with self.running_on(cpu, Kind.PROCESS):
@@ -549,9 +557,9 @@ class Kernel:
         self.pci.free_irq_vectors(self._bdf(dev))
 
     def _platform_msi_domain(self) -> MsiDomain:
-        """Direct LPI's platform-MSI domain, else MBI's (platform devices are not in the
-        devicetree, so there is no msi-parent to choose by)."""
-        provider = self.direct_lpi or self.mbi
+        """Direct LPI's platform-MSI domain, else the ITS's, MBI's, GICv2m's (platform
+        devices are not in the devicetree, so there is no msi-parent to choose by)."""
+        provider = self.direct_lpi or self.its or self.mbi or self.v2m
         if provider is None:
             raise KernelError("no platform-MSI domain: no MSI provider was registered",
                               errno.ENOSPC)
@@ -561,13 +569,16 @@ class Kernel:
     def platform_msi_domain_alloc_irqs(self, dev: Any, nvec: int,
                                        write_msg: Callable[[MsiDesc, MsiMsg], None]) -> int:
         """Allocate ``nvec`` platform MSIs; ``write_msg(desc, msg)`` programs slot
-        ``desc.msi_index`` of the device.  Returns the first virq (they are consecutive)."""
+        ``desc.msi_index`` of the device.  Returns the first virq (they are consecutive).
+        An ITS takes the device's DeviceID from its firmware msi-specifier, which the
+        device record carries as ``msi_device_id`` (DT ``msi-parent = <&its ID>``)."""
         name = getattr(dev, "name", dev)
         if name in self._platform_irqs:
             raise KernelError(f"{name}: platform MSIs already allocated", errno.EINVAL)
         domain = self._platform_msi_domain()
         descs = msi_alloc_descs(name, nvec, write_msg)
-        info = MsiAllocInfo(str(name), nvec, descs)
+        info = MsiAllocInfo(str(name), nvec, descs,
+                            dev_id=getattr(dev, "msi_device_id", None))
         virq = self.irq.irq_domain_alloc_irqs(domain.domain, nvec, info)
         for i in range(nvec):
             desc = self.irq.irq_to_desc(virq + i)
@@ -662,9 +673,10 @@ class Kernel:
 
     @property
     def msi_provider(self) -> str:
-        """The MSI providers registered: "direct-lpi", "mbi", "direct-lpi+mbi" or "none"."""
-        names = [n for n, p in (("direct-lpi", self.direct_lpi), ("mbi", self.mbi))
-                 if p is not None]
+        """The MSI providers registered, joined by "+": "direct-lpi", "its", "mbi",
+        "gicv2m" (e.g. "direct-lpi+mbi"), or "none"."""
+        names = [n for n, p in (("direct-lpi", self.direct_lpi), ("its", self.its),
+                                ("mbi", self.mbi), ("gicv2m", self.v2m)) if p is not None]
         return "+".join(names) or "none"
 
     # -- introspection -----------------------------------------------------------------------------

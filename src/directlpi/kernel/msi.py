@@ -121,6 +121,11 @@ class MsiAllocInfo:
     """Message addresses must be below this: 1 << 32 without 64-bit MSI addressing."""
     hwirq_base: int | None = None
     """MSI-domain hwirq of vector 0 (PCI: pci_dev_id << 11); None: the domain numbers them."""
+    dev_id: int | None = None
+    """The ID the device signals with at its MSI controller (an ITS's DeviceID), set by the
+    domain's ``prepare``; for a platform device, its firmware msi-specifier."""
+    its_dev: Any = None
+    """Provider scratchpad (``info->scratchpad[0].ptr``): the ITS's device."""
 
     def desc_for(self, i: int) -> MsiDesc:
         return self.descs[0] if len(self.descs) == 1 else self.descs[i]
@@ -135,6 +140,9 @@ class MsiDomainInfo:
     handler: FlowHandler = handle_fasteoi_irq
     handler_name: str = "fasteoi"
     chip_data: Any = None
+    prepare: Callable[[MsiDomain, MsiAllocInfo], None] | None = None
+    """``msi_domain_ops::msi_prepare``: called before the provider allocates (the ITS
+    finds or creates the device's ITT there)."""
 
 
 # -- composing and writing messages -------------------------------------------------------------
@@ -190,6 +198,8 @@ class MsiDomain:
     def _alloc(self, domain: IrqDomain, virq: int, nr_irqs: int, arg: Any) -> None:
         if not isinstance(arg, MsiAllocInfo):
             raise KernelError("MSI domain allocation needs MSI allocation info", errno.EINVAL)
+        if self.info.prepare is not None:
+            self.info.prepare(self, arg)
         irq_domain_alloc_irqs_parent(domain, virq, nr_irqs, arg)
         try:
             core = domain.core

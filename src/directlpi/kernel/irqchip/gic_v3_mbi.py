@@ -47,6 +47,7 @@ from directlpi.kernel.irq.chip import (
 from directlpi.kernel.irq.desc import IRQ_TYPE_EDGE_RISING, IrqData
 from directlpi.kernel.irq.domain import (
     DomainBusToken,
+    Fwnode,
     IrqDomain,
     IrqDomainOps,
     IrqFwspec,
@@ -105,7 +106,10 @@ class MbiRange:
 class MbiAllocator:
     """The SPIs of the MBI ranges: aligned power-of-two blocks, first fit, in range order."""
 
-    def __init__(self, ranges: tuple[tuple[int, int], ...]) -> None:
+    def __init__(self, ranges: tuple[tuple[int, int], ...], name: str = "GICv3-MBI",
+                 where: str = "the MBI ranges") -> None:
+        self.name = name
+        self.where = where
         self.ranges = [MbiRange(first, count) for first, count in ranges]
         #: Called as ``observer("alloc" | "free", first INTID, count)``.
         self.observers: list[Observer] = []
@@ -124,7 +128,7 @@ class MbiAllocator:
                 for obs in self.observers:
                     obs("alloc", intid, n)
                 return intid
-        raise KernelError(f"GICv3-MBI: no {n} free aligned SPIs left in the MBI ranges "
+        raise KernelError(f"{self.name}: no {n} free aligned SPIs left in {self.where} "
                           f"({self.total} SPIs)", errno.ENOSPC)
 
     def free(self, intid: int, nr: int) -> None:
@@ -132,7 +136,7 @@ class MbiAllocator:
         r = next((r for r in self.ranges if r.first <= intid < r.first + r.count), None)
         if r is None or intid + n > r.first + r.count or not all(
                 r.used[intid - r.first:intid - r.first + n]):
-            raise KernelError(f"GICv3-MBI: SPIs {intid}+{n} are not an allocated block",
+            raise KernelError(f"{self.name}: SPIs {intid}+{n} are not an allocated block",
                               errno.EINVAL)
         r.mark(intid, n, False)
         for obs in self.observers:
@@ -150,17 +154,21 @@ class MbiBlock:
     size: int
 
 
-class Mbi:
-    """The MBI MSI provider of one kernel."""
+class SpiMsi:
+    """An MSI provider whose messages make SPIs pending through a doorbell: MBIs (the
+    distributor's GICD_SETSPI_NSR) and GICv2m frames (MSI_SETSPI_NS).  The SPIs come from
+    ``ranges``; the subclass says which doorbell serves an SPI."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    NAME = "SPI-MSI"
+
+    def __init__(self, kernel: Kernel, fwnode: Fwnode, ranges: tuple[tuple[int, int], ...],
+                 prefix: str, allocator: MbiAllocator | None = None) -> None:
         assert kernel.gic.domain is not None
         self.k = kernel
-        gic = kernel.board.gic
-        self.doorbell = gic.dist_base + GICD.SETSPI_NSR.offset
-        self.allocator = MbiAllocator(gic.mbi_ranges)
+        self.fwnode = fwnode
+        self.allocator = allocator or MbiAllocator(ranges)
         self.chip = IrqChip(
-            name="MBI", irq_mask=irq_chip_mask_parent, irq_unmask=irq_chip_unmask_parent,
+            name=self.NAME, irq_mask=irq_chip_mask_parent, irq_unmask=irq_chip_unmask_parent,
             irq_eoi=irq_chip_eoi_parent, irq_set_type=irq_chip_set_type_parent,
             irq_set_affinity=irq_chip_set_affinity_parent,
             irq_retrigger=irq_chip_retrigger_hierarchy,
@@ -168,32 +176,35 @@ class Mbi:
             irq_set_irqchip_state=irq_chip_set_parent_state,
             irq_get_irqchip_state=irq_chip_get_parent_state, flags=IRQCHIP_SKIP_SET_WAKE)
         self.nexus = kernel.irq.create_domain(
-            "MBI", gic.fwnode, IrqDomainOps(alloc=self._alloc, free=self._free),
+            self.NAME, fwnode, IrqDomainOps(alloc=self._alloc, free=self._free),
             parent=kernel.gic.domain, host_data=self, bus_token=DomainBusToken.NEXUS)
-        pci_chip = kernel.pci.msi_chip("MBI-PCI-MSI", msi_domain_set_affinity)
+        pci_chip = kernel.pci.msi_chip(f"{prefix}-PCI-MSI", msi_domain_set_affinity)
         flags = (MSI_FLAG_USE_DEF_DOM_OPS | MSI_FLAG_USE_DEF_CHIP_OPS | MSI_FLAG_PCI_MSIX
                  | MSI_FLAG_MULTI_PCI_MSI)
-        self.pci = MsiDomain(kernel.irq, "MBI-PCI-MSI", gic.fwnode,
+        self.pci = MsiDomain(kernel.irq, f"{prefix}-PCI-MSI", fwnode,
                              MsiDomainInfo(flags, pci_chip), self.nexus,
                              DomainBusToken.PCI_MSI)
-        pmsi_chip = platform_msi_chip("MBI-pMSI", msi_domain_set_affinity)
-        self.platform = MsiDomain(kernel.irq, "MBI-pMSI", gic.fwnode,
+        pmsi_chip = platform_msi_chip(f"{prefix}-pMSI", msi_domain_set_affinity)
+        self.platform = MsiDomain(kernel.irq, f"{prefix}-pMSI", fwnode,
                                   MsiDomainInfo(MSI_FLAG_USE_DEF_DOM_OPS, pmsi_chip),
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
-        for first, count in gic.mbi_ranges:
-            kernel.log.info(f"GICv3: MBI range [{first}:{first + count - 1}]")
-        kernel.log.info(f"GICv3: Using MBI frame {gic.dist_base:#018x}")
+
+    def doorbell(self, spi: int) -> int:
+        """The address a device writes SPI ``spi``'s INTID to."""
+        raise NotImplementedError
+
+    def doorbells(self) -> list[int]:
+        """Every doorbell address of this provider."""
+        raise NotImplementedError
+
 
     def compose_msi_msg(self, d: IrqData, msg: MsiMsg) -> None:
-        msg.address = self.doorbell
+        msg.address = self.doorbell(d.hwirq)
         msg.data = d.hwirq
 
     def _alloc(self, domain: IrqDomain, virq: int, nr_irqs: int, arg: Any) -> None:
         if not isinstance(arg, MsiAllocInfo):
-            raise KernelError("MBI allocation needs MSI allocation info", errno.EINVAL)
-        if arg.address_limit is not None and self.doorbell >= arg.address_limit:
-            raise KernelError(f"{arg.dev_name}: GICD_SETSPI_NSR at {self.doorbell:#x} is out "
-                              "of the device's MSI address reach", errno.EINVAL)
+            raise KernelError(f"{self.NAME} allocation needs MSI allocation info", errno.EINVAL)
         blocks: list[MbiBlock] = []
         done = 0
         try:
@@ -205,6 +216,11 @@ class Mbi:
                 for _ in range(nr_irqs):
                     blocks.append(MbiBlock(self.allocator.alloc(1), 1))
                 slots = [(b, b.first) for b in blocks]
+            for b in blocks:
+                bell = self.doorbell(b.first)
+                if arg.address_limit is not None and bell >= arg.address_limit:
+                    raise KernelError(f"{arg.dev_name}: the {self.NAME} doorbell at {bell:#x} "
+                                      "is out of the device's MSI address reach", errno.EINVAL)
             for i, (block, spi) in enumerate(slots):
                 irq_domain_alloc_irqs_parent(domain, virq + i, 1, IrqFwspec(
                     self.k.board.gic.fwnode, (GIC_IRQ_TYPE_SPI, spi - 32,
@@ -247,6 +263,26 @@ class Mbi:
         irq_domain_free_irqs_parent(domain, virq, nr_irqs)
         for b in blocks:
             self.allocator.free(b.first, b.size)
+
+
+class Mbi(SpiMsi):
+    """The MBI MSI provider of one kernel."""
+
+    NAME = "MBI"
+
+    def __init__(self, kernel: Kernel) -> None:
+        gic = kernel.board.gic
+        self._doorbell = gic.dist_base + GICD.SETSPI_NSR.offset
+        super().__init__(kernel, gic.fwnode, gic.mbi_ranges, "MBI")
+        for first, count in gic.mbi_ranges:
+            kernel.log.info(f"GICv3: MBI range [{first}:{first + count - 1}]")
+        kernel.log.info(f"GICv3: Using MBI frame {gic.dist_base:#018x}")
+
+    def doorbell(self, spi: int) -> int:
+        return self._doorbell
+
+    def doorbells(self) -> list[int]:
+        return [self._doorbell]
 
 
 def mbi_init(kernel: Kernel) -> Mbi | None:

@@ -1,0 +1,356 @@
+"""The ITS MSI provider (kernel/irqchip/gic_v3_its.py), on the ITS board and bare ITS machines.
+
+What an ITS gives that Direct LPI cannot: a message naming no CPU (GITS_TRANSLATER,
+EventID), MOVI moving what is pending, DeviceID isolation.  Each test checks an
+observable outcome: handler runs and where, the device's message, the commands the
+ITS executed (ITS_COMMAND events), allocator state.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import pytest
+
+from directlpi import Platform
+from directlpi.firmware.boards import BOARDS_DIR
+from directlpi.hw.events import Event, EventKind
+from directlpi.kernel.context import Kind
+from directlpi.kernel.errors import KernelError
+from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
+from directlpi.kernel.irq.desc import IRQ_HANDLED
+from directlpi.kernel.kernel import Kernel
+from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
+
+ITS_BOARD = BOARDS_DIR / "its.dts"
+ITS_BASE = 0x0808_0000
+TRANSLATER = ITS_BASE + 0x10040
+MOVI, INT, CLEAR, SYNC, MAPD, MAPC, MAPTI, INV, INVALL, DISCARD = (
+    0x01, 0x03, 0x04, 0x05, 0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x0F)
+
+
+class Driver:
+    """A PCI function's driver: vectors requested, handler runs recorded as (vector, CPU)."""
+
+    def __init__(self, plat: Platform, kern: Kernel, bdf: str, flags: int, nvec: int,
+                 **fn: Any) -> None:
+        self.kern = kern
+        self.fn = plat.add_pci_device(bdf, **fn)
+        kern.pci.scan()
+        n = kern.pci_alloc_irq_vectors(self.fn, 1, nvec, flags)
+        self.virqs = [kern.pci_irq_vector(self.fn, i) for i in range(n)]
+        self.runs: list[tuple[int, int]] = []
+        for i, v in enumerate(self.virqs):
+            kern.request_irq(v, self._handler(i), name=f"{bdf}-{i}")
+
+    def _handler(self, i: int) -> Any:
+        def handler(irq: int, dev: Any) -> int:
+            self.runs.append((i, self.kern.this_cpu))
+            return IRQ_HANDLED
+        return handler
+
+    def free(self) -> None:
+        for v in self.virqs:
+            self.kern.free_irq(v)
+        self.kern.pci_free_irq_vectors(self.fn)
+
+
+class Commands:
+    """The ITS commands executed, by number."""
+
+    def __init__(self, plat: Platform) -> None:
+        self.seen: list[int] = []
+        plat.observe(self._on, [EventKind.ITS_COMMAND])
+
+    def _on(self, ev: Event) -> None:
+        self.seen.append(ev.value)
+
+    def take(self) -> list[int]:
+        out, self.seen = self.seen, []
+        return out
+
+
+@pytest.fixture
+def its() -> tuple[Platform, Kernel]:
+    plat = Platform.from_devicetree(ITS_BOARD)
+    return plat, plat.boot()
+
+
+def test_the_kernel_uses_the_its_and_maps_one_collection_per_cpu(its: Any) -> None:
+    plat, kern = its
+    assert kern.msi_provider == "its"
+    assert kern.its is not None and kern.lpi is not None
+    node = kern.its.nodes[0]
+    assert sorted(node.collections) == list(range(plat.num_cpus))
+    assert plat.event_count(EventKind.ITS_COMMAND_ERROR) == 0
+    assert not plat.machine.its[0].stalled
+
+
+def test_the_message_is_gits_translater_and_the_event_id(its: Any) -> None:
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 4, msix_vectors=4)
+    msgs = [kern.get_cached_msi_msg(v) for v in d.virqs]
+    assert {m.address for m in msgs} == {TRANSLATER}
+    assert [m.data for m in msgs] == [0, 1, 2, 3]
+    assert [d.fn.msi_message(i) for i in range(4)] == [(TRANSLATER, i) for i in range(4)]
+    # the LPIs are one block of the shared allocator
+    intids = [kern.irq_to_desc(v).irq_data.parent_data.hwirq for v in d.virqs]
+    assert intids == list(range(intids[0], intids[0] + 4))
+    assert kern.lpi.allocator.allocated_blocks()[-1] == (intids[0], 4)
+
+
+def test_an_msi_is_translated_and_handled_on_the_affinity_cpu(its: Any) -> None:
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=2)
+    translated: list[Event] = []
+    plat.observe(translated.append, [EventKind.ITS_TRANSLATED])
+    kern.irq_set_affinity(d.virqs[1], {5})
+    d.fn.raise_msi(1)
+    plat.run_until_idle(verify=True)
+    assert d.runs == [(1, 5)]
+    assert [(e.master, e.addr, e.value, e.cpu) for e in translated] == [
+        ("0000:00:01.0", 0x0008, 1, 5)]        # DeviceID = RID 00:01.0 through the msi-map
+
+
+def test_a_move_is_a_movi_and_the_device_is_not_rewritten(its: Any) -> None:
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    cmds = Commands(plat)
+    before = d.fn.msi_message(0)
+    writes: list[Event] = []
+    plat.observe(writes.append, [EventKind.MMIO_WRITE])
+    kern.irq_set_affinity(d.virqs[0], {3})
+    assert cmds.take() == [MOVI, SYNC]
+    assert d.fn.msi_message(0) == before
+    assert not [w for w in writes if w.source.startswith("PCI")]
+    assert kern.irq_get_effective_affinity(d.virqs[0]) == {3}
+    kern.irq_set_affinity(d.virqs[0], {3})          # same CPU: no command
+    assert cmds.take() == []
+
+
+def test_movi_carries_what_is_pending_to_the_new_cpu(its: Any) -> None:
+    """Direct LPI delivers a pending LPI on the old CPU; the ITS moves it."""
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    kern.irq_set_affinity(d.virqs[0], {1})
+    intid = kern.irq_to_desc(d.virqs[0]).irq_data.parent_data.hwirq
+    d.fn.raise_msi(0)                                   # pending on CPU1's RD, not taken yet
+    assert intid in plat.machine.gic.redists[1].lpi_pending
+    kern.irq_set_affinity(d.virqs[0], {6})
+    assert intid not in plat.machine.gic.redists[1].lpi_pending
+    assert intid in plat.machine.gic.redists[6].lpi_pending
+    plat.run_until_idle(verify=True)
+    assert d.runs == [(0, 6)]
+
+
+def test_mask_is_the_property_byte_then_inv_and_sync(its: Any) -> None:
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    cmds = Commands(plat)
+    kern.mask_irq(d.virqs[0])
+    assert cmds.take() == [INV, SYNC]
+    d.fn.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert d.runs == []                      # held pending, masked at the RD
+    kern.unmask_irq(d.virqs[0])
+    assert cmds.take() == [INV, SYNC]
+    plat.run_until_idle(verify=True)
+    assert d.runs == [(0, 0)]
+
+
+def test_with_directlpi_on_every_rd_the_driver_invalidates_with_gicr_invlpir() -> None:
+    plat = Platform.bare(4, its=(ITS_BASE,), direct_lpi=True, mbis=False)
+    kern = plat.boot()
+    dev = plat.add_platform_device("dma", slots=1)
+    first = kern.platform_msi_domain_alloc_irqs(
+        dev, 1, lambda desc, msg: dev.program_slot(desc.msi_index, msg.address, msg.data))
+    kern.request_irq(first, lambda irq, d: IRQ_HANDLED, name="dma")
+    cmds = Commands(plat)
+    inval: list[Event] = []
+    plat.observe(inval.append, [EventKind.INVALIDATE])
+    kern.mask_irq(first)
+    assert cmds.take() == []                         # no INV command
+    assert [(e.source, e.intid) for e in inval] == [("GICR0", 8192)]
+
+
+def test_multimsi_events_are_an_aligned_block(its: Any) -> None:
+    plat, kern = its
+    one = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSI, 1, msi_vectors=1)
+    four = Driver(plat, kern, "0000:00:02.0", PCI_IRQ_MSI, 4, msi_vectors=4)
+    assert len(four.virqs) == 4
+    assert [kern.get_cached_msi_msg(v).data for v in four.virqs] == [0, 1, 2, 3]
+    assert four.fn.msi_message(0) == (TRANSLATER, 0)
+    four.fn.raise_msi(3)
+    one.fn.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert four.runs == [(3, 0)] and one.runs == [(0, 0)]
+
+
+def test_msis_are_isolated_and_vfio_assigns_without_unsafe_interrupts(its: Any) -> None:
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    assert kern.msi_isolated(d.fn)
+    kern.vfio_assign(d.fn)
+    assert "0000:00:01.0" in kern.assigned
+
+
+def test_a_spoof_cannot_reach_its_victim(its: Any) -> None:
+    """The attacker's DeviceID selects the attacker's own ITT: the victim's EventID either
+    hits the attacker's own vector or nothing."""
+    plat, kern = its
+    victim = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 4, msix_vectors=4)
+    attacker = Driver(plat, kern, "0000:00:02.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    addr, data = victim.fn.msi_message(3)
+    dropped: list[Event] = []
+    plat.observe(dropped.append, [EventKind.MSI_DROPPED])
+    attacker.fn.spoof_msi(addr, data)
+    plat.run_until_idle(verify=True)
+    assert victim.runs == [] and attacker.runs == []
+    assert [(e.reason, e.master) for e in dropped] == [("event-out-of-range", "0000:00:02.0")]
+    [spoof] = plat.spoofed_msis
+    assert spoof.doorbell == "GITS_TRANSLATER" and spoof.victim.startswith("nobody")
+
+
+def test_free_discards_unmaps_the_device_and_gives_the_lpis_back(its: Any) -> None:
+    plat, kern = its
+    blocks = kern.lpi.allocator.allocated_blocks()
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=2)
+    cmds = Commands(plat)
+    for v in d.virqs:
+        kern.free_irq(v)          # shut down and deactivated: masked, then DISCARDed
+    assert cmds.take() == [INV, SYNC, DISCARD, SYNC] * 2
+    kern.pci_free_irq_vectors(d.fn)
+    assert cmds.take() == [MAPD]
+    assert kern.lpi.allocator.allocated_blocks() == blocks
+    assert kern.its.nodes[0].devices == {}
+    dropped: list[Event] = []
+    plat.observe(dropped.append, [EventKind.MSI_DROPPED])
+    plat.bus.write(TRANSLATER, 0, 4, master="0000:00:01.0")     # a late write
+    assert [e.reason for e in dropped] == ["unmapped-device"]
+
+
+def test_a_pending_msi_is_discarded_with_its_vector(its: Any) -> None:
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    kern.irq_set_affinity(d.virqs[0], {2})
+    intid = kern.irq_to_desc(d.virqs[0]).irq_data.parent_data.hwirq
+    d.fn.raise_msi(0)
+    assert intid in plat.machine.gic.redists[2].lpi_pending
+    d.free()
+    assert intid not in plat.machine.gic.redists[2].lpi_pending
+
+
+def test_set_and_clear_pending_are_int_and_clear(its: Any) -> None:
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    cmds = Commands(plat)
+    kern.disable_irq(d.virqs[0])
+    kern.irq_set_irqchip_state(d.virqs[0], IRQCHIP_STATE_PENDING, True)
+    kern.irq_set_irqchip_state(d.virqs[0], IRQCHIP_STATE_PENDING, False)
+    assert [c for c in cmds.take() if c in (INT, CLEAR)] == [INT, CLEAR]
+    kern.enable_irq(d.virqs[0])
+    plat.run_until_idle(verify=True)
+    assert d.runs == []
+    kern.irq_set_irqchip_state(d.virqs[0], IRQCHIP_STATE_PENDING, True)
+    plat.run_until_idle(verify=True)
+    assert d.runs == [(0, 0)]
+    with pytest.raises(KernelError) as e:
+        kern.irq_get_irqchip_state(d.virqs[0], IRQCHIP_STATE_PENDING)
+    assert e.value.errno == errno.EINVAL
+
+
+def test_cpu_offline_moves_interrupts_with_movi(its: Any) -> None:
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    kern.irq_set_affinity(d.virqs[0], {4, 5})
+    assert kern.irq_get_effective_affinity(d.virqs[0]) == {4}
+    d.fn.raise_msi(0)                          # pending on CPU4, which goes down
+    cmds = Commands(plat)
+    kern.cpu_offline(4)
+    assert MOVI in cmds.take()
+    plat.run_until_idle(verify=True)
+    assert d.runs == [(0, 5)]
+    kern.cpu_online(4)
+    assert MAPC in cmds.take()
+
+
+def test_functions_behind_one_device_id_share_the_device() -> None:
+    """msi-map-mask folds every function of a slot onto one DeviceID (an alias): the
+    ITS device is shared, sized for at least 32 events, and never freed."""
+    import tempfile
+    from pathlib import Path
+    text = ITS_BOARD.read_text().replace("msi-map = <0x0 &its 0x0 0x10000>;",
+                                         "msi-map = <0x0 &its 0x0 0x10000>;\n"
+                                         "\t\tmsi-map-mask = <0xfff8>;")
+    assert "msi-map-mask" in text
+    with tempfile.TemporaryDirectory() as tmp:
+        board = Path(tmp) / "alias.dts"
+        board.write_text(text)
+        (Path(tmp) / "include").symlink_to(BOARDS_DIR / "include")
+        plat = Platform.from_devicetree(board)
+    kern = plat.boot()
+    plat.add_pci_device("0000:00:01.1", msix_vectors=2)
+    a = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=2)
+    b = Driver.__new__(Driver)
+    b.kern, b.fn, b.runs = kern, plat.pci_devices["0000:00:01.1"], []
+    n = kern.pci_alloc_irq_vectors(b.fn, 1, 2, PCI_IRQ_MSIX)
+    b.virqs = [kern.pci_irq_vector(b.fn, i) for i in range(n)]
+    for i, v in enumerate(b.virqs):
+        kern.request_irq(v, b._handler(i), name=f"b{i}")
+    [dev] = kern.its.nodes[0].devices.values()
+    assert dev.shared and dev.nr_lpis >= 32 and dev.device_id == 0x8
+    assert [kern.get_cached_msi_msg(v).data for v in b.virqs] == [2, 3]
+    a.fn.raise_msi(1)
+    b.fn.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert a.runs == [(1, 0)] and b.runs == [(0, 0)]
+    a.free()
+    assert kern.its.nodes[0].devices          # shared: not unmapped
+
+
+@pytest.mark.parametrize("hw", [{"its_pta": True}, {"rd_coherent": False}],
+                         ids=["pta", "non-coherent"])
+def test_platform_msis_work_with_pta_and_a_non_coherent_its(hw: dict[str, Any]) -> None:
+    plat = Platform.bare(4, its=(ITS_BASE,), direct_lpi=False, mbis=False, **hw)
+    kern = plat.boot()
+    dev = plat.add_platform_device("dma", slots=2)
+    first = kern.platform_msi_domain_alloc_irqs(
+        dev, 2, lambda desc, msg: dev.program_slot(desc.msi_index, msg.address, msg.data))
+    runs: list[tuple[int, int]] = []
+    for i in range(2):
+        kern.request_irq(first + i, lambda irq, d: runs.append((irq, kern.this_cpu))
+                         or IRQ_HANDLED, name=f"dma{i}")
+    kern.irq_set_affinity(first + 1, {3})
+    dev.raise_msi(0)
+    dev.raise_msi(1)
+    plat.run_until_idle(verify=True)
+    assert sorted(runs) == [(first, 0), (first + 1, 3)]
+    assert plat.event_count(EventKind.ITS_COMMAND_ERROR) == 0
+    assert kern.its.nodes[0].pta == hw.get("its_pta", False)
+    assert kern.its.nodes[0].needs_flushing == (not hw.get("rd_coherent", True))
+
+
+def test_a_platform_device_without_a_device_id_is_refused() -> None:
+    plat = Platform.bare(2, its=(ITS_BASE,), direct_lpi=False, mbis=False)
+    kern = plat.boot()
+
+    class NoId:
+        name = "nameless"
+    with pytest.raises(KernelError) as e:
+        kern.platform_msi_domain_alloc_irqs(NoId(), 1, lambda desc, msg: None)
+    assert e.value.errno == errno.EINVAL and "no DeviceID" in str(e.value)
+
+
+def test_a_stalled_its_is_reported_not_raised() -> None:
+    """A command error stalls the ITS (model choice); the driver, like Linux, logs the
+    queue timeout and goes on."""
+    plat = Platform.bare(2, its=(ITS_BASE,), direct_lpi=False, mbis=False)
+    kern = plat.boot()
+    node = kern.its.nodes[0]
+    with kern.running_on(0, Kind.PROCESS):
+        node.send([[MAPTI | 0x1234 << 32, 0, 0, 0]])   # MAPTI to an unmapped device
+    assert plat.machine.its[0].stalled
+    assert plat.event_count(EventKind.ITS_COMMAND_ERROR) == 1
+    assert kern.log.grep("ITS queue timeout")
+    assert kern.log.grep("stalled on a command error")
