@@ -14,6 +14,13 @@
   the same three on the MBI-only board (MSIs to GICD_SETSPI_NSR): the route Direct LPI
   is measured against.  An MBI move is a GICD_IROUTER write; the device keeps its
   message.
+* ``e2e_its_per_s``, ``its_mask_unmask_pairs_per_s``, ``its_affinity_moves_per_s`` -- the
+  ITS board (``its.dts``): the MSI is an EventID written to GITS_TRANSLATER and
+  translated through the device, ITT and collection tables; mask/unmask is the
+  property byte, then an INV command and a SYNC, waited for on GITS_CREADR; a move is
+  a MOVI + SYNC (the device untouched, the pending state moved by the ITS).
+* ``e2e_gicv2m_per_s``, ``gicv2m_affinity_moves_per_s`` -- the GICv2m board
+  (``gicv2m.dts``): MSI_SETSPI_NS of a frame; a move is a GICD_IROUTER write.
 """
 
 from __future__ import annotations
@@ -27,9 +34,16 @@ from directlpi.kernel.kernel import Kernel
 from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
 
 
-def _mbi_board() -> Platform:
-    from directlpi.firmware.boards import BOARDS_DIR
-    return Platform.from_devicetree(BOARDS_DIR / "mbi-only.dts")
+def _board(name: str) -> Callable[[], Platform]:
+    def build() -> Platform:
+        from directlpi.firmware.boards import BOARDS_DIR
+        return Platform.from_devicetree(BOARDS_DIR / name)
+    return build
+
+
+_mbi_board = _board("mbi-only.dts")
+_its_board = _board("its.dts")
+_v2m_board = _board("gicv2m.dts")
 
 
 def _setup(board: Callable[[], Platform] = Platform.default,
@@ -105,4 +119,14 @@ def run(quick: bool) -> list[Figure]:
                "mask_irq + unmask_irq of an MBI: vector control, GICD_ICENABLER/ISENABLER"),
         Figure("mbi_affinity_moves_per_s", _moves(quick, _mbi_board), "moves/s",
                "irq_set_affinity of an MBI: GICD_IROUTER, the device untouched"),
+        Figure("e2e_its_per_s", _e2e(quick, _its_board, msix_vectors=4), "msis/s",
+               "MSI-X raise -> GITS_TRANSLATER -> DTE/ITTE/CTE -> IAR1 -> handler -> EOIR1"),
+        Figure("its_mask_unmask_pairs_per_s", _mask_unmask(quick, _its_board), "pairs/s",
+               "mask_irq + unmask_irq through an ITS: property byte, INV + SYNC, CREADR"),
+        Figure("its_affinity_moves_per_s", _moves(quick, _its_board), "moves/s",
+               "irq_set_affinity through an ITS: MOVI + SYNC, the device untouched"),
+        Figure("e2e_gicv2m_per_s", _e2e(quick, _v2m_board, msix_vectors=4), "msis/s",
+               "MSI-X raise -> MSI_SETSPI_NS -> IAR1 -> handler -> EOIR1 (GICv2m board)"),
+        Figure("gicv2m_affinity_moves_per_s", _moves(quick, _v2m_board), "moves/s",
+               "irq_set_affinity of a GICv2m SPI: GICD_IROUTER, the device untouched"),
     ]

@@ -1,5 +1,6 @@
 """Hypothesis: any interleaving of driver, device, hotplug and attacker actions keeps the
-invariants, with Direct LPI (the default board) and with MBIs (the MBI-only board), with
+invariants, with Direct LPI (the default board), MBIs (the MBI-only board), an ITS
+(its.dts) and GICv2m frames (gicv2m.dts), with
 posted writes in flight or not, and where EnableLPIs can be cleared or not.
 
 The operations are :class:`directlpi.sim.stress.StackExerciser`'s (the long random hunt
@@ -145,3 +146,35 @@ class MbiPostedMachine(MbiMachine):
 TestMbiPostedMachine = MbiPostedMachine.TestCase
 TestMbiPostedMachine.settings = settings(max_examples=25, stateful_step_count=30,
                                          deadline=None)
+
+
+class ItsMachine(DirectLpiMachine):
+    """The same rules on the ITS board: MSIs are EventIDs translated by an ITS, moves are
+    MOVIs, stray writes an unknown master's (no DeviceID: dropped) and a known device's
+    (its own table only)."""
+
+    board = "its"
+
+
+TestItsMachine = ItsMachine.TestCase
+TestItsMachine.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
+
+
+class ItsPostedMachine(ItsMachine):
+    posted = True
+
+
+TestItsPostedMachine = ItsPostedMachine.TestCase
+TestItsPostedMachine.settings = settings(max_examples=25, stateful_step_count=30,
+                                         deadline=None)
+
+
+class V2mMachine(DirectLpiMachine):
+    """The same rules on the GICv2m board: every vector is an SPI of a frame."""
+
+    board = "gicv2m"
+    posted = True
+
+
+TestV2mMachine = V2mMachine.TestCase
+TestV2mMachine.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from directlpi.hw.events import Event, EventKind
-from directlpi.hw.regs import GICD, GICR, LPI_BASE
+from directlpi.hw.regs import GICD, GICR, LPI_BASE, V2M
 from directlpi.kernel.context import Kind
 from directlpi.kernel.irq.desc import (
     IRQD_IRQ_DISABLED,
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from directlpi.platform import Platform
 
 _WRITE_OUTCOMES = ("already-pending", "lpis-disabled", "unimplemented-intid", "invalid-spi")
-_WRITE_REGISTERS = ("GICR_SETLPIR", "GICD_SETSPI_NSR")
+_WRITE_REGISTERS = ("GICR_SETLPIR", "GICD_SETSPI_NSR", "MSI_SETSPI_NS", "its")
 
 # What a landed write was, for the INTID it names.
 OWNED = "owned"          # the owner's device, or the kernel: owed a handler run
@@ -131,7 +131,12 @@ class InvariantChecker:
         self.spoof_reached: list[dict[str, Any]] = []
         self._setlpir = {plat.gicr_base(c) + GICR.SETLPIR.offset: c
                          for c in range(plat.num_cpus)}
-        self._setspi = plat.gicd_base + GICD.SETSPI_NSR.offset
+        #: Doorbells whose address names no CPU: GICD_SETSPI_NSR (MBI), each GICv2m frame's
+        #: MSI_SETSPI_NS, each ITS's GITS_TRANSLATER (data: an EventID).
+        self._untargeted = {plat.gicd_base + GICD.SETSPI_NSR.offset,
+                            *plat.its_doorbells, *(
+                                base + V2M.MSI_SETSPI_NS.offset
+                                for base, _f, _n in plat.machine.config.v2m_frames)}
         self._sub = plat.observe(self._on_event, [EventKind.LPI_PENDING, EventKind.IGNORED,
                                                   EventKind.ACK, EventKind.LPI_CLEARED,
                                                   EventKind.SPI_PENDING, EventKind.SPI_CLEARED])
@@ -143,10 +148,11 @@ class InvariantChecker:
             kern.lpi.allocator.observers.append(self._on_alloc)
             for base, size in kern.lpi.allocator.allocated_blocks():
                 self._allocated.update(range(base, base + size))
-        if kern.mbi is not None:
-            kern.mbi.allocator.observers.append(self._on_mbi_alloc)
-            self._mbi.update(kern.mbi.allocator.allocated())
-            self._allocated |= self._mbi
+        for spi_msi in (kern.mbi, kern.v2m):
+            if spi_msi is not None:
+                spi_msi.allocator.observers.append(self._on_mbi_alloc)
+                self._mbi.update(spi_msi.allocator.allocated())
+        self._allocated |= self._mbi
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -179,8 +185,9 @@ class InvariantChecker:
     # -- doorbell writes: issued, then landed -----------------------------------------------------
 
     def _doorbell(self, addr: int) -> int | None:
-        """The CPU whose SETLPIR ``addr`` is, -1 for GICD_SETSPI_NSR, None otherwise."""
-        return -1 if addr == self._setspi else self._setlpir.get(addr)
+        """The CPU whose SETLPIR ``addr`` is, -1 for a doorbell naming no CPU (MBI, GICv2m,
+        ITS), None otherwise."""
+        return -1 if addr in self._untargeted else self._setlpir.get(addr)
 
     def _on_issue(self, addr: int, value: int, size: int, master: str) -> None:
         cpu = self._doorbell(addr)
@@ -189,6 +196,8 @@ class InvariantChecker:
         self.totals["msis_written"] += 1
         verdict = self.plat.classify_msi(addr, value, master)
         intid = value & 0xFFFFFFFF
+        if addr in self.plat.its_doorbells:      # an EventID: the LPI the kernel mapped
+            intid = self.plat._its_lpi(addr, value, master) or -1
         self._verdicts[master].append((verdict, self._epoch[intid]))
         if verdict is not None or cpu < 0:
             return
@@ -239,6 +248,13 @@ class InvariantChecker:
                 self.totals["coalesced"] += 1
         elif ev.reason == "pending-table":
             return                    # pending state restored at EnableLPIs, not a write
+        elif ev.reason == "its-move":
+            # An ITS MOVI/MOVALL carried the pending state to this RD: not a write, the
+            # same pending state (under the ITS an LPI is pending on one RD at most).
+            moved = self._pend.setdefault((intid, rd), set())
+            for key in [k for k in self._pend if k[0] == intid and k[1] != rd]:
+                moved |= self._pend.pop(key)
+            return
         self.totals["lpi_writes"] += 1
         seq = self._tick()
         kinds = self._carried(intid, ev.master)

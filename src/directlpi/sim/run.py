@@ -5,7 +5,7 @@ lpi_id_bits, its}, ``irqs`` [{virq, hwirq (the MSI domain's number, as
 /proc/interrupts shows it), intid (the GIC's), chip, device, vector,
 effective_cpu, msi {address, data}, counts}], ``totals`` {msis_written, handled,
 lost, spurious, coalesced}, ``violations`` [...], ``security`` {msi_isolation,
-spoofed_msis, spoofs_reaching_a_handler}; plus ``scenario``, ``steps`` and
+spoofed_msis, spoofs_reaching_a_handler, spoof_attempts}; plus ``scenario``, ``steps`` and
 ``proc_interrupts``.
 """
 
@@ -122,6 +122,8 @@ class ScenarioRun:
             self._trace(trace)
         self.checker = InvariantChecker(self.plat)
         self.outcomes: list[StepOutcome] = []
+        #: The scenario's spoof steps: who wrote whose message, and the victim's IRQ.
+        self.spoof_attempts: list[dict[str, Any]] = []
         for drv in self.drivers.values():
             self._probe(drv)
 
@@ -257,6 +259,10 @@ class ScenarioRun:
         address = msg.address if step.cpu is None else (
             self.plat.gicr_base(step.cpu % self.ncpus) + 0x40)
         drv.device.spoof_msi(address, msg.data)
+        self.spoof_attempts.append({"attacker": drv.name,
+                                    "victim": f"{victim.name} vector {step.victim_vector}",
+                                    "victim_virq": self._virq(victim, step.victim_vector),
+                                    "address": address, "data": msg.data})
         return f"wrote {msg.data} to {address:#x}"
 
     # -- tracing -----------------------------------------------------------------------------------
@@ -327,6 +333,14 @@ class RunReport:
                 })
         return out
 
+    def spoof_attempts(self) -> list[dict[str, Any]]:
+        """Each spoof step, and whether it reached its victim (the victim's handler ran,
+        or it was delivered while masked, for a spoofed write)."""
+        reached = {r["virq"] for r in self.run.checker.spoof_reached}
+        return [{"attacker": a["attacker"], "victim": a["victim"], "address": a["address"],
+                 "data": a["data"], "reached_victim": a["victim_virq"] in reached}
+                for a in self.run.spoof_attempts]
+
     def as_dict(self) -> dict[str, Any]:
         run = self.run
         k = run.kern
@@ -335,7 +349,8 @@ class RunReport:
             "schema_version": SCHEMA_VERSION,
             "scenario": run.scenario.name,
             "platform": {"cpus": run.plat.num_cpus, "msi_provider": k.msi_provider,
-                         "lpi_id_bits": k.lpi.lpi_id_bits if k.lpi else 0, "its": False,
+                         "lpi_id_bits": k.lpi.lpi_id_bits if k.lpi else 0,
+                         "its": k.its is not None,
                          "board": run.plat.board.name},
             "irqs": self.irqs(),
             "totals": {key: totals[key] for key in ("msis_written", "handled", "lost",
@@ -345,6 +360,7 @@ class RunReport:
                 "msi_isolation": any(k.msi_isolated(d.device) for d in run.drivers.values()),
                 "spoofed_msis": [s.as_dict() for s in run.plat.spoofed_msis],
                 "spoofs_reaching_a_handler": list(run.checker.spoof_reached),
+                "spoof_attempts": self.spoof_attempts(),
             },
             "steps": [{"index": o.index, "at": o.at, "do": o.do, "args": o.args,
                        "description": o.what, "status": o.status, "result": o.result}
@@ -375,8 +391,9 @@ class RunReport:
         """The text report; ``verbose`` adds the kernel log."""
         d = self.as_dict()
         plat = d["platform"]
-        out = [f"directlpi: scenario '{d['scenario']}' on {plat['cpus']} CPUs, GICv3 without an "
-               f"ITS, MSI provider: {plat['msi_provider']}, {plat['lpi_id_bits']} LPI INTID bits",
+        gic = "GICv3 with an ITS" if plat["its"] else "GICv3 without an ITS"
+        out = [f"directlpi: scenario '{d['scenario']}' on {plat['cpus']} CPUs, {gic}, MSI "
+               f"provider: {plat['msi_provider']}, {plat['lpi_id_bits']} LPI INTID bits",
                "", "steps:"]
         out += [f"  t={o['at']:<3} {o['description']:<58} {o['result']}" for o in d["steps"]]
         out += ["", "/proc/interrupts:", d["proc_interrupts"], "",
@@ -398,19 +415,30 @@ class RunReport:
         sec = d["security"]
         why = {"direct-lpi": "Direct LPI: any bus master can write any INTID into any "
                              "redistributor",
-               "mbi": "MBI: any bus master can write any SPI into GICD_SETSPI_NSR"}
+               "mbi": "MBI: any bus master can write any SPI into GICD_SETSPI_NSR",
+               "gicv2m": "GICv2m: any bus master can write any of a frame's SPIs into its "
+                         "MSI_SETSPI_NS",
+               "its": "ITS: the DeviceID comes from the bus, so a device reaches only the "
+                      "events of its own table"}
         reasons = [why[p] for p in d["platform"]["msi_provider"].split("+") if p in why]
         out += ["", "security:",
                 f"  MSI isolation: {'yes' if sec['msi_isolation'] else 'no'}"
                 + (f" ({'; '.join(reasons)})" if reasons else "")]
         for s in sec["spoofed_msis"]:
-            target = f"CPU{s['target_cpu']}" if s["target_cpu"] >= 0 else "GICD_SETSPI_NSR"
+            bell = s.get("doorbell", "GICR_SETLPIR")
+            target = f"CPU{s['target_cpu']}" if bell == "GICR_SETLPIR" else bell
+            what = ("which under its own DeviceID reaches" if bell == "GITS_TRANSLATER"
+                    else "the INTID of")
             out.append(f"  spoofed MSI: {s['master']} wrote {s['data']} to {s['address']:#x} "
-                       f"({target}), the INTID of {s['victim']}: {s['reason']}")
+                       f"({target}), {what} {s['victim']}: {s['reason']}")
         for r in sec["spoofs_reaching_a_handler"]:
             out.append(f"  a spoofed MSI reached {r['victim']} (IRQ {r['virq']}) on "
                        f"CPU{r['cpu']}: {r['what']}")
-        if not sec["spoofed_msis"]:
+        for a in sec["spoof_attempts"]:
+            out.append(f"  spoof attempt: {a['attacker']} wrote {a['victim']}'s message "
+                       f"(data {a['data']} to {a['address']:#x}): reached its victim: "
+                       + ("yes" if a["reached_victim"] else "no"))
+        if not sec["spoofed_msis"] and not sec["spoof_attempts"]:
             out.append("  no spoofed MSI seen")
         return "\n".join(out)
 

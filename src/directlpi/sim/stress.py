@@ -8,12 +8,15 @@ takes explicit arguments (so a hypothesis state machine and a seeded random hunt
 drive the same code) and accepts exactly the refusals the kernel documents (an
 errno *and* the reason); anything else propagates as a finding.
 
-The board is Direct LPI (the default board) or MBI (the MBI-only board), with
+The board is Direct LPI (the default board), MBI (the MBI-only board), an ITS
+(``its.dts``) or GICv2m (``gicv2m.dts``), with
 posted writes on or off and EnableLPIs clearable or not.  Operations: bind, unbind,
 traffic, mask/unmask, disable/enable, move (forced too: of shut-down vectors),
 set/clear pending, retrigger, CPU offline/online, stray writes to any INTID on any
-RD by an unknown bus master, replays of a message a device held before, kexec with
-pending state left behind, and running the machine (the checker's end-of-run check).
+RD by an unknown bus master (any SPI into the MBI or GICv2m doorbell; any EventID into
+GITS_TRANSLATER, by an unknown master and by a known device), replays of a message a
+device held before, kexec with pending state left behind, and running the machine (the
+checker's end-of-run check).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from directlpi.devices.pci import PciFunction
 from directlpi.devices.platform_msi import PlatformMsiDevice
 from directlpi.errors import DirectLPIError
 from directlpi.firmware.boards import BOARDS_DIR
-from directlpi.hw.regs import GICD, GICR, LPI_BASE
+from directlpi.hw.regs import GICD, GICR, LPI_BASE, V2M
 from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
 from directlpi.kernel.irq.desc import IRQ_HANDLED, IRQD_ACTIVATED, IRQD_MANAGED_SHUTDOWN
 from directlpi.kernel.kernel import Kernel
@@ -38,6 +41,9 @@ from directlpi.platform import Platform
 from directlpi.sim.invariants import InvariantChecker, Violation
 
 DEVICES = ("x", "m", "p", "d")
+#: Boards other than the default (Direct LPI) one, by name.
+BOARD_FILES = {"mbi": "mbi-only.dts", "its": "its.dts", "gicv2m": "gicv2m.dts"}
+DEVICE_BDFS = ("0000:00:01.0", "0000:00:02.0", "0000:00:03.0")
 STRANGER = "0000:00:1f.7"
 """A bus master no driver knows (an unassigned function, a DMA engine gone rogue)."""
 
@@ -64,16 +70,16 @@ class StackExerciser:
                  seed: int = 0, clearable: bool = False) -> None:
         silicon: dict[str, Any] = {"posted_writes": posted, "posted_seed": seed,
                                    "lpis_clearable": clearable}
-        if board == "mbi":
-            self.plat = Platform.from_devicetree(BOARDS_DIR / "mbi-only.dts", **silicon)
+        if board in BOARD_FILES:
+            self.plat = Platform.from_devicetree(BOARDS_DIR / BOARD_FILES[board], **silicon)
         else:
             self.plat = Platform.default(cpus=cpus, **silicon)
         self.board = board
         p = self.plat
         self.fns: dict[str, PciFunction | PlatformMsiDevice] = {
-            "x": p.add_pci_device("0000:00:01.0", msix_vectors=4),
-            "m": p.add_pci_device("0000:00:02.0", msi_vectors=4, msi_per_vector_mask=True),
-            "p": p.add_pci_device("0000:00:03.0", msi_vectors=1, msi_64bit=False),
+            "x": p.add_pci_device(DEVICE_BDFS[0], msix_vectors=4),
+            "m": p.add_pci_device(DEVICE_BDFS[1], msi_vectors=4, msi_per_vector_mask=True),
+            "p": p.add_pci_device(DEVICE_BDFS[2], msi_vectors=1, msi_64bit=False),
             "d": p.add_platform_device("dma", slots=2),
         }
         self.kern: Kernel = p.boot()
@@ -193,6 +199,16 @@ class StackExerciser:
         if self.board == "mbi":
             p.bus.write(p.gicd_base + GICD.SETSPI_NSR.offset, 32 + intid % 988, 4,
                         master=STRANGER)
+        elif self.board == "gicv2m":
+            frame = p.machine.v2m[cpu % len(p.machine.v2m)]
+            base = p.machine.config.v2m_frames[frame.index][0]
+            p.bus.write(base + V2M.MSI_SETSPI_NS.offset, 32 + intid % 988, 4, master=STRANGER)
+        elif self.board == "its":
+            # No DeviceID: the ITS drops it.  And a known device writing any EventID: it
+            # can only reach its own table.
+            bell = next(iter(p.its_doorbells))
+            p.bus.write(bell, intid % 64, 4, master=STRANGER)
+            p.bus.write(bell, intid % 64, 4, master=DEVICE_BDFS[cpu % len(DEVICE_BDFS)])
         else:
             lpis = 1 << 16
             p.bus.write(p.gicr_base(cpu % self.ncpus) + GICR.SETLPIR.offset,
