@@ -47,8 +47,9 @@ one, so that driver bugs show):
   0x01 DeviceID (beyond the device table, for every command naming a device) or
   target out of range, 0x02 ITT size or PE number out of range, 0x03 ICID out of
   range, 0x04 unmapped device, 0x05 EventID out of range, 0x06 pINTID out of range,
-  0x07 unmapped interrupt, 0x09 unmapped collection.  An unknown command number is
-  UNPREDICTABLE: recorded and skipped.
+  0x07 unmapped interrupt, 0x09 unmapped collection.  An unknown command number, and
+  a SYNC naming no RD (no error number exists for it), are UNPREDICTABLE: recorded
+  and skipped.
 * **UNPREDICTABLE writes are ignored and recorded:** CBASER or BASER<n> while Enabled
   is 1, a CWRITER offset beyond the queue.  Writing CBASER resets CREADR to 0; a
   CWRITER left beyond the new queue is recorded too, and no command runs until
@@ -467,8 +468,14 @@ class Its(MmioFrame):
 
     def _cmd_sync(self, dw: list[int]) -> int:
         # Every command has taken effect when it is executed: SYNC has nothing to wait for.
-        if self._cpu_of_target((dw[2] >> 16) & 0xF_FFFF_FFFF) is None:
-            return SIZE_OOR
+        # An RDbase naming no RD has no architected error number (Linux defines none):
+        # UNPREDICTABLE, recorded, and the SYNC is a no-op.
+        target = (dw[2] >> 16) & 0xF_FFFF_FFFF
+        if self._cpu_of_target(target) is None:
+            self._hub.report(Event(EventKind.UNPREDICTABLE, self.frame_name, value=target,
+                                   reason="its-sync-bad-target",
+                                   detail=f"SYNC names RDbase {target:#x}, which is no "
+                                          "redistributor: ignored"))
         return 0
 
     def _cmd_int(self, dw: list[int]) -> int:
