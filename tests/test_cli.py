@@ -143,7 +143,23 @@ def test_acpi_writes_tables_that_check_accepts(tmp_path: Path,
     assert main(["acpi", "--no-direct-lpi", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
     assert main(["check", str(tmp_path / "iort.dat"), str(tmp_path / "apic.dat")]) == 0
-    assert "no requester ID is routed to Direct LPI" in capsys.readouterr().out
+    assert "no requester ID is routed to Direct LPI or an ITS" in capsys.readouterr().out
+
+
+def test_check_describes_the_its_and_msi_frames_of_acpi_tables(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    boards = Path(__file__).resolve().parents[1] / "src" / "directlpi" / "boards"
+    assert main(["acpi", "--from", str(boards / "its.dts"), "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "apic.dat"), str(tmp_path / "iort.dat")]) == 0
+    out = capsys.readouterr().out
+    assert "ITS 0 @0x8080000" in out
+    assert "IORT: ITS 0 for segment 0 RIDs 0x0+0x10000 (DeviceIDs from 0x0)" in out
+    v2m = tmp_path / "v2m"
+    assert main(["acpi", "--from", str(boards / "gicv2m.dts"), "--out", str(v2m)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(v2m / "apic.dat")]) == 0
+    assert "MSI frame 0 @0x8020000" in capsys.readouterr().out
 
 
 def test_check_prints_one_line_per_problem_and_exits_1(

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from directlpi.firmware.acpi import (
-    DirectLpiRoute,
     FirmwareError,
+    Iort,
     Madt,
-    parse_iort,
     parse_madt,
+    read_iort,
 )
 from directlpi.firmware.devicetree import DtError, read_board
 from directlpi.firmware.fdt import parse_fdt
@@ -44,14 +44,23 @@ class CheckResult:
 def _describe_madt(path: Path, m: Madt) -> str:
     rds = (f"{len(m.redist_regions)} redistributor(s) named in the GICCs (GICR Base Address)"
            if m.gicr_in_gicc else f"{len(m.redist_regions)} GICR region(s)")
-    return f"{path}: MADT: {len(m.cpus)} CPU(s), GICD @{m.dist_base:#x}, {rds}"
+    extra = "".join(f", ITS {i.translation_id} @{i.base:#x}" for i in m.its)
+    extra += "".join(f", MSI frame {f.frame_id} @{f.base:#x}" for f in m.v2m_frames)
+    return f"{path}: MADT: {len(m.cpus)} CPU(s), GICD @{m.dist_base:#x}, {rds}{extra}"
 
 
-def _describe_iort(path: Path, routes: tuple[DirectLpiRoute, ...]) -> str:
-    if not routes:
-        return f"{path}: IORT: no requester ID is routed to Direct LPI"
-    spans = ", ".join(f"segment {r.segment} RIDs {r.rid_base:#x}+{r.count:#x}" for r in routes)
-    return f"{path}: IORT: Direct LPI (PROPOSED node) for {spans}"
+def _describe_iort(path: Path, iort: Iort) -> str:
+    parts = []
+    if iort.direct_lpi:
+        spans = ", ".join(f"segment {r.segment} RIDs {r.rid_base:#x}+{r.count:#x}"
+                          for r in iort.direct_lpi)
+        parts.append(f"Direct LPI (PROPOSED node) for {spans}")
+    for r in iort.its:
+        parts.append(f"ITS {r.its_id} for segment {r.segment} RIDs {r.rid_base:#x}+"
+                     f"{r.count:#x} (DeviceIDs from {r.output_base:#x})")
+    if not parts:
+        return f"{path}: IORT: no requester ID is routed to Direct LPI or an ITS"
+    return f"{path}: IORT: " + "; ".join(parts)
 
 
 def check_files(paths: list[Path], include_dirs: Sequence[str | Path] = ()) -> CheckResult:
@@ -69,7 +78,7 @@ def check_files(paths: list[Path], include_dirs: Sequence[str | Path] = ()) -> C
                 res.summary.append(_describe_madt(path, parse_madt(data)))
                 res.madt = (path, data)
             elif kind is FileKind.IORT:
-                res.summary.append(_describe_iort(path, parse_iort(data)))
+                res.summary.append(_describe_iort(path, read_iort(data)))
                 res.iort = (path, data)
             else:
                 _check_devicetree(res, path, include_dirs)
