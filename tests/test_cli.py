@@ -265,6 +265,38 @@ def test_run_on_the_mbi_only_board_uses_mbis(capsys: pytest.CaptureFixture[str])
     assert spoof["address"] == 0x0800_0040 and spoof["target_cpu"] == -1
 
 
+def test_run_on_the_its_board_isolates_and_the_spoof_misses(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--platform", _board("its"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["platform"]["msi_provider"] == "its"
+    assert report["platform"]["its"] is True
+    assert {irq["chip"] for irq in report["irqs"]} == {"ITS-MSI", "ITS-pMSI"}
+    assert {irq["msi"]["address"] for irq in report["irqs"]} == {0x0809_0040}
+    sec = report["security"]
+    assert sec["msi_isolation"] is True
+    assert sec["spoofs_reaching_a_handler"] == []
+    (attempt,) = sec["spoof_attempts"]
+    assert attempt["reached_victim"] is False
+    assert main(["run", "--platform", _board("its")]) == 0
+    assert "reached its victim: no" in capsys.readouterr().out
+
+
+def test_run_on_the_gicv2m_board_the_spoof_reaches_its_victim(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--platform", _board("gicv2m"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["platform"]["msi_provider"] == "gicv2m"
+    assert report["platform"]["lpi_id_bits"] == 0
+    assert {irq["msi"]["address"] for irq in report["irqs"]} == {0x0802_0040}
+    sec = report["security"]
+    assert sec["msi_isolation"] is False
+    (spoof,) = sec["spoofed_msis"]
+    assert spoof["doorbell"] == "MSI_SETSPI_NS" and spoof["target_cpu"] == -1
+    (attempt,) = sec["spoof_attempts"]
+    assert attempt["reached_victim"] is True
+
+
 def test_run_on_a_board_without_an_msi_provider_is_a_clear_error(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--platform", _board("rds-without-directlpi")]) == 2
