@@ -138,6 +138,8 @@ class Platform:
                               + GITS_TRANSLATION.TRANSLATER.offset: its for its in machine.its}
         #: DeviceIDs of platform MSI devices (their firmware msi-specifier for the ITS).
         self._platform_device_ids: dict[str, int] = {}
+        #: Derived: device_id_of's answers (firmware is fixed; cleared as devices come).
+        self._device_id_cache: dict[str, int | None] = {}
         for its in machine.its:
             its.device_id_of = self.device_id_of
         self._auditing = False
@@ -526,6 +528,7 @@ class Platform:
                          msi_64bit=msi_64bit, msi_per_vector_mask=msi_per_vector_mask, **ids)
         self.pci_host.attach(fn, self.machine.bus.write, self.machine.bus.flush)
         self.pci_devices[bdf] = fn
+        self._device_id_cache.clear()
         self._start_audit()
         return fn
 
@@ -549,6 +552,7 @@ class Platform:
                               "device's", errno.EEXIST)
         dev = PlatformMsiDevice(name, slots)
         self._platform_device_ids[name] = device_id
+        self._device_id_cache.clear()
         dev.msi_device_id = device_id
         dev.dma_write = self.machine.bus.write
         bus = self.machine.bus
@@ -592,6 +596,14 @@ class Platform:
         device's firmware msi-specifier; None for a CPU or an unknown master."""
         if master is None:
             return None
+        cached = self._device_id_cache.get(master, -1)
+        if cached != -1:
+            return cached
+        found = self._find_device_id(master)
+        self._device_id_cache[master] = found
+        return found
+
+    def _find_device_id(self, master: str) -> int | None:
         pid = self._platform_device_ids.get(master)
         if pid is not None:
             return pid

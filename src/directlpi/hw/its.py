@@ -148,7 +148,7 @@ class Its(MmioFrame):
     REGISTERS = GITS
 
     __slots__ = ("_baser", "_cbaser", "_coherent", "_creadr", "_cwriter", "_enabled", "_gic",
-                 "_is_ram", "_memory", "_rd_bases", "_stalled", "_typer", "base",
+                 "_is_ram", "_memory", "_rd_bases", "_stalled", "_tables", "_typer", "base",
                  "device_id_of", "index", "pta", "translation")
 
     def __init__(self, gic: GIC, hub: EventHub, memory: PhysicalMemory, *, index: int, base: int,
@@ -180,6 +180,8 @@ class Its(MmioFrame):
         self._stalled = False
         self._baser = [_B.Type.put(TYPE_DEVICE) | _B.Entry_Size.put(ENTRY_BYTES - 1),
                        _B.Type.put(TYPE_COLLECTION) | _B.Entry_Size.put(ENTRY_BYTES - 1)]
+        #: Derived: BASER0/1 decoded (what :meth:`table` returns), on every write.
+        self._tables: list[tuple[int, int] | None] = [None, None]
         self.translation = ItsTranslationFrame(self, hub)
 
     # -- dispatch configuration ------------------------------------------------
@@ -206,6 +208,9 @@ class Its(MmioFrame):
 
     def table(self, n: int) -> tuple[int, int] | None:
         """(address, bytes) of the table BASER<n> describes, or None when not Valid."""
+        return self._tables[n]
+
+    def _decode_table(self, n: int) -> tuple[int, int] | None:
         b = self._baser[n]
         if not b & _B_VALID:
             return None
@@ -238,7 +243,7 @@ class Its(MmioFrame):
 
     def _entry_addr(self, n: int, index: int) -> int | None:
         """Address of entry ``index`` of table BASER<n>, or None (invalid, out of range)."""
-        t = self.table(n)
+        t = self._tables[n]
         if t is None or (index + 1) * ENTRY_BYTES > t[1]:
             return None
         return t[0] + index * ENTRY_BYTES
@@ -619,6 +624,7 @@ class Its(MmioFrame):
         if _B.Page_Size.get(value) == 3:
             value = _B.Page_Size.replace(value, 2)
         self._baser[n] = ro | value
+        self._tables[n] = self._decode_table(n)
 
     def _r_IDREGS(self, n: int) -> int:
         return ID_REGISTER_VALUES[0xFFD0 + 4 * n]
