@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.firmware.dt_variants import board, problems, variant
 
 from directlpi import Platform
 from directlpi.firmware.acpi import FirmwareError
-from directlpi.firmware.boards import BOARDS_DIR, DEFAULT_DTB, board_files, default_tree
+from directlpi.firmware.boards import DEFAULT_DTB, board_files, default_tree
 from directlpi.firmware.devicetree import DtBoard, DtError, fdt_bytes, load_board, read_board
 from directlpi.firmware.fdt import FdtNode, build_fdt, compile_dts, parse_fdt
 from directlpi.kernel.errors import KernelError
@@ -25,27 +26,6 @@ DLPI = f"{GIC}/direct-lpi"
 PCIE = "/pcie@3f000000"
 GICR_TYPER = 0x08
 TYPER_DIRECT_LPI = 1 << 3
-
-
-def board(name: str) -> Path:
-    return BOARDS_DIR / f"{name}.dts"
-
-
-def variant(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
-    """A shipped board with text replaced (each ``old`` must occur)."""
-    text = board(name).read_text()
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new)
-    out = tmp_path / f"{name}-variant.dts"
-    out.write_text(text)
-    return out
-
-
-def problems(path: Path) -> list[str]:
-    with pytest.raises(DtError) as exc:
-        load_board(path)
-    return exc.value.problems
 
 
 # -- the shipped boards ------------------------------------------------------------------------

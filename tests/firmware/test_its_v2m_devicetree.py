@@ -9,11 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.firmware.dt_variants import board, problems, variant
 
 from directlpi import Platform
 from directlpi.cli import main
-from directlpi.firmware.boards import BOARDS_DIR
-from directlpi.firmware.devicetree import DtError, fdt_bytes, load_board
+from directlpi.firmware.devicetree import fdt_bytes, load_board
 from directlpi.firmware.schema import schema_problems
 from directlpi.hw.its import DEVICE_ID_BITS
 from directlpi.kernel.fwdesc import ItsDescription, V2mFrameDescription
@@ -40,27 +40,6 @@ V2M_NODE = """		v2m: v2m@8020000 {
 			msi-controller;
 			reg = <0x0 0x08020000 0x0 0x1000>;
 		};"""
-
-
-def board(name: str) -> Path:
-    return BOARDS_DIR / f"{name}.dts"
-
-
-def variant(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
-    """A shipped board with text replaced (each ``old`` must occur)."""
-    text = board(name).read_text()
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new)
-    out = tmp_path / f"{name}-variant.dts"
-    out.write_text(text)
-    return out
-
-
-def problems(path: Path) -> list[str]:
-    with pytest.raises(DtError) as exc:
-        load_board(path)
-    return exc.value.problems
 
 
 def _its_at(base: int) -> str:

@@ -16,7 +16,7 @@ from directlpi.hw.events import Event, EventKind
 from directlpi.kernel.kernel import Kernel
 from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
 from tests.hw import arch
-from tests.kernel.test_its_driver import Driver
+from tests.kernel.drivers import Driver
 
 V2M_BOARD = BOARDS_DIR / "gicv2m.dts"
 FRAME = 0x0802_0000

@@ -22,38 +22,13 @@ from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
 from directlpi.kernel.irq.desc import IRQ_HANDLED
 from directlpi.kernel.kernel import Kernel
 from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
+from tests.kernel.drivers import Driver
 
 ITS_BOARD = BOARDS_DIR / "its.dts"
 ITS_BASE = 0x0808_0000
 TRANSLATER = ITS_BASE + 0x10040
 MOVI, INT, CLEAR, SYNC, MAPD, MAPC, MAPTI, INV, INVALL, DISCARD = (
     0x01, 0x03, 0x04, 0x05, 0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x0F)
-
-
-class Driver:
-    """A PCI function's driver: vectors requested, handler runs recorded as (vector, CPU)."""
-
-    def __init__(self, plat: Platform, kern: Kernel, bdf: str, flags: int, nvec: int,
-                 **fn: Any) -> None:
-        self.kern = kern
-        self.fn = plat.add_pci_device(bdf, **fn)
-        kern.pci.scan()
-        n = kern.pci_alloc_irq_vectors(self.fn, 1, nvec, flags)
-        self.virqs = [kern.pci_irq_vector(self.fn, i) for i in range(n)]
-        self.runs: list[tuple[int, int]] = []
-        for i, v in enumerate(self.virqs):
-            kern.request_irq(v, self._handler(i), name=f"{bdf}-{i}")
-
-    def _handler(self, i: int) -> Any:
-        def handler(irq: int, dev: Any) -> int:
-            self.runs.append((i, self.kern.this_cpu))
-            return IRQ_HANDLED
-        return handler
-
-    def free(self) -> None:
-        for v in self.virqs:
-            self.kern.free_irq(v)
-        self.kern.pci_free_irq_vectors(self.fn)
 
 
 class Commands:
@@ -290,14 +265,9 @@ def test_functions_behind_one_device_id_share_the_device() -> None:
         (Path(tmp) / "include").symlink_to(BOARDS_DIR / "include")
         plat = Platform.from_devicetree(board)
     kern = plat.boot()
-    plat.add_pci_device("0000:00:01.1", msix_vectors=2)
+    b_fn = plat.add_pci_device("0000:00:01.1", msix_vectors=2)
     a = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=2)
-    b = Driver.__new__(Driver)
-    b.kern, b.fn, b.runs = kern, plat.pci_devices["0000:00:01.1"], []
-    n = kern.pci_alloc_irq_vectors(b.fn, 1, 2, PCI_IRQ_MSIX)
-    b.virqs = [kern.pci_irq_vector(b.fn, i) for i in range(n)]
-    for i, v in enumerate(b.virqs):
-        kern.request_irq(v, b._handler(i), name=f"b{i}")
+    b = Driver(plat, kern, "0000:00:01.1", PCI_IRQ_MSIX, 2, fn=b_fn)
     [dev] = kern.its.nodes[0].devices.values()
     assert dev.shared and dev.nr_lpis >= 32 and dev.device_id == 0x8
     assert [kern.get_cached_msi_msg(v).data for v in b.virqs] == [2, 3]

@@ -14,33 +14,14 @@ from directlpi.firmware.boards import BOARDS_DIR
 from directlpi.hw.events import EventKind
 from directlpi.kernel.errors import KernelError
 from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
-from directlpi.kernel.irq.desc import IRQ_HANDLED
 from directlpi.kernel.irqchip.gic_v3_mbi import MbiAllocator
 from directlpi.kernel.kernel import Kernel
 from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
 from tests.hw import arch
+from tests.kernel.drivers import Driver
 
 SETSPI_NSR = 0x40
 MBI_ONLY = BOARDS_DIR / "mbi-only.dts"
-
-
-class Driver:
-    def __init__(self, plat: Platform, kern: Kernel, bdf: str, flags: int, nvec: int,
-                 **fn: Any) -> None:
-        self.kern = kern
-        self.fn = plat.add_pci_device(bdf, **fn)
-        kern.pci.scan()
-        n = kern.pci_alloc_irq_vectors(self.fn, 1, nvec, flags)
-        self.virqs = [kern.pci_irq_vector(self.fn, i) for i in range(n)]
-        self.runs: list[tuple[int, int]] = []
-        for i, v in enumerate(self.virqs):
-            kern.request_irq(v, self._handler(i), name=f"{bdf}-{i}")
-
-    def _handler(self, i: int) -> Any:
-        def handler(irq: int, dev: Any) -> int:
-            self.runs.append((i, self.kern.this_cpu))
-            return IRQ_HANDLED
-        return handler
 
 
 @pytest.fixture

@@ -376,9 +376,9 @@ class Its(MmioFrame):
                                  detail=" ".join(f"{w:#018x}" for w in dw)))
         return True
 
-    def _lookup(self, dw: list[int]) -> tuple[int, int, int] | int:
-        """(ITT entry address, pINTID, ICID) of DW0's DeviceID and DW1's EventID, or the
-        cause of failure."""
+    def _event_entry(self, dw: list[int]) -> tuple[int, int] | int:
+        """(ITT entry address, EventID) of DW0's DeviceID and DW1's EventID, or the cause
+        of failure (the device unmapped or out of range, the EventID beyond its ITT)."""
         device_id = dw[0] >> 32
         dev = self._device(device_id)
         if dev is None:
@@ -387,7 +387,15 @@ class Its(MmioFrame):
         event_id = dw[1] & 0xFFFF_FFFF
         if event_id >> bits:
             return ID_OOR
-        at = itt + event_id * ENTRY_BYTES
+        return itt + event_id * ENTRY_BYTES, event_id
+
+    def _lookup(self, dw: list[int]) -> tuple[int, int, int] | int:
+        """(ITT entry address, pINTID, ICID) of DW0's DeviceID and DW1's EventID, or the
+        cause of failure."""
+        entry = self._event_entry(dw)
+        if isinstance(entry, int):
+            return entry
+        at = entry[0]
         itte = self._load(at, "ITT entry")
         if not itte & 1:
             return UNMAPPED_INTERRUPT
@@ -435,21 +443,17 @@ class Its(MmioFrame):
         return 0
 
     def _cmd_mapti(self, dw: list[int]) -> int:
-        device_id = dw[0] >> 32
-        dev = self._device(device_id)
-        if dev is None:
-            return self._device_cause(device_id)
-        itt, bits = dev
-        event_id = dw[1] & 0xFFFF_FFFF
-        if event_id >> bits:
-            return ID_OOR
+        entry = self._event_entry(dw)
+        if isinstance(entry, int):
+            return entry
+        at, event_id = entry
         intid = event_id if dw[0] & 0xFF == MAPI else dw[1] >> 32
         if not LPI_BASE <= intid < 1 << self._gic.id_bits:
             return PHYSICALID_OOR
         icid = dw[2] & 0xFFFF
         if self._entry_addr(BASER_COLLECTION, icid) is None:
             return COLLECTION_OOR
-        self._store(itt + event_id * ENTRY_BYTES, 1 | intid << 1 | icid << 33, "ITT entry")
+        self._store(at, 1 | intid << 1 | icid << 33, "ITT entry")
         return 0
 
     def _cmd_inv(self, dw: list[int]) -> int:

@@ -1,0 +1,31 @@
+"""Shipped boards and variants of them, for the devicetree tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from directlpi.firmware.boards import BOARDS_DIR
+from directlpi.firmware.devicetree import DtError, load_board
+
+
+def board(name: str) -> Path:
+    return BOARDS_DIR / f"{name}.dts"
+
+
+def variant(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
+    """A shipped board with text replaced (each ``old`` must occur)."""
+    text = board(name).read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    out = tmp_path / f"{name}-variant.dts"
+    out.write_text(text)
+    return out
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(DtError) as exc:
+        load_board(path)
+    return exc.value.problems
