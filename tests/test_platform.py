@@ -92,3 +92,16 @@ def test_the_spoofed_msi_audit_starts_once_the_platform_knows_its_masters() -> N
     assert [(s.master, s.data, s.target_cpu, s.reason) for s in plat.spoofed_msis] == [
         ("0000:00:01.0", 8193, 1, "unknown bus master"),
         ("uart-msi", 8194, 1, "not a message this device is programmed to send now")]
+
+
+def test_platform_devices_get_free_device_ids_above_every_rid() -> None:
+    plat = Platform.bare(2, its=(0x0808_0000,), direct_lpi=False, mbis=False)
+    a = plat.add_platform_device("a", device_id=0x10001)
+    b = plat.add_platform_device("b")
+    c = plat.add_platform_device("c")
+    assert (a.msi_device_id, b.msi_device_id, c.msi_device_id) == (0x10001, 0x10000, 0x10002)
+    assert plat.device_id_of("b") == 0x10000 and plat.device_id_of(None) is None
+    with pytest.raises(ConfigError):
+        plat.add_platform_device("d", device_id=0x10002)
+    with pytest.raises(ConfigError):
+        plat.add_platform_device("e", device_id=1 << 17)

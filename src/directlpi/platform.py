@@ -537,13 +537,16 @@ class Platform:
         """A non-PCI device with ``slots`` MSI slots its driver programs.
 
         ``device_id`` is its DeviceID at the ITS (what firmware would give as its
-        msi-parent specifier); by default platform devices get 0x10000, 0x10001, ...
-        above every PCI requester ID.  The device record carries it as ``msi_device_id``.
+        msi-parent specifier); by default a platform device gets the lowest free one from
+        0x10000 up, above every PCI requester ID.  The device record carries it as
+        ``msi_device_id``.
         """
         if name in self.platform_devices or name in self.pci_devices:
             raise ConfigError(f"a device named {name!r} already exists", errno.EEXIST)
         if device_id is None:
-            device_id = PLATFORM_DEVICE_ID_BASE + len(self._platform_device_ids)
+            taken = set(self._platform_device_ids.values())
+            device_id = next(i for i in range(PLATFORM_DEVICE_ID_BASE, 1 << DEVICE_ID_BITS)
+                             if i not in taken)
         elif not isinstance(device_id, int) or not 0 <= device_id < 1 << DEVICE_ID_BITS:
             raise ConfigError(f"device {name}: DeviceID {device_id!r} is not a {DEVICE_ID_BITS}"
                               "-bit DeviceID", errno.EINVAL)

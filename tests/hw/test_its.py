@@ -845,3 +845,15 @@ def test_an_msi_translated_to_an_rd_without_lpis_is_ignored_there() -> None:
     assert [(e.cpu, e.intid) for e in rig.of(EventKind.ITS_TRANSLATED)] == [(1, LPI)]
     assert [(e.cpu, e.intid, e.reason) for e in ignored] == [(1, LPI, "lpis-disabled")]
     assert all_quiet(rig)
+
+
+def test_mapti_of_a_mapped_event_is_unpredictable_and_ignored() -> None:
+    """A driver that maps an EventID twice without DISCARD is caught, and the first
+    mapping stands (Linux moves a mapped event with MOVI, never by remapping)."""
+    rig = Rig()
+    rig.setup()
+    rig.run(mapti(8, 0, LPI + 5, 2))               # EventID 0 of DeviceID 8 is mapped already
+    assert [e.reason for e in rig.of(EventKind.UNPREDICTABLE)] == ["its-mapti-mapped-event"]
+    assert not rig.errors()
+    rig.msi(0)
+    assert rig.pending() == {1: [LPI]}

@@ -127,3 +127,41 @@ def test_frames_without_lpis_serve_platform_msis() -> None:
     dev.raise_msi(0)
     plat.run_until_idle(verify=True)
     assert runs == [first]
+
+
+def test_a_vector_in_the_second_frame_uses_that_frames_doorbell() -> None:
+    plat = Platform.bare(2, lpis=False, v2m_frames=((FRAME, 80, 2), (0x0803_0000, 144, 32)),
+                         direct_lpi=False, mbis=False)
+    kern = plat.boot()
+    dev = plat.add_platform_device("dma", slots=3)
+    first = kern.platform_msi_domain_alloc_irqs(
+        dev, 3, lambda desc, msg: dev.program_slot(desc.msi_index, msg.address, msg.data))
+    assert [dev.msi_message(i) for i in range(3)] == [
+        (SETSPI, 80), (SETSPI, 81), (0x0803_0040, 144)]
+    runs: list[int] = []
+    kern.request_irq(first + 2, lambda irq, d: runs.append(irq) or 1, name="dma2")
+    dev.raise_msi(2)
+    plat.run_until_idle(verify=True)
+    assert runs == [first + 2]
+
+
+def test_one_invalid_frame_and_gicv2m_is_not_used() -> None:
+    """MSI_TYPER overridden by firmware to SPIs 1000..1019: base + num > 1019, which
+    Linux's is_msi_spi_valid refuses; gicv2m_of_init then tears every frame down."""
+    import dataclasses
+    plat = Platform.bare(2, lpis=False, v2m_frames=((FRAME, 80, 64), (0x0803_0000, 144, 32)),
+                         direct_lpi=False, mbis=False)
+    b = plat.board
+    bad = dataclasses.replace(b.gic.v2m_frames[1], spi_base=1000, spi_count=20)
+    plat.board = dataclasses.replace(b, gic=dataclasses.replace(
+        b.gic, v2m_frames=(b.gic.v2m_frames[0], bad)))
+    kern = plat.boot()
+    assert kern.v2m is None and kern.msi_provider == "none"
+    assert kern.log.grep("invalid MSI_TYPER (SPIs 1000...1019")
+
+
+def test_frames_are_used_when_lpis_are_off_on_the_command_line() -> None:
+    """gic_dist_supports_lpis() is LPIS && !gicv3_nolpi."""
+    plat = Platform.bare(2, v2m_frames=((FRAME, 80, 64),), direct_lpi=False, mbis=False)
+    kern = plat.boot(lpis=False)
+    assert kern.msi_provider == "gicv2m" and kern.lpi is None

@@ -156,10 +156,14 @@ def test_multimsi_events_are_an_aligned_block(its: Any) -> None:
     assert len(four.virqs) == 4
     assert [kern.get_cached_msi_msg(v).data for v in four.virqs] == [0, 1, 2, 3]
     assert four.fn.msi_message(0) == (TRANSLATER, 0)
+    # Each vector of the block has its own collection (the ITS needs no shared target),
+    # spread to the least loaded CPUs: one LPI per CPU here.
+    cpus = [min(kern.irq_get_effective_affinity(v)) for v in one.virqs + four.virqs]
+    assert sorted(cpus) == [0, 1, 2, 3, 4]
     four.fn.raise_msi(3)
     one.fn.raise_msi(0)
     plat.run_until_idle(verify=True)
-    assert four.runs == [(3, 0)] and one.runs == [(0, 0)]
+    assert four.runs == [(3, cpus[4])] and one.runs == [(0, cpus[0])]
 
 
 def test_msis_are_isolated_and_vfio_assigns_without_unsafe_interrupts(its: Any) -> None:
@@ -250,9 +254,9 @@ def test_cpu_offline_moves_interrupts_with_movi(its: Any) -> None:
     assert MAPC in cmds.take()
 
 
-def test_functions_behind_one_device_id_share_the_device() -> None:
-    """msi-map-mask folds every function of a slot onto one DeviceID (an alias): the
-    ITS device is shared, sized for at least 32 events, and never freed."""
+def _alias_board() -> Platform:
+    """The ITS board with msi-map-mask folding the eight functions of a slot onto one
+    DeviceID (an alias)."""
     import tempfile
     from pathlib import Path
     text = ITS_BOARD.read_text().replace("msi-map = <0x0 &its 0x0 0x10000>;",
@@ -263,20 +267,48 @@ def test_functions_behind_one_device_id_share_the_device() -> None:
         board = Path(tmp) / "alias.dts"
         board.write_text(text)
         (Path(tmp) / "include").symlink_to(BOARDS_DIR / "include")
-        plat = Platform.from_devicetree(board)
+        return Platform.from_devicetree(board)
+
+
+def test_functions_behind_one_device_id_share_the_device() -> None:
+    """The second function reuses the first one's ITT (sized for the first one's whole
+    MSI-X table, as current Linux sizes it) and the device is never freed."""
+    plat = _alias_board()
     kern = plat.boot()
-    b_fn = plat.add_pci_device("0000:00:01.1", msix_vectors=2)
-    a = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=2)
-    b = Driver(plat, kern, "0000:00:01.1", PCI_IRQ_MSIX, 2, fn=b_fn)
+    a = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=8)
+    b = Driver(plat, kern, "0000:00:01.1", PCI_IRQ_MSIX, 2, msix_vectors=2)
     [dev] = kern.its.nodes[0].devices.values()
-    assert dev.shared and dev.nr_lpis >= 32 and dev.device_id == 0x8
+    assert dev.shared and dev.nr_lpis == 8 and dev.device_id == 0x8
     assert [kern.get_cached_msi_msg(v).data for v in b.virqs] == [2, 3]
     a.fn.raise_msi(1)
     b.fn.raise_msi(0)
     plat.run_until_idle(verify=True)
-    assert a.runs == [(1, 0)] and b.runs == [(0, 0)]
+    assert [v for v, _ in a.runs] == [1] and [v for v, _ in b.runs] == [0]
     a.free()
     assert kern.its.nodes[0].devices          # shared: not unmapped
+
+
+def test_an_alias_finds_no_room_in_a_full_itt() -> None:
+    """Linux sizes the ITT by the first function that signals with the DeviceID: an
+    alias allocating later can run out of events (ENOSPC), as it does in Linux."""
+    plat = _alias_board()
+    kern = plat.boot()
+    Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=2)
+    with pytest.raises(KernelError) as e:
+        Driver(plat, kern, "0000:00:01.1", PCI_IRQ_MSIX, 2, msix_vectors=2)
+    assert e.value.errno == errno.ENOSPC and "free aligned events" in str(e.value)
+
+
+def test_the_itt_covers_the_msix_table_and_device_id_0_gets_32() -> None:
+    plat = Platform.from_devicetree(ITS_BOARD)
+    kern = plat.boot()
+    Driver(plat, kern, "0000:00:00.0", PCI_IRQ_MSIX, 1, msix_vectors=4)   # RID 0
+    Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 4, msix_vectors=64)
+    devs = kern.its.nodes[0].devices
+    assert (devs[0].nr_ites, devs[8].nr_ites) == (32, 64)
+    dev = plat.add_platform_device("dma", slots=1)
+    kern.platform_msi_domain_alloc_irqs(dev, 1, lambda desc, msg: None)
+    assert devs[0x10000].nr_ites == 32                  # its_pmsi_prepare's minimum
 
 
 @pytest.mark.parametrize("hw", [{"its_pta": True}, {"rd_coherent": False}],
@@ -324,3 +356,38 @@ def test_a_stalled_its_is_reported_not_raised() -> None:
     assert plat.event_count(EventKind.ITS_COMMAND_ERROR) == 1
     assert kern.log.grep("ITS queue timeout")
     assert kern.log.grep("stalled on a command error")
+
+
+def test_each_command_batch_ends_with_a_sync_to_the_collection_linux_names(its: Any) -> None:
+    """MAPC and INVALL are each followed by a SYNC to the CPU's collection; a MOVI's
+    SYNC goes to the *source* collection (its_build_movi_cmd returns it)."""
+    plat, kern = its
+    words: list[tuple[int, str]] = []
+    plat.observe(lambda e: words.append((e.value, e.detail)), [EventKind.ITS_COMMAND])
+    kern.cpu_offline(3)
+    kern.cpu_online(3)
+    last = [(op, int(detail.split()[2], 16)) for op, detail in words][-4:]   # DW2s
+    assert [op for op, _ in last] == [MAPC, SYNC, INVALL, SYNC]
+    assert [dw2 >> 16 for op, dw2 in last if op == SYNC] == [3, 3]          # RDbase: PE 3
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    kern.irq_set_affinity(d.virqs[0], {2})
+    kern.irq_set_affinity(d.virqs[0], {5})
+    words.clear()
+    kern.irq_set_affinity(d.virqs[0], {6})
+    (movi, movi_detail), (sync, sync_detail) = words
+    assert (movi, sync) == (MOVI, SYNC)
+    assert int(movi_detail.split()[2], 16) & 0xFFFF == 6            # the new ICID
+    assert int(sync_detail.split()[2], 16) >> 16 == 5               # SYNC: the old one
+
+
+def test_activation_falls_back_to_online_cpus_for_a_non_managed_vector(its: Any) -> None:
+    """its_select_cpu: a non-managed interrupt whose affinity has no online CPU is
+    started on an online one, not refused."""
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    kern.irq_set_affinity(d.virqs[0], {3})
+    kern.free_irq(d.virqs[0])
+    kern.cpu_offline(3)
+    kern.request_irq(d.virqs[0], lambda irq, dev: IRQ_HANDLED, name="again")
+    cpu = min(kern.irq_get_effective_affinity(d.virqs[0]))
+    assert cpu != 3 and cpu in kern.online_cpus

@@ -9,8 +9,10 @@ the collection to a redistributor.  All three tables live in memory, described b
 ``GITS_BASER<n>`` (device, collection) and by the MAPD commands (ITTs); software
 fills them only through the command queue at ``GITS_CBASER``.
 
-Choices this module makes where the architecture allows several (each the strict
-one, so that driver bugs show):
+Choices this module makes where the architecture allows several (the strict one
+where it catches driver bugs; two are lenient and say so -- no ITS cache, and MOVI
+reloading the destination's configuration -- so a missing SYNC, or a missing INV
+after a MOVI, goes unseen):
 
 * **Tables.**  BASER0 is the device table (Type 1), BASER1 the collection table
   (Type 4), both with 8-byte entries; BASER2..7 are unimplemented (RAZ/WI).  Tables
@@ -50,6 +52,7 @@ one, so that driver bugs show):
   0x07 unmapped interrupt, 0x09 unmapped collection.  An unknown command number, and
   a SYNC naming no RD (no error number exists for it), are UNPREDICTABLE: recorded
   and skipped.
+* **MAPTI/MAPI of an EventID already mapped** is UNPREDICTABLE: recorded, ignored.
 * **UNPREDICTABLE writes are ignored and recorded:** CBASER or BASER<n> while Enabled
   is 1, a CWRITER offset beyond the queue.  Writing CBASER resets CREADR to 0; a
   CWRITER left beyond the new queue is recorded too, and no command runs until
@@ -453,6 +456,15 @@ class Its(MmioFrame):
         icid = dw[2] & 0xFFFF
         if self._entry_addr(BASER_COLLECTION, icid) is None:
             return COLLECTION_OOR
+        if self._load(at, "ITT entry") & 1:
+            # Remapping a mapped EventID is UNPREDICTABLE (Linux moves one with MOVI, and
+            # says so in its_vlpi_set_doorbell): a driver that maps twice without DISCARD.
+            self._hub.report(Event(EventKind.UNPREDICTABLE, self.frame_name, value=event_id,
+                                   addr=dw[0] >> 32, reason="its-mapti-mapped-event",
+                                   detail=f"MAPTI of EventID {event_id} of DeviceID "
+                                          f"{dw[0] >> 32:#x}, which is mapped already: "
+                                          "ignored (DISCARD it first, or MOVI it)"))
+            return 0
         self._store(at, 1 | intid << 1 | icid << 33, "ITT entry")
         return 0
 

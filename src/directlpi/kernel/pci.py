@@ -319,6 +319,14 @@ class PciSubsystem:
         raise KernelError(f"pci {bdf}: no MSI or MSI-X capability matches the requested flags",
                           errno.ENOSPC)
 
+    def vec_count(self, dev: PciDev, msix: bool) -> int:
+        """``pci_msix_vec_count`` (the MSI-X table size) or ``pci_msi_vec_count`` (Multiple
+        Message Capable)."""
+        if msix:
+            return (self.read(dev, dev.msix_cap + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE) + 1
+        flags = self.read(dev, dev.msi_cap + PCI_MSI_FLAGS, 2)
+        return 1 << ((flags & PCI_MSI_FLAGS_QMASK) >> 1)
+
     def _enable_range(self, dev: PciDev, min_vecs: int, max_vecs: int,
                       affd: IrqAffinity | None, msix: bool) -> int:
         domain = self.msi_domain(dev)
@@ -326,10 +334,9 @@ class PciSubsystem:
             if not domain.info.flags & MSI_FLAG_PCI_MSIX:
                 raise KernelError(f"pci {dev.bdf}: the MSI domain does not do MSI-X",
                                   errno.EOPNOTSUPP)
-            cap_vecs = (self.read(dev, dev.msix_cap + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE) + 1
+            cap_vecs = self.vec_count(dev, True)
         else:
-            flags = self.read(dev, dev.msi_cap + PCI_MSI_FLAGS, 2)
-            cap_vecs = 1 << ((flags & PCI_MSI_FLAGS_QMASK) >> 1)
+            cap_vecs = self.vec_count(dev, False)
             if not domain.info.flags & MSI_FLAG_MULTI_PCI_MSI:
                 cap_vecs = 1
         nvec = min(max_vecs, cap_vecs)

@@ -15,11 +15,16 @@ The reference every reviewer measures Direct LPI against.  Shaped like Linux's:
 * **Devices** (``its_msi_prepare``, called by the MSI layer before allocation): the
   DeviceID comes from the requester ID through the firmware's ID map (``msi-map``,
   IORT); a DeviceID already known -- an alias, several functions behind one ID under
-  ``msi-map-mask`` -- shares the device, which Linux then never frees (``shared``).
-  ``its_create_device`` sizes the ITT for a power of two of events (at least 32 for a
-  shared DeviceID, as Linux does for DeviceID 0 and aliases), takes one aligned block
-  of LPIs from the *shared* LPI allocator (R2: the infrastructure Direct LPI uses),
-  and maps it with MAPD.
+  ``msi-map-mask`` -- shares the device, which Linux then never frees (``shared``),
+  and whose events may run out.  ``its_create_device`` sizes the ITT for a power of
+  two of events covering the function's whole MSI-X table (at least 32 for DeviceID 0
+  and for platform devices, as Linux), takes one aligned block of LPIs from the
+  *shared* LPI allocator (R2: the infrastructure Direct LPI uses; Linux's own ITS
+  allocator is first-fit and halves a request it cannot meet -- the model's is the
+  aligned buddy one and says ENOSPC), and maps it with MAPD.
+* **CPU choice** (``its_select_cpu``): the least loaded CPU of the affinity, online,
+  with LPIs on; a non-managed interrupt whose affinity has no such CPU falls back to
+  every online CPU.
 * **Events** are aligned regions of the device's block (MultiMSI needs vector i at
   EventID base | i): the message is ``address = GITS_TRANSLATER, data = EventID``; the
   LPI is ``LPI base + EventID``.  MAPTI at activation (affinity on activate), DISCARD
@@ -43,6 +48,7 @@ cannot fail.
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +77,7 @@ from directlpi.kernel.irq.chip import (
 )
 from directlpi.kernel.irq.desc import (
     IRQ_TYPE_EDGE_RISING,
+    IRQD_AFFINITY_MANAGED,
     IRQD_AFFINITY_ON_ACTIVATE,
     IRQD_RESEND_WHEN_IN_PROGRESS,
     IRQD_SINGLE_TARGET,
@@ -304,7 +311,7 @@ class ItsNode:
             for words in cmds:
                 nxt = (self.cmd_write + ITS_CMD_SIZE) % ITS_CMD_QUEUE_SZ
                 if not self._wait(lambda nxt=nxt: nxt != self._creadr(), "queue full"):
-                    return
+                    break           # post what was written, as Linux's "goto post" does
                 at = self.cmd_pa + self.cmd_write
                 for i, w in enumerate(words):
                     k.ram.write_int(at + 8 * i, w, 8)
@@ -332,7 +339,7 @@ class ItsNode:
         target = self.target(cpu)
         self.collections[cpu] = target
         self.send([_cmd(_MAPC, dw2=1 << 63 | target << 16 | cpu)], sync_cpu=cpu)
-        self.send([_cmd(_INVALL, dw2=cpu)])
+        self.send([_cmd(_INVALL, dw2=cpu)], sync_cpu=cpu)
 
     def mapd(self, dev: ItsDevice, valid: bool) -> None:
         size = (dev.nr_ites.bit_length() - 2) if valid else 0
@@ -360,6 +367,8 @@ class Its:
             irq_set_irqchip_state=self.set_irqchip_state,
             irq_get_irqchip_state=self.get_irqchip_state, flags=IRQCHIP_SKIP_SET_WAKE)
         self.domains: dict[int, tuple[IrqDomain, MsiDomain, MsiDomain]] = {}
+        #: LPIs targeted at each CPU (Linux's per-CPU ``managed``/``unmanaged`` counts).
+        self.load: Counter[int] = Counter()
         for node in nodes:
             fw = node.desc.fwnode
             nexus = kernel.irq.create_domain(
@@ -395,8 +404,10 @@ class Its:
     # -- msi_prepare: the device --------------------------------------------------------------
 
     def _pci_prepare(self, domain: MsiDomain, info: MsiAllocInfo) -> None:
-        """``its_pci_msi_prepare``: the DeviceID through the firmware's ID map; every function
-        sharing it (aliases under msi-map-mask) counts towards the ITT's size."""
+        """``its_pci_msi_prepare``: the DeviceID through the firmware's ID map; the ITT
+        sized for the whole MSI-X table (or every MSI vector the function can have), not
+        just what is allocated now; 32 at least for DeviceID 0 (systems where the DevID
+        is not wired)."""
         pdev = info.descs[0].dev
         rid = pdev.dev_id
         route = pdev.host.msi_route_for(rid)
@@ -404,18 +415,16 @@ class Its:
             raise KernelError(f"pci {pdev.bdf}: no DeviceID (firmware maps no ID for RID "
                               f"{rid:#x})", errno.EINVAL)
         dev_id = route[1]
-        aliases = sum(1 for other in self.k.pci.devices.values()
-                      if other.host is pdev.host and other is not pdev
-                      and (r := other.host.msi_route_for(other.dev_id)) is not None
-                      and r == route)
-        self._prepare(domain, info, dev_id, 32 if aliases or dev_id == 0 else info.nvec)
+        nvec = max(info.nvec, self.k.pci.vec_count(pdev, info.descs[0].is_msix))
+        self._prepare(domain, info, dev_id, max(nvec, 32) if dev_id == 0 else nvec)
 
     def _platform_prepare(self, domain: MsiDomain, info: MsiAllocInfo) -> None:
-        """``its_pmsi_prepare``: the DeviceID is the device's msi-specifier in firmware."""
+        """``its_pmsi_prepare``: the DeviceID is the device's msi-specifier in firmware;
+        at least 32 events, as Linux allocates them."""
         if info.dev_id is None:
             raise KernelError(f"{info.dev_name}: no DeviceID (firmware gives the device no "
                               "msi-parent specifier for the ITS)", errno.EINVAL)
-        self._prepare(domain, info, info.dev_id, info.nvec)
+        self._prepare(domain, info, info.dev_id, max(info.nvec, 32))
 
     def _prepare(self, domain: MsiDomain, info: MsiAllocInfo, dev_id: int, nvec: int) -> None:
         parent = domain.domain.parent
@@ -427,10 +436,11 @@ class Its:
         info.dev_id = dev_id
         dev = node.devices.get(dev_id)
         if dev is not None:
-            # Seen through another requester (an alias): reuse it, never free it.
-            if info.dev_name not in dev.names:
-                dev.shared = True
-                dev.names.add(info.dev_name)
+            # Seen already -- through another requester (an alias under msi-map-mask) or
+            # an allocation while the device still holds events: reuse its ITT and never
+            # free it (Linux: "its_dev->shared = true").  Its events may run out: ENOSPC.
+            dev.shared = True
+            dev.names.add(info.dev_name)
             info.its_dev = dev
             return
         info.its_dev = self._create_device(node, dev_id, max(nvec, info.nvec), info.dev_name)
@@ -527,24 +537,33 @@ class Its:
         for dev, blocks in freed.values():
             self._release(dev, blocks)
 
-    def _pick(self, dev: ItsDevice, mask: Cpumask, force: bool) -> int:
-        """``its_select_cpu``: the first CPU of ``mask`` online (unless forced) whose RD
-        takes LPIs and whose collection is mapped."""
+    def _pick(self, dev: ItsDevice, mask: Cpumask, force: bool, d: IrqData) -> int:
+        """``its_select_cpu``: the least loaded CPU of ``mask`` (``cpumask_pick_least_loaded``:
+        fewest LPIs targeted, ties to the lowest) that is online (unless forced), takes
+        LPIs and has its collection mapped.  A non-managed interrupt whose mask has none
+        falls back to every online CPU, as Linux's does; a managed one is refused."""
         online = self.k.irq.online
         rdists = self.k.gic.rdists
-        cands = [c for c in sorted(mask) if (force or c in online) and rdists[c].lpi_enabled
-                 and c in dev.node.collections]
+
+        def usable(cpus: Cpumask) -> list[int]:
+            return [c for c in sorted(cpus) if (force or c in online)
+                    and rdists[c].lpi_enabled and c in dev.node.collections]
+        cands = usable(mask)
+        if not cands and not d.has(IRQD_AFFINITY_MANAGED):
+            cands = usable(frozenset(online))
         if not cands:
             raise KernelError(f"ITS: no online CPU in {sorted(mask)} with LPIs on and a "
                               "mapped collection", errno.EINVAL)
-        return cands[0]
+        load = self.load
+        return min(cands, key=lambda c: (load[c], c))
 
     def _activate(self, domain: IrqDomain, d: IrqData, reserve: bool) -> None:
         """``its_irq_domain_activate``: pick the collection, then MAPTI."""
         dev: ItsDevice = d.chip_data
         event = d.hwirq - dev.lpi_base
-        cpu = self._pick(dev, d.common.affinity or self.k.irq.possible, False)
+        cpu = self._pick(dev, d.common.affinity or frozenset(self.k.irq.online), False, d)
         dev.col_map[event] = cpu
+        self.load[cpu] += 1
         dev.node.event_cmd(_MAPTI, dev, event, cpu, dw1_hi=d.hwirq, dw2=cpu)
         d.update_effective_affinity(frozenset((cpu,)))
 
@@ -555,6 +574,7 @@ class Its:
         cpu = dev.col_map.pop(event, None)
         if cpu is not None:
             dev.node.event_cmd(_DISCARD, dev, event, cpu)
+            self.load[cpu] -= 1
         d.update_effective_affinity(frozenset())
 
     # -- the chip -----------------------------------------------------------------------------
@@ -595,10 +615,17 @@ class Its:
         """``its_set_affinity``: MOVI to the new CPU's collection; the ITS moves what is
         pending, the device is not rewritten."""
         dev, event, old = self._target(d)
-        cpu = self._pick(dev, mask, force)
+        self.load[old] -= 1                 # its own load does not count against it
+        try:
+            cpu = self._pick(dev, mask, force, d)
+        finally:
+            self.load[old] += 1
         if cpu != old:
-            dev.node.event_cmd(_MOVI, dev, event, cpu, dw2=cpu)
+            # The SYNC goes to the source collection (its_build_movi_cmd returns it).
+            dev.node.event_cmd(_MOVI, dev, event, old, dw2=cpu)
             dev.col_map[event] = cpu
+            self.load[old] -= 1
+            self.load[cpu] += 1
         d.update_effective_affinity(frozenset((cpu,)))
         return IRQ_SET_MASK_OK_DONE
 
