@@ -29,3 +29,18 @@ def problems(path: Path) -> list[str]:
     with pytest.raises(DtError) as exc:
         load_board(path)
     return exc.value.problems
+
+
+#: The ITS node of boards/its.dts, as the file spells it.
+ITS_NODE = """		its: msi-controller@8080000 {
+			compatible = "arm,gic-v3-its";
+			msi-controller;
+			#msi-cells = <1>;			/* the DeviceID */
+			reg = <0x0 0x08080000 0x0 0x20000>;
+		};"""
+
+
+def its_at(base: int) -> str:
+    """An ITS child node at ``base``, one line."""
+    return (f"\t\tmsi-controller@{base:x} {{ compatible = \"arm,gic-v3-its\"; msi-controller; "
+            f"#msi-cells = <1>; reg = <0x0 {base:#x} 0x0 0x20000>; }};")

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.firmware.dt_variants import board, problems, variant
+from tests.firmware.dt_variants import ITS_NODE, board, its_at, problems, variant
 
 from directlpi import Platform
 from directlpi.cli import main
@@ -29,22 +29,12 @@ GITS_TYPER, GITS_TYPER_PTA = 0x0008, 1 << 19
 GICR_TYPER, GICR_TYPER_DIRECT_LPI = 0x0008, 1 << 3
 MSI_TYPER = 0x008
 
-ITS_NODE = """		its: msi-controller@8080000 {
-			compatible = "arm,gic-v3-its";
-			msi-controller;
-			#msi-cells = <1>;			/* the DeviceID */
-			reg = <0x0 0x08080000 0x0 0x20000>;
-		};"""
+
 V2M_NODE = """		v2m: v2m@8020000 {
 			compatible = "arm,gic-v2m-frame";
 			msi-controller;
 			reg = <0x0 0x08020000 0x0 0x1000>;
 		};"""
-
-
-def _its_at(base: int) -> str:
-    return (f"\t\tmsi-controller@{base:x} {{ compatible = \"arm,gic-v3-its\"; msi-controller; "
-            f"#msi-cells = <1>; reg = <0x0 {base:#x} 0x0 0x20000>; }};")
 
 
 def _v2m_at(base: int, extra: str = "") -> str:
@@ -128,7 +118,7 @@ def test_frames_without_an_override_get_64_spis_each_from_80(tmp_path: Path) -> 
 
 def test_two_itses_with_an_msi_map_that_offsets_device_ids(tmp_path: Path) -> None:
     path = variant(tmp_path, "its",
-                   (ITS_NODE, ITS_NODE + "\n\t\tits1: " + _its_at(0x0C00_0000).lstrip()),
+                   (ITS_NODE, ITS_NODE + "\n\t\tits1: " + its_at(0x0C00_0000).lstrip()),
                    ("msi-map = <0x0 &its 0x0 0x10000>;",
                     "msi-map = <0x0 &its 0x0 0x100>, <0x100 &its1 0x1000 0xff00>;"))
     dt = load_board(path)
@@ -153,7 +143,7 @@ def test_msi_parent_to_an_its_takes_a_zero_specifier_and_device_id_is_the_rid(
 
 # -- one problem per mistake, named by node and property ---------------------------------------
 
-_MANY_ITSES = "\n".join(_its_at(0x0C00_0000 + k * 0x20000) for k in range(16))
+_MANY_ITSES = "\n".join(its_at(0x0C00_0000 + k * 0x20000) for k in range(16))
 CASES: dict[str, tuple[str, list[tuple[str, str]], str]] = {
     "an ITS with #msi-cells = <0>": (
         "its", [("#msi-cells = <1>;", "#msi-cells = <0>;")],

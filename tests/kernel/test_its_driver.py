@@ -391,3 +391,38 @@ def test_activation_falls_back_to_online_cpus_for_a_non_managed_vector(its: Any)
     kern.request_irq(d.virqs[0], lambda irq, dev: IRQ_HANDLED, name="again")
     cpu = min(kern.irq_get_effective_affinity(d.virqs[0]))
     assert cpu != 3 and cpu in kern.online_cpus
+
+
+def test_two_itses_each_translate_the_requester_ids_firmware_maps_to_them(
+        tmp_path: Any) -> None:
+    from tests.firmware.dt_variants import ITS_NODE, its_at, variant
+    path = variant(tmp_path, "its",
+                   (ITS_NODE, ITS_NODE + "\n\t\tits1: " + its_at(0x0C00_0000).lstrip()),
+                   ("msi-map = <0x0 &its 0x0 0x10000>;",
+                    "msi-map = <0x0 &its 0x0 0x100>, <0x100 &its1 0x1000 0xff00>;"))
+    plat = Platform.from_devicetree(path)
+    kern = plat.boot()
+    assert len(kern.its.nodes) == 2
+    near = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    far = Driver(plat, kern, "0000:01:00.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    assert near.fn.msi_message(0)[0] == TRANSLATER
+    assert far.fn.msi_message(0)[0] == 0x0C01_0040
+    assert 0x1000 in kern.its.nodes[1].devices and 0x8 in kern.its.nodes[0].devices
+    near.fn.raise_msi(0)
+    far.fn.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert len(near.runs) == len(far.runs) == 1
+
+
+def test_the_command_queue_wraps(its: Any) -> None:
+    """A 64 KiB queue holds 2048 commands; 3000 mask/unmask pairs (12,000 commands with
+    their SYNCs) wrap it several times without a stall or a timeout."""
+    plat, kern = its
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    for _ in range(3000):
+        kern.mask_irq(d.virqs[0])
+        kern.unmask_irq(d.virqs[0])
+    assert not kern.log.grep("ITS queue") and not plat.machine.its[0].stalled
+    d.fn.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert len(d.runs) == 1
