@@ -3,7 +3,7 @@
 Not a benchmark (``directlpi bench`` runs only ``bench_*.py``) and not a test (far too
 long): a soak run of :class:`directlpi.sim.stress.StackExerciser` -- the operations of
 the hypothesis state machine, drawn from a seeded RNG -- on every board variant: Direct
-LPI and MBI, posted writes off and on, EnableLPIs clearable or not.  Each variant runs
+LPI, MBI, ITS and GICv2m, posted writes off and on, EnableLPIs clearable or not.  Each variant runs
 in chunks of a fresh platform (so a finding is reproducible from its seed and chunk)
 until the operation budget is spent.  A finding (an invariant violated, an undocumented
 refusal, an exception) is printed with its seed, chunk, and the last operations.
@@ -31,6 +31,9 @@ VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("direct-lpi+posted+ces", {"posted": True, "clearable": True}),
     ("mbi", {"board": "mbi"}),
     ("mbi+posted", {"board": "mbi", "posted": True}),
+    ("its", {"board": "its"}),
+    ("its+posted", {"board": "its", "posted": True}),
+    ("gicv2m+posted", {"board": "gicv2m", "posted": True}),
 )
 CHUNK = 5_000
 """Operations per fresh platform."""
