@@ -10,6 +10,7 @@
   and blobs (loader, dt-schema bindings, a boot on the described hardware) and ACPI
   MADT/IORT tables.
 * ``directlpi acpi [--from BOARD]`` -- write a board's MADT and IORT.
+* ``directlpi compare [--routes A,B] [--json]`` -- every MSI route on the same work.
 
 Exit status, the same for every command: 0 all good; 1 the run or check found a
 problem (an invariant violated, a step that failed, a firmware problem); 2 bad usage
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="directory of bench_*.py modules (default: the checkout's bench/)")
     bench.add_argument("--only", action="append", default=[], metavar="MODULE",
                        help="run only these bench modules (e.g. bench_hw); repeatable")
+    cmp = sub.add_parser("compare", help="every MSI route on the same work, side by side")
+    cmp.add_argument("--routes", default=None, metavar="A,B,...",
+                     help="routes to compare (default: direct-lpi,mbi,gicv2m,its)")
+    cmp.add_argument("--json", action="store_true", help="print one JSON object")
     check = sub.add_parser("check", help="validate firmware descriptions (DTS/DTB, ACPI "
                            "MADT and IORT)")
     check.add_argument("files", type=Path, nargs="+", metavar="FILE")
@@ -238,6 +243,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from directlpi.sim.compare import compare, parse_routes, render
+
+    result = compare(parse_routes(args.routes))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result))
+    bad = [r for r, v in result["routes"].items() if v["violations"]]
+    return EXIT_FAILED if bad else EXIT_OK
+
+
 def _cmd_walkthrough(args: argparse.Namespace) -> int:
     from directlpi.sim.walkthrough import run_walkthrough
 
@@ -296,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _parser().print_help()
             return EXIT_USAGE
         handlers = {"run": _cmd_run, "walkthrough": _cmd_walkthrough, "bench": _cmd_bench,
-                    "check": _cmd_check, "acpi": _cmd_acpi}
+                    "check": _cmd_check, "acpi": _cmd_acpi, "compare": _cmd_compare}
         status = handlers[args.command](args)
         sys.stdout.flush()               # a closed pipe shows up here, not at exit
         return status

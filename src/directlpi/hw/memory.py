@@ -146,6 +146,10 @@ class PhysicalMemory:
         """Bytes of storage actually allocated (a multiple of the page size)."""
         return len(self._pages) * PAGE_SIZE
 
+    def snapshot(self) -> dict[int, bytes]:
+        """A copy of every allocated page, by page number (for before/after comparisons)."""
+        return {k: bytes(v) for k, v in self._pages.items()}
+
     def pages_in(self, addr: int, n: int) -> Iterator[tuple[int, bytearray]]:
         """Allocated pages overlapping ``[addr, addr + n)``, as (page base, page), in order."""
         first = addr >> PAGE_SHIFT
