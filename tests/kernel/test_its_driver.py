@@ -426,3 +426,22 @@ def test_the_command_queue_wraps(its: Any) -> None:
     d.fn.raise_msi(0)
     plat.run_until_idle(verify=True)
     assert len(d.runs) == 1
+
+
+@pytest.mark.parametrize(("board", "provider", "isolated"),
+                         [("its", "its", True), ("gicv2m", "gicv2m", False)])
+def test_acpi_descriptions_of_the_boards_boot_their_route(
+        tmp_path: Any, board: str, provider: str, isolated: bool) -> None:
+    """The MADT and IORT `directlpi acpi --from` writes boot the same route."""
+    from directlpi.cli import main
+    assert main(["acpi", "--from", str(BOARDS_DIR / f"{board}.dts"), "--out",
+                 str(tmp_path)]) == 0
+    plat = Platform.from_acpi(tmp_path / "apic.dat", tmp_path / "iort.dat")
+    kern = plat.boot()
+    assert kern.msi_provider == provider
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=2)
+    kern.irq_set_affinity(d.virqs[1], {2})
+    d.fn.raise_msi(1)
+    plat.run_until_idle(verify=True)
+    assert d.runs == [(1, 2)]
+    assert kern.msi_isolated(d.fn) is isolated
