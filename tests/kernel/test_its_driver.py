@@ -445,3 +445,17 @@ def test_acpi_descriptions_of_the_boards_boot_their_route(
     plat.run_until_idle(verify=True)
     assert d.runs == [(1, 2)]
     assert kern.msi_isolated(d.fn) is isolated
+
+
+def test_no_usable_its_means_no_lpis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """its_init: "No ITS available, not enabling LPIs" -- probed before the LPI tables."""
+    from directlpi.kernel.irqchip import gic_v3_its
+
+    def broken(self: Any) -> None:
+        raise KernelError(f"ITS@{self.base:#x}: no ITS detected, giving up", errno.ENODEV)
+    monkeypatch.setattr(gic_v3_its.ItsNode, "probe", broken)
+    plat = Platform.from_devicetree(ITS_BOARD)
+    kern = plat.boot()
+    assert kern.lpi is None and kern.its is None and kern.msi_provider == "none"
+    assert kern.log.grep("no ITS detected") and kern.log.grep("not enabling LPIs")
+    assert not plat.machine.gic.redists[0].lpis_enabled

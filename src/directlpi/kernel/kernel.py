@@ -37,7 +37,7 @@ from directlpi.kernel.irq.proc import show_interrupts
 from directlpi.kernel.irqchip.direct_lpi import DirectLpi, direct_lpi_init
 from directlpi.kernel.irqchip.gic_v2m import GicV2m, gicv2m_init
 from directlpi.kernel.irqchip.gic_v3 import GicV3
-from directlpi.kernel.irqchip.gic_v3_its import Its, its_init
+from directlpi.kernel.irqchip.gic_v3_its import Its, its_init, its_probe
 from directlpi.kernel.irqchip.gic_v3_lpi import MAX_LPI_ID_BITS, LpiInfrastructure
 from directlpi.kernel.irqchip.gic_v3_mbi import Mbi, mbi_init
 from directlpi.kernel.mm import PhysAllocator
@@ -298,10 +298,11 @@ class Kernel:
             self.irq.online.add(boot)
             self.gic.init_bases()
             self.gic.cpu_init(boot)
-            if self._want_lpis():
+            its_nodes = its_probe(self) if self.board.gic.its and self.gic.has_lpis else []
+            if self._want_lpis(its_nodes):
                 self._init_lpis()
             self.direct_lpi = direct_lpi_init(self)
-            self.its = its_init(self)
+            self.its = its_init(self, its_nodes)
             self.mbi = mbi_init(self)
             self.v2m = gicv2m_init(self)
             self.smp.init()
@@ -315,7 +316,7 @@ class Kernel:
         self.booted = True
         return self
 
-    def _want_lpis(self) -> bool:
+    def _want_lpis(self, its_nodes: Sequence[object] = ()) -> bool:
         if not self.gic.has_lpis:
             if self.params.lpis:
                 self.log.err("GICv3: LPIs requested but the distributor has none "
@@ -325,9 +326,12 @@ class Kernel:
             if not self.params.lpis:
                 self.log.info("GICv3: LPIs disabled on the command line")
             return self.params.lpis
-        if not self.board.gic.direct_lpi and not self.board.gic.its:
-            self.log.info("GICv3: no LPI-based MSI provider described by firmware, not "
-                          "enabling LPIs")
+        if not self.board.gic.direct_lpi and not its_nodes:
+            if self.board.gic.its:
+                self.log.info("ITS: No ITS available, not enabling LPIs")
+            else:
+                self.log.info("GICv3: no LPI-based MSI provider described by firmware, not "
+                              "enabling LPIs")
             return False
         return True
 

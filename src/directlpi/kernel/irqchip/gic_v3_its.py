@@ -672,24 +672,27 @@ class Its:
         return dev.lpi_base + event
 
 
-def its_init(kernel: Kernel) -> Its | None:
-    """Probe every ITS firmware describes (``its_init``); None if none can be used."""
-    gic = kernel.board.gic
-    log = kernel.log
-    if not gic.its:
-        return None
-    if kernel.lpi is None:
-        log.err("ITS: described by firmware, but LPIs are not enabled: not used")
-        return None
+def its_probe(kernel: Kernel) -> list[ItsNode]:
+    """``its_init``'s first half: probe every ITS firmware describes (quiesce, tables,
+    command queue, enable), before the LPI tables exist, as Linux does."""
     nodes = []
-    for index, desc in enumerate(gic.its):
+    for index, desc in enumerate(kernel.board.gic.its):
         node = ItsNode(kernel, desc, index)
         try:
             node.probe()
         except KernelError as exc:
-            log.err(f"{exc} [{exc.errno_name}]")
+            kernel.log.err(f"{exc} [{exc.errno_name}]")
             continue
         nodes.append(node)
+    return nodes
+
+
+def its_init(kernel: Kernel, nodes: list[ItsNode]) -> Its | None:
+    """The ITS provider over the probed ``nodes``, once LPIs are enabled; None if there is
+    nothing to use."""
     if not nodes:
+        return None
+    if kernel.lpi is None:
+        kernel.log.err("ITS: probed, but LPIs are not enabled: not used")
         return None
     return Its(kernel, nodes)
