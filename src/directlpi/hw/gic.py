@@ -1,7 +1,8 @@
 """The GICv3 as a whole: one distributor, one redistributor and CPU interface per PE.
 
 This module only wires the blocks together; each block's behaviour lives in its
-own module.  There is no ITS: this is the GIC the Direct LPI mission is about.
+own module.  ITSes and GICv2m frames, when a machine has them, are separate frames
+on the bus (:mod:`directlpi.hw.its`, :mod:`directlpi.hw.gicv2m`), built by the machine.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from directlpi.hw.regs import affinity_of
 
 
 class GIC:
-    """Distributor + redistributors + CPU interfaces of a GICv3 without an ITS."""
+    """Distributor + redistributors + CPU interfaces of a GICv3."""
 
     def __init__(self, hub: EventHub, memory: PhysicalMemory, *, mpidrs: Sequence[int],
                  last_flags: Sequence[bool], direct_lpi: Sequence[bool], spis: int,
