@@ -16,6 +16,7 @@ import pytest
 from directlpi import Platform
 from directlpi.firmware.boards import BOARDS_DIR
 from directlpi.hw.events import Event, EventKind
+from directlpi.hw.regs import GITS
 from directlpi.kernel.context import Kind
 from directlpi.kernel.errors import KernelError
 from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
@@ -459,3 +460,26 @@ def test_no_usable_its_means_no_lpis(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kern.lpi is None and kern.its is None and kern.msi_provider == "none"
     assert kern.log.grep("no ITS detected") and kern.log.grep("not enabling LPIs")
     assert not plat.machine.gic.redists[0].lpis_enabled
+
+
+def test_a_page_size_that_does_not_stick_is_retried_smaller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """its_setup_baser: an ITS whose BASER takes no 64 KiB pages (Page_Size reads back
+    16 KiB) gets its tables described in 16 KiB pages, and they work."""
+    from directlpi.hw import its as hw_its
+    original = hw_its.Its._w_BASER
+
+    def no_64k(self: hw_its.Its, n: int, value: int) -> None:
+        if GITS.BASER.Page_Size.get(value) >= 2:
+            value = GITS.BASER.Page_Size.replace(value, 1)
+        original(self, n, value)
+    monkeypatch.setattr(hw_its.Its, "_w_BASER", no_64k)
+    plat = Platform.from_devicetree(ITS_BOARD)
+    kern = plat.boot()
+    assert len(kern.log.grep("psz 16K")) == 2
+    size = plat.machine.its[0].table(0)
+    assert size is not None and size[1] == 8 << 17         # every DeviceID, in 16K pages
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    d.fn.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert len(d.runs) == 1
