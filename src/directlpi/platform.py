@@ -130,9 +130,10 @@ class Platform:
         self._doorbells = {machine.gicr_base(c) + GICR.SETLPIR.offset: c
                            for c in range(machine.config.cpus)}
         self._doorbells[machine.gicd_base + GICD.SETSPI_NSR.offset] = -1
-        self._v2m_doorbells = {base + V2M.MSI_SETSPI_NS.offset
-                               for base, _first, _count in machine.config.v2m_frames}
-        self._doorbells.update(dict.fromkeys(self._v2m_doorbells, -1))
+        #: Each GICv2m frame's MSI_SETSPI_NS.
+        self.v2m_doorbells = {base + V2M.MSI_SETSPI_NS.offset
+                              for base, _first, _count in machine.config.v2m_frames}
+        self._doorbells.update(dict.fromkeys(self.v2m_doorbells, -1))
         #: Each ITS's GITS_TRANSLATER -> the ITS (data = an EventID of the writer's DeviceID).
         self.its_doorbells = {its.base + ITS_TRANSLATION_OFFSET
                               + GITS_TRANSLATION.TRANSLATER.offset: its for its in machine.its}
@@ -574,22 +575,24 @@ class Platform:
 
     def _audit_dma(self, addr: int, value: int, size: int, master: str) -> None:
         """Judge every doorbell write when the device issues it (:meth:`classify_msi`)."""
-        if addr in self.its_doorbells:
-            reason = self.classify_msi(addr, value, master)
-            if reason is not None:
-                self.spoofed_msis.append(SpoofedMsi(
-                    master, addr, value, -1, reason, self._its_victim(addr, value, master),
-                    "GITS_TRANSLATER"))
-            return
-        cpu = self._doorbells.get(addr)
+        its = addr in self.its_doorbells
+        cpu = -1 if its else self._doorbells.get(addr)
         if cpu is None:
             return
         reason = self.classify_msi(addr, value, master)
-        if reason is not None:
+        if reason is None:
+            return
+        if its:
+            bell = "GITS_TRANSLATER"
+            lpi = self.its_lpi(addr, value, master)
+            victim = (self.owner_of(lpi, 0) if lpi is not None else
+                      f"nobody (EventID {value & 0xFFFFFFFF} is not mapped for {master}'s "
+                      "DeviceID: the ITS drops it)")
+        else:
             bell = ("GICR_SETLPIR" if cpu >= 0 else
-                    "MSI_SETSPI_NS" if addr in self._v2m_doorbells else "GICD_SETSPI_NSR")
-            self.spoofed_msis.append(SpoofedMsi(master, addr, value, cpu, reason,
-                                                self.owner_of(value & 0xFFFFFFFF, cpu), bell))
+                    "MSI_SETSPI_NS" if addr in self.v2m_doorbells else "GICD_SETSPI_NSR")
+            victim = self.owner_of(value & 0xFFFFFFFF, cpu)
+        self.spoofed_msis.append(SpoofedMsi(master, addr, value, cpu, reason, victim, bell))
 
     # -- the ITS's view of bus masters ----------------------------------------------------------
 
@@ -621,7 +624,7 @@ class Platform:
                 return route[1]
         return None
 
-    def _its_lpi(self, addr: int, value: int, master: str) -> int | None:
+    def its_lpi(self, addr: int, value: int, master: str) -> int | None:
         """The LPI the kernel mapped for (``master``'s DeviceID, EventID ``value``) at the
         ITS whose GITS_TRANSLATER is ``addr``."""
         k = self.kernel
@@ -630,12 +633,13 @@ class Platform:
             return None
         return k.its.lpi_of(addr, dev_id, value & 0xFFFFFFFF)
 
-    def _its_victim(self, addr: int, value: int, master: str) -> str:
-        lpi = self._its_lpi(addr, value, master)
-        if lpi is None:
-            return (f"nobody (EventID {value & 0xFFFFFFFF} is not mapped for {master}'s "
-                    "DeviceID: the ITS drops it)")
-        return self.owner_of(lpi, 0)
+    def message_intid(self, addr: int, value: int, master: str) -> int | None:
+        """The INTID a write of ``value`` to doorbell ``addr`` by ``master`` names: the
+        data itself (GICR_SETLPIR), its SPI field (GICD_SETSPI_NSR, MSI_SETSPI_NS), or the
+        LPI the writer's DeviceID and the EventID map to (GITS_TRANSLATER; None if none)."""
+        if addr in self.its_doorbells:
+            return self.its_lpi(addr, value, master)
+        return value & 0xFFFFFFFF if self._doorbells.get(addr, -1) >= 0 else value & 0x1FFF
 
     def classify_msi(self, addr: int, value: int, master: str) -> str | None:
         """Why a doorbell write issued now by ``master`` is not a genuine MSI, or None.
@@ -650,40 +654,31 @@ class Platform:
             return "unknown bus master"
         if not dev.sends(addr, value):
             return "not a message this device is programmed to send now"
-        k = self.kernel
-        dom = k.gic.domain if k is not None else None
+        intid = self.message_intid(addr, value, master)
+        desc = self._desc_of(intid) if intid is not None else None
+        msi = desc.irq_data.common.msi_desc if desc is not None else None
+        if msi is not None and getattr(msi.dev, "bdf", msi.dev) == master:
+            return None
         if addr in self.its_doorbells:
-            lpi = self._its_lpi(addr, value, master)
-            virq = dom.revmap.get(lpi) if dom is not None and lpi is not None else None
-            desc = k.irq.descs.get(virq) if k is not None and virq is not None else None
-            msi = desc.irq_data.common.msi_desc if desc is not None else None
-            if msi is not None and getattr(msi.dev, "bdf", msi.dev) == master:
-                return None
             return "names an EventID this device has no LPI mapped for"
-        if dom is not None and k is not None:
-            virq = dom.revmap.get(value & 0xFFFFFFFF if self._doorbells.get(addr, -1) >= 0
-                                  else value & 0x1FFF)
-            desc = k.irq.descs.get(virq) if virq is not None else None
-            msi = desc.irq_data.common.msi_desc if desc is not None else None
-            if msi is not None and getattr(msi.dev, "bdf", msi.dev) == master:
-                return None
         return "names an INTID this device does not own"
 
     def device(self, master: str) -> PciFunction | PlatformMsiDevice | None:
         """The MSI-capable device that masters the bus as ``master``, if any."""
         return self.pci_devices.get(master) or self.platform_devices.get(master)
 
-    def _owner_desc(self, data: int, cpu: int) -> Any:
+    def _desc_of(self, intid: int) -> Any:
+        """The descriptor the running kernel maps GIC INTID ``intid`` to, if any."""
         k = self.kernel
         dom = k.gic.domain if k is not None else None
         if k is None or dom is None:
             return None
-        virq = dom.revmap.get(data if cpu >= 0 else data & 0x1FFF)
+        virq = dom.revmap.get(intid)
         return k.irq_to_desc(virq) if virq is not None else None
 
     def owner_of(self, data: int, cpu: int) -> str:
         """Who owns the INTID an MSI to a doorbell names (``cpu`` -1: an MBI SPI)."""
-        desc = self._owner_desc(data, cpu)
+        desc = self._desc_of(data if cpu >= 0 else data & 0x1FFF)
         if desc is None:
             return "nobody (the INTID is not allocated)"
         msi = desc.irq_data.common.msi_desc

@@ -347,13 +347,6 @@ class Its(MmioFrame):
             self._creadr = (self._creadr + CMD_BYTES) % size
         return self._creadr != start
 
-    @property
-    def pending_commands(self) -> int:
-        """Commands written (CWRITER) but not executed yet."""
-        if not self._cbaser & _CB_VALID:
-            return 0
-        return ((self._cwriter - self._creadr) % self.queue_bytes()) // CMD_BYTES
-
     def _execute(self, dw: list[int]) -> bool:
         """Run one command; False (and an ITS_COMMAND_ERROR) if it failed."""
         op = dw[0] & 0xFF

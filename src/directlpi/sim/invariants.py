@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from directlpi.hw.events import Event, EventKind
-from directlpi.hw.regs import GICD, GICR, LPI_BASE, V2M
+from directlpi.hw.regs import GICD, GICR, LPI_BASE
 from directlpi.kernel.context import Kind
 from directlpi.kernel.irq.desc import (
     IRQD_IRQ_DISABLED,
@@ -133,10 +133,8 @@ class InvariantChecker:
                          for c in range(plat.num_cpus)}
         #: Doorbells whose address names no CPU: GICD_SETSPI_NSR (MBI), each GICv2m frame's
         #: MSI_SETSPI_NS, each ITS's GITS_TRANSLATER (data: an EventID).
-        self._untargeted = {plat.gicd_base + GICD.SETSPI_NSR.offset,
-                            *plat.its_doorbells, *(
-                                base + V2M.MSI_SETSPI_NS.offset
-                                for base, _f, _n in plat.machine.config.v2m_frames)}
+        self._untargeted = {plat.gicd_base + GICD.SETSPI_NSR.offset, *plat.its_doorbells,
+                            *plat.v2m_doorbells}
         self._sub = plat.observe(self._on_event, [EventKind.LPI_PENDING, EventKind.IGNORED,
                                                   EventKind.ACK, EventKind.LPI_CLEARED,
                                                   EventKind.SPI_PENDING, EventKind.SPI_CLEARED])
@@ -195,9 +193,9 @@ class InvariantChecker:
             return
         self.totals["msis_written"] += 1
         verdict = self.plat.classify_msi(addr, value, master)
-        intid = value & 0xFFFFFFFF
-        if addr in self.plat.its_doorbells:      # an EventID: the LPI the kernel mapped
-            intid = self.plat._its_lpi(addr, value, master) or -1
+        intid = self.plat.message_intid(addr, value, master)
+        if intid is None:
+            intid = -1                  # an EventID the writer's table does not map
         self._verdicts[master].append((verdict, self._epoch[intid]))
         if verdict is not None or cpu < 0:
             return

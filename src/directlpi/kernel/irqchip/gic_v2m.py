@@ -60,9 +60,6 @@ class GicV2m(SpiMsi):
                 return f.base + V2M.MSI_SETSPI_NS.offset
         raise AssertionError(f"SPI {spi} is in no frame")
 
-    def doorbells(self) -> list[int]:
-        return [f.base + V2M.MSI_SETSPI_NS.offset for f in self.frames]
-
 
 def gicv2m_init(kernel: Kernel) -> GicV2m | None:
     """``gicv2m_init``: probe each frame firmware describes, when the GIC has no LPIs."""

@@ -151,7 +151,6 @@ class ItsDevice:
     """Event -> the CPU whose collection it is mapped to (activated events)."""
     shared: bool = False
     """Seen through more than one requester: never freed (as Linux)."""
-    names: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.used = bytearray(self.nr_lpis)
@@ -184,7 +183,6 @@ class ItsNode:
         self.needs_flushing = False
         self.cmd_pa = 0
         self.cmd_write = 0
-        self.tables: list[tuple[int, int]] = []
         self.typer = k.readq(self.base + GITS.TYPER.offset)
         self.pta = bool(GITS.TYPER.PTA.get(self.typer))
         self.device_ids = GITS.TYPER.Devbits.get(self.typer) + 1
@@ -240,9 +238,9 @@ class ItsNode:
                 size = max(esz << self.device_ids, SZ_64K)
             else:
                 size = SZ_64K
-            self.tables.append(self._setup_baser(n, kind, esz, size))
+            self._setup_baser(n, kind, esz, size)
 
-    def _setup_baser(self, n: int, kind: int, esz: int, size: int) -> tuple[int, int]:
+    def _setup_baser(self, n: int, kind: int, esz: int, size: int) -> None:
         """Allocate, describe, read back: page size and shareability may not stick."""
         k = self.k
         reg = self.base + GITS.BASER.at(n)
@@ -276,7 +274,6 @@ class ItsNode:
         k.log.info(f"ITS@{self.base:#018x}: allocated {size // esz} {what} @{pa:#x} (flat, "
                    f"esz {esz}, psz {psz // 1024}K, shr {share})")
         # Not reserved for a kexec'd kernel: it quiesces the ITS and gives it new tables.
-        return pa, size
 
     def _alloc_cmd_queue(self) -> None:
         k = self.k
@@ -440,7 +437,6 @@ class Its:
             # an allocation while the device still holds events: reuse its ITT and never
             # free it (Linux: "its_dev->shared = true").  Its events may run out: ENOSPC.
             dev.shared = True
-            dev.names.add(info.dev_name)
             info.its_dev = dev
             return
         info.its_dev = self._create_device(node, dev_id, max(nvec, info.nvec), info.dev_name)
@@ -460,7 +456,7 @@ class Its:
             self.lpi.free_lpis(lpi_base, nvec)
             raise
         k.dcache_clean_poc(itt, sz)
-        dev = ItsDevice(node, dev_id, itt, nr_ites, lpi_base, nvec, names={name})
+        dev = ItsDevice(node, dev_id, itt, nr_ites, lpi_base, nvec)
         node.devices[dev_id] = dev
         node.mapd(dev, True)
         k.log.info(f"ITS@{node.base:#x}: DeviceID {dev_id:#x} ({name}): ITT of {nr_ites} "
@@ -484,16 +480,14 @@ class Its:
         if arg.multi_msi:
             first = dev.alloc_events(nr_irqs)
             events = list(range(first, first + nr_irqs))
-            blocks = [(first, nr_irqs)]
+            firsts = [first]                  # the regions allocated, by first event
         else:
-            events = []
-            blocks = []
+            events = firsts = []              # one event each: each its own region
             try:
                 for _ in range(nr_irqs):
                     events.append(dev.alloc_events(1))
-                    blocks.append((events[-1], 1))
             except KernelError:
-                self._release(dev, blocks)
+                self._release(dev, firsts)
                 raise
         done = 0
         try:
@@ -510,13 +504,13 @@ class Its:
         except KernelError:
             if done:
                 irq_domain_free_irqs_parent(domain, virq, done)
-            self._release(dev, blocks)
+            self._release(dev, firsts)
             raise
 
-    def _release(self, dev: ItsDevice, blocks: list[tuple[int, int]]) -> None:
-        """Give events back (regions by their first event); an emptied, unshared device
-        is unmapped (MAPD V=0), its LPIs and ITT given back."""
-        for first, _nr in blocks:
+    def _release(self, dev: ItsDevice, firsts: list[int]) -> None:
+        """Give event regions back, by their first event; an emptied, unshared device is
+        unmapped (MAPD V=0), its LPIs and ITT given back."""
+        for first in firsts:
             n = dev.blocks.pop(first, 0)
             dev.used[first:first + n] = bytes(n)
         if not dev.shared and not any(dev.used):
@@ -525,17 +519,17 @@ class Its:
     def _free(self, domain: IrqDomain, virq: int, nr_irqs: int) -> None:
         """``its_irq_domain_free``: the events go back (a MultiMSI block with its first
         vector)."""
-        freed: dict[int, tuple[ItsDevice, list[tuple[int, int]]]] = {}
+        freed: dict[int, tuple[ItsDevice, list[int]]] = {}
         for i in range(nr_irqs):
             d = irq_domain_get_irq_data(domain, virq + i)
             dev: ItsDevice = d.chip_data
             event = d.hwirq - dev.lpi_base
             if event in dev.blocks:
-                freed.setdefault(id(dev), (dev, []))[1].append((event, dev.blocks[event]))
+                freed.setdefault(id(dev), (dev, []))[1].append(event)
             irq_domain_reset_irq_data(d)
         irq_domain_free_irqs_parent(domain, virq, nr_irqs)
-        for dev, blocks in freed.values():
-            self._release(dev, blocks)
+        for dev, firsts in freed.values():
+            self._release(dev, firsts)
 
     def _pick(self, dev: ItsDevice, mask: Cpumask, force: bool, d: IrqData) -> int:
         """``its_select_cpu``: the least loaded CPU of ``mask`` (``cpumask_pick_least_loaded``:

@@ -26,6 +26,7 @@ the hardware must have GICD_TYPER.MBIS.
 from __future__ import annotations
 
 import errno
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -154,7 +155,7 @@ class MbiBlock:
     size: int
 
 
-class SpiMsi:
+class SpiMsi(ABC):
     """An MSI provider whose messages make SPIs pending through a doorbell: MBIs (the
     distributor's GICD_SETSPI_NSR) and GICv2m frames (MSI_SETSPI_NS).  The SPIs come from
     ``ranges``; the subclass says which doorbell serves an SPI."""
@@ -189,14 +190,9 @@ class SpiMsi:
                                   MsiDomainInfo(MSI_FLAG_USE_DEF_DOM_OPS, pmsi_chip),
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
 
+    @abstractmethod
     def doorbell(self, spi: int) -> int:
         """The address a device writes SPI ``spi``'s INTID to."""
-        raise NotImplementedError
-
-    def doorbells(self) -> list[int]:
-        """Every doorbell address of this provider."""
-        raise NotImplementedError
-
 
     def compose_msi_msg(self, d: IrqData, msg: MsiMsg) -> None:
         msg.address = self.doorbell(d.hwirq)
@@ -280,9 +276,6 @@ class Mbi(SpiMsi):
 
     def doorbell(self, spi: int) -> int:
         return self._doorbell
-
-    def doorbells(self) -> list[int]:
-        return [self._doorbell]
 
 
 def mbi_init(kernel: Kernel) -> Mbi | None:
