@@ -21,6 +21,9 @@
   a MOVI + SYNC (the device untouched, the pending state moved by the ITS).
 * ``e2e_gicv2m_per_s``, ``gicv2m_affinity_moves_per_s`` -- the GICv2m board
   (``gicv2m.dts``): MSI_SETSPI_NS of a frame; a move is a GICD_IROUTER write.
+* ``e2e_spipv_per_s``, ``spipv_affinity_moves_per_s`` -- the Hyper-V SPI-route board
+  (``hyperv-spi.dts``): the host's doorbell, its grant looked up, the guest SPI made
+  pending; a move is a GICD_IROUTER write, no message to the host.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def _board(name: str) -> Callable[[], Platform]:
 _mbi_board = _board("mbi-only.dts")
 _its_board = _board("its.dts")
 _v2m_board = _board("gicv2m.dts")
+_hv_board = _board("hyperv-spi.dts")
 
 
 def _setup(board: Callable[[], Platform] = Platform.default,
@@ -129,4 +133,8 @@ def run(quick: bool) -> list[Figure]:
                "MSI-X raise -> MSI_SETSPI_NS -> IAR1 -> handler -> EOIR1 (GICv2m board)"),
         Figure("gicv2m_affinity_moves_per_s", _moves(quick, _v2m_board), "moves/s",
                "irq_set_affinity of a GICv2m SPI: GICD_IROUTER, the device untouched"),
+        Figure("e2e_spipv_per_s", _e2e(quick, _hv_board, msix_vectors=4), "msis/s",
+               "MSI-X raise -> host doorbell -> grant -> guest SPI -> IAR1 -> handler -> EOIR1"),
+        Figure("spipv_affinity_moves_per_s", _moves(quick, _hv_board), "moves/s",
+               "irq_set_affinity of a vPCI SPI: GICD_IROUTER, no host message"),
     ]

@@ -34,6 +34,7 @@ VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("its", {"board": "its"}),
     ("its+posted", {"board": "its", "posted": True}),
     ("gicv2m+posted", {"board": "gicv2m", "posted": True}),
+    ("spi-pv+posted", {"board": "spi-pv", "posted": True}),
 )
 CHUNK = 5_000
 """Operations per fresh platform."""

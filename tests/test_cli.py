@@ -297,6 +297,28 @@ def test_run_on_the_gicv2m_board_the_spoof_reaches_its_victim(
     assert attempt["reached_victim"] is True
 
 
+def test_run_on_the_hyperv_spi_board_the_host_stops_the_spoof(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--platform", _board("hyperv-spi"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["violations"] == []
+    assert report["platform"]["msi_provider"] == "gicv2m+spi-pv"
+    pci = [irq for irq in report["irqs"] if irq["device"] != "dma"]
+    assert {irq["chip"] for irq in pci} == {"HV-PCI-MSI"}
+    assert {irq["msi"]["address"] for irq in pci} == {0x0C01_0040}       # the host's doorbell
+    assert all(64 <= irq["intid"] < 928 for irq in pci)                  # guest SPIs from 64
+    sec = report["security"]
+    assert sec["msi_isolation"] is False and sec["host_isolation"] is True
+    (spoof,) = sec["spoofed_msis"]
+    assert spoof["doorbell"] == "HV_MSI_DOORBELL" and spoof["victim"].startswith("nobody")
+    (attempt,) = sec["spoof_attempts"]
+    assert attempt["reached_victim"] is False
+    assert main(["run", "--platform", _board("hyperv-spi")]) == 0
+    out = capsys.readouterr().out
+    assert "the host owns every vPCI function's real MSI" in out
+    assert "reached its victim: no" in out
+
+
 def test_run_on_a_board_without_an_msi_provider_is_a_clear_error(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--platform", _board("rds-without-directlpi")]) == 2

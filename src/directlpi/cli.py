@@ -186,6 +186,10 @@ def _cmd_acpi(args: argparse.Namespace) -> int:
         routes = ()
     to_its, v2m_left_out = its_routes(board)
     left_out += v2m_left_out
+    if board.vmbus is not None:
+        left_out.append("the VMBus and its vPCI bus are not in these tables: ACPI describes "
+                        "VMBus in the DSDT (and pci-hyperv takes its MSI parent from the GSI "
+                        "layer), which directlpi does not write")
     # A board with an ITS or GICv2m frames gets a root complex node per host bridge, and
     # the proposed Direct LPI node only if it describes Direct LPI; the others (no ITS, no
     # GICv2m) get the proposed node whatever they say, as before.

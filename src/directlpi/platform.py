@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from directlpi.devices.hv_vpci import HvVpciBridge
 from directlpi.devices.pci import PciFunction, PciHostBridge, parse_bdf
 from directlpi.devices.platform_msi import PlatformMsiDevice
 from directlpi.devices.wired import WiredDevice
@@ -33,6 +34,7 @@ from directlpi.hw.bus import Bus
 from directlpi.hw.cache import CpuDataCache
 from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventKind, Listener, Subscription
+from directlpi.hw.hv_vpci import HV_MSI_ADDRESS
 from directlpi.hw.its import DEVICE_ID_BITS
 from directlpi.hw.machine import Machine, MachineConfig
 from directlpi.hw.memory import PhysicalMemory
@@ -50,6 +52,7 @@ from directlpi.kernel.fwdesc import (
     ItsDescription,
     PciHostDescription,
     V2mFrameDescription,
+    VmbusDescription,
 )
 from directlpi.kernel.irq.domain import Fwnode
 from directlpi.kernel.kernel import BootParams, Kernel
@@ -76,7 +79,9 @@ class SpoofedMsi:
     victim: str = "nobody (the INTID is not allocated)"
     doorbell: str = "GICR_SETLPIR"
     """Which doorbell: "GICR_SETLPIR", "GICD_SETSPI_NSR" (MBI), "GITS_TRANSLATER" (ITS: the
-    data is an EventID, looked up in the *writer's* table), "MSI_SETSPI_NS" (GICv2m)."""
+    data is an EventID, looked up in the *writer's* table), "MSI_SETSPI_NS" (GICv2m),
+    "HV_MSI_DOORBELL" (a Hyper-V-style host: the data is a handle looked up in what the host
+    granted the *writer*)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"master": self.master, "address": self.address, "data": self.data,
@@ -137,6 +142,13 @@ class Platform:
         #: Each ITS's GITS_TRANSLATER -> the ITS (data = an EventID of the writer's DeviceID).
         self.its_doorbells = {its.base + ITS_TRANSLATION_OFFSET
                               + GITS_TRANSLATION.TRANSLATER.offset: its for its in machine.its}
+        #: The Hyper-V-style host's MSI doorbell (data: a handle the host granted the
+        #: writer), if the machine has that host; its vPCI bus is this platform's bridge.
+        self.hv = machine.hv
+        self.hv_doorbells = {HV_MSI_ADDRESS} if machine.hv is not None else set()
+        self._doorbells.update(dict.fromkeys(self.hv_doorbells, -1))
+        if machine.hv is not None and isinstance(pci_host, HvVpciBridge):
+            machine.hv.bridge = pci_host
         #: DeviceIDs of platform MSI devices (their firmware msi-specifier for the ITS).
         self._platform_device_ids: dict[str, int] = {}
         #: Derived: device_id_of's answers (firmware is fixed; cleared as devices come).
@@ -194,9 +206,11 @@ class Platform:
         machine = Machine(cls._config(**hw))
         host = None
         if dt.pci is not None:
-            host = PciHostBridge(ecam_base=dt.pci.ecam_base, ecam_size=dt.pci.ecam_size,
-                                 mem_base=dt.pci.mem_base, mem_size=dt.pci.mem_size,
-                                 segment=dt.pci.segment)
+            # Under a VMBus the host bridge is the host's vPCI bus (its MSIs the host's).
+            kind = HvVpciBridge if machine.hv is not None else PciHostBridge
+            host = kind(ecam_base=dt.pci.ecam_base, ecam_size=dt.pci.ecam_size,
+                        mem_base=dt.pci.mem_base, mem_size=dt.pci.mem_size,
+                        segment=dt.pci.segment)
         return cls(machine, dt.board, host)
 
     @classmethod
@@ -315,7 +329,7 @@ class Platform:
         :class:`~directlpi.hw.machine.MachineConfig` (``gicd_base``,
         ``redist_regions``, ``redist_stride``, ``ram``, ``mpidrs``) and the other MSI
         blocks: ``its`` (ITS bases), ``its_pta``, ``v2m_frames`` ((base, first SPI, count)
-        per GICv2m frame).
+        per GICv2m frame), ``hv_vpci`` (a Hyper-V-style host: :mod:`directlpi.hw.hv_vpci`).
 
         Raises :class:`~directlpi.errors.ConfigError` (EINVAL) naming the option
         that is out of range.
@@ -336,7 +350,7 @@ class Platform:
         if isinstance(direct_lpi, list):
             direct_lpi = tuple(direct_lpi)
         allowed = {"gicd_base", "redist_regions", "redist_stride", "ram", "mpidrs", "its",
-                   "its_pta", "v2m_frames"}
+                   "its_pta", "v2m_frames", "hv_vpci"}
         unknown = sorted(set(layout) - allowed)
         if unknown:
             raise ConfigError(f"unknown hardware option(s) {', '.join(unknown)}; known: "
@@ -588,6 +602,12 @@ class Platform:
             victim = (self.owner_of(lpi, 0) if lpi is not None else
                       f"nobody (EventID {value & 0xFFFFFFFF} is not mapped for {master}'s "
                       "DeviceID: the ITS drops it)")
+        elif addr in self.hv_doorbells:
+            bell = "HV_MSI_DOORBELL"
+            spi = self.message_intid(addr, value, master)
+            victim = (self.owner_of(spi, -1) if spi is not None else
+                      f"nobody (the host granted {master} no interrupt with data "
+                      f"{value & 0xFFFFFFFF:#x}: it drops it)")
         else:
             bell = ("GICR_SETLPIR" if cpu >= 0 else
                     "MSI_SETSPI_NS" if addr in self.v2m_doorbells else "GICD_SETSPI_NSR")
@@ -639,6 +659,9 @@ class Platform:
         LPI the writer's DeviceID and the EventID map to (GITS_TRANSLATER; None if none)."""
         if addr in self.its_doorbells:
             return self.its_lpi(addr, value, master)
+        if addr in self.hv_doorbells:
+            assert self.hv is not None
+            return self.hv.spi_of(master, value)
         return value & 0xFFFFFFFF if self._doorbells.get(addr, -1) >= 0 else value & 0x1FFF
 
     def classify_msi(self, addr: int, value: int, master: str) -> str | None:
@@ -661,6 +684,8 @@ class Platform:
             return None
         if addr in self.its_doorbells:
             return "names an EventID this device has no LPI mapped for"
+        if addr in self.hv_doorbells:
+            return "names an interrupt the host did not grant this device"
         return "names an INTID this device does not own"
 
     def device(self, master: str) -> PciFunction | PlatformMsiDevice | None:
@@ -728,4 +753,6 @@ def describe(config: MachineConfig) -> BoardDescription:
                              f"v2m@{base:x}"), frame_id=k)
                              for k, (base, _f, _n) in enumerate(config.v2m_frames)))
     return BoardDescription(cpus=config.mpidr_list(), memory=config.ram, gic=gic,
-                            name=f"directlpi bare board ({config.cpus} CPUs)")
+                            name=f"directlpi bare board ({config.cpus} CPUs)",
+                            vmbus=VmbusDescription(irq_parent=gic.fwnode)
+                            if config.hv_vpci else None)

@@ -30,10 +30,10 @@ TYPER_DIRECT_LPI = 1 << 3
 
 # -- the shipped boards ------------------------------------------------------------------------
 
-def test_seven_example_boards_are_shipped() -> None:
+def test_eight_example_boards_are_shipped() -> None:
     assert {p.stem for p in board_files()} == {
         "default", "gicr-256cpus", "mbi-only", "mbi-and-direct-lpi", "rds-without-directlpi",
-        "its", "gicv2m"}
+        "its", "gicv2m", "hyperv-spi"}
 
 
 @pytest.mark.parametrize("path", board_files(), ids=lambda p: p.stem)

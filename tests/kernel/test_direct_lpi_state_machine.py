@@ -178,3 +178,16 @@ class V2mMachine(DirectLpiMachine):
 
 TestV2mMachine = V2mMachine.TestCase
 TestV2mMachine.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
+
+
+class SpiPvMachine(DirectLpiMachine):
+    """The same rules on the Hyper-V SPI-route board: vPCI vectors are guest SPIs the host
+    routes (the platform device uses the guest's GICv2m frame); stray writes hit the
+    host's doorbell."""
+
+    board = "spi-pv"
+    posted = True
+
+
+TestSpiPvMachine = SpiPvMachine.TestCase
+TestSpiPvMachine.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)

@@ -190,7 +190,7 @@ class PciFunction(MsiMaster):
         self._put(off + PCI_MSI_ADDRESS_LO, 0, 4, 0xFFFFFFFC)
         if self.msi_64bit:
             self._put(off + PCI_MSI_ADDRESS_HI, 0, 4, 0xFFFFFFFF)
-        self._put(self._msi_data_off, 0, 2, 0xFFFF)
+        self._put(self.msi_data_offset, 0, 2, 0xFFFF)
         if self.msi_per_vector_mask:
             self._put(self._msi_mask_off, 0, 4, (1 << self.msi_vectors) - 1)
             self._put(self._msi_mask_off + 4, 0, 4)      # Pending Bits: read-only
@@ -207,7 +207,8 @@ class PciFunction(MsiMaster):
             self._msix_vmask[i] = True
 
     @property
-    def _msi_data_off(self) -> int:
+    def msi_data_offset(self) -> int:
+        """Config-space offset of the MSI Message Data register."""
         return MSI_CAP_OFFSET + (PCI_MSI_DATA_64 if self.msi_64bit else PCI_MSI_DATA_32)
 
     @property
@@ -273,7 +274,7 @@ class PciFunction(MsiMaster):
     def _msi_regs(self) -> tuple[int, int]:
         lo = self._get(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO, 4)
         hi = self._get(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_HI, 4) if self.msi_64bit else 0
-        return hi << 32 | lo, self._get(self._msi_data_off, 2)
+        return hi << 32 | lo, self._get(self.msi_data_offset, 2)
 
     def _entry_get(self, i: int, field: int) -> int:
         off = i * PCI_MSIX_ENTRY_SIZE + field

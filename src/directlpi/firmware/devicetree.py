@@ -75,6 +75,7 @@ from directlpi.kernel.fwdesc import (
     MsiRoute,
     PciHostDescription,
     V2mFrameDescription,
+    VmbusDescription,
 )
 from directlpi.kernel.irq.domain import Fwnode
 
@@ -84,6 +85,7 @@ ITS_COMPAT = "arm,gic-v3-its"
 V2M_COMPAT = "arm,gic-v2m-frame"
 ECAM_COMPAT = "pci-host-ecam-generic"
 MODEL_COMPAT = "directlpi,hardware-model"
+VMBUS_COMPAT = "microsoft,vmbus"
 
 SZ_4K = 0x1000
 SZ_64K = 0x1_0000
@@ -574,7 +576,51 @@ def _v2m_spis(r: _Reader, node: FdtNode, k: int,
     return (first, count), False
 
 
-def _pci(r: _Reader, gic: _Gic) -> tuple[PciHostDescription, FdtNode] | None:
+def _vmbus(r: _Reader, gic: _Gic) -> tuple[FdtNode, VmbusDescription] | None:
+    """The ``microsoft,vmbus`` node: the board is a Hyper-V-style guest (Linux finds the
+    vPCI driver's parent domain through the node's interrupt parent)."""
+    nodes = [n for n in r.find(VMBUS_COMPAT) if r.available(n)]
+    if not nodes:
+        return None
+    v = nodes[0]
+    for other in nodes[1:]:
+        r.note(other, "compatible", f"a second VMBus; {v.path} is used")
+    parent = _interrupt_parent(r, v)
+    if parent is not gic.node:
+        what = parent.path if parent is not None else "no interrupt controller"
+        r.note(v, "interrupt-parent", f"finds {what}, not the GICv3: \"Invalid firmware "
+               "configuration for VMBus interrupts\" (pci-hyperv finds no parent domain)")
+    if "ranges" not in v.props:
+        r.note(v, "ranges", "missing: the vPCI bus under it needs CPU addresses (an empty "
+               "ranges)")
+    return v, VmbusDescription(Fwnode(v.path), gic.desc.fwnode)
+
+
+def _interrupt_parent(r: _Reader, node: FdtNode) -> FdtNode | None:
+    """``of_irq_find_parent``: the nearest ``interrupt-parent`` up the tree, resolved."""
+    n = node
+    while True:
+        if "interrupt-parent" in n.props:
+            c = r._try(partial(r.cells, n, "interrupt-parent"))
+            return r.phandles.get(c[0]) if c else None
+        if n is r.root:
+            return None
+        n = r.parent(n)
+
+
+def _vpci_msi(r: _Reader, h: FdtNode,
+              vmbus: VmbusDescription) -> tuple[Fwnode | None, tuple[MsiRoute, ...]]:
+    """A host bridge under the VMBus is a vPCI bus: its MSIs are the vPCI driver's (guest
+    SPIs the host routes), so it names no MSI controller."""
+    for prop in ("msi-parent", "msi-map"):
+        if prop in h.props:
+            r.fail(h, prop, "a vPCI bus under the VMBus names no MSI controller: its MSIs "
+                   "are pci-hyperv's (guest SPIs the host routes)")
+    return vmbus.fwnode, ()
+
+
+def _pci(r: _Reader, gic: _Gic, vmbus: tuple[FdtNode, VmbusDescription] | None = None
+         ) -> tuple[PciHostDescription, FdtNode] | None:
     """The host bridge's description and its node."""
     hosts = [n for n in r.find(ECAM_COMPAT) if r.available(n)]
     if not hosts:
@@ -592,7 +638,10 @@ def _pci(r: _Reader, gic: _Gic) -> tuple[PciHostDescription, FdtNode] | None:
     buses = r._try(lambda: _pci_bus_range(r, h, None if ecam is None else ecam[1]))
     mem = r._try(lambda: _pci_mem_window(r, h))
     segment = r.try_u32(h, "linux,pci-domain", 0)
-    msi = r._try(lambda: _pci_msi(r, h, gic))
+    if vmbus is not None and r.parent(h) is vmbus[0]:
+        msi = r._try(lambda: _vpci_msi(r, h, vmbus[1]))
+    else:
+        msi = r._try(lambda: _pci_msi(r, h, gic))
     mask = r.try_u32(h, "msi-map-mask", 0xFFFF_FFFF)
     if ecam is None or buses is None or mem is None or segment is None or msi is None \
             or mask is None:
@@ -825,7 +874,8 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
     ram = r._try(lambda: _memory(r))
     hw = r._try(lambda: _model(r, len(cpus or ()))) or {}
     gic = r._try(lambda: _gic(r, hw))
-    found = r._try(lambda: _pci(r, gic)) if gic is not None else None
+    vmbus = r._try(lambda: _vmbus(r, gic)) if gic is not None else None
+    found = r._try(lambda: _pci(r, gic, vmbus)) if gic is not None else None
     pci = found[0] if found else None
     # The address map and the RD count are checked with whatever the sections above could
     # read, so that a board with several independent problems gets all of them reported.
@@ -859,23 +909,28 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
         hardware["its"] = tuple(d.base for _n, d in gic.its)
     if gic.v2m:
         hardware["v2m_frames"] = tuple((d.base, *spis) for _n, d, spis in gic.v2m)
+    if vmbus is not None:
+        hardware["hv_vpci"] = True
     hardware.update(hw)
     title = name or (model[0] if model else "devicetree board")
     board = BoardDescription(cpus=cpus, memory=memory, gic=gic.desc, name=title,
-                             pci_hosts=(pci,) if pci else ())
+                             pci_hosts=(pci,) if pci else (),
+                             vmbus=vmbus[1] if vmbus is not None else None)
     notes = [f"{len(cpus)} CPU(s), GICD @{gic.desc.dist_base:#x}, {len(gic.regions)} GICR "
              f"region(s) ({capacity} RD frames)",
              "MSI providers described: " + (", ".join(
                  p for p, on in (("Direct LPI", gic.direct_lpi), ("MBI", gic.desc.msi_controller),
                                  (f"ITS ({len(gic.its)})", gic.its),
-                                 (f"GICv2m ({len(gic.v2m)} frame(s))", gic.v2m))
+                                 (f"GICv2m ({len(gic.v2m)} frame(s))", gic.v2m),
+                                 ("Hyper-V vPCI (guest SPIs)", vmbus))
                  if on) or "none")]
     if pci is not None:
-        notes.append("PCI host bridge: " + _describe_msi(pci, gic.desc))
+        notes.append("PCI host bridge: " + _describe_msi(pci, gic.desc, board.vmbus))
     return DtBoard(board, hardware, pci, tuple(notes))
 
 
-def _describe_msi(pci: PciHostDescription, gic: GicDescription) -> str:
+def _describe_msi(pci: PciHostDescription, gic: GicDescription,
+                  vmbus: VmbusDescription | None = None) -> str:
     kinds = {id(gic.fwnode): "MBI", id(gic.direct_lpi_fwnode): "Direct LPI"}
     kinds.update({id(i.fwnode): f"ITS {i.fwnode.name}" for i in gic.its})
     if gic.v2m_frames:
@@ -888,6 +943,8 @@ def _describe_msi(pci: PciHostDescription, gic: GicDescription) -> str:
         return to
     if pci.msi_parent is None and not pci.msi_map:
         return "no MSI controller named (no msi-parent or msi-map)"
+    if vmbus is not None and pci.msi_parent is vmbus.fwnode:
+        return "a vPCI bus under the VMBus: MSIs are guest SPIs the host routes (pci-hyperv)"
     return ("MSIs by msi-map: " if pci.msi_map else "MSIs by msi-parent: ") + ", ".join(
         route(m) for m in pci.msi_routes())
 

@@ -73,7 +73,8 @@ class EventKind(IntEnum):
     """An MSI doorbell write was dropped (ITS: addr = DeviceID, value = EventID; GICv2m
     frame: intid = the SPI written).  ``reason``: "its-disabled", "no-device-id",
     "unmapped-device", "event-out-of-range", "unmapped-event", "unmapped-collection",
-    "spi-out-of-range"."""
+    "spi-out-of-range"; a Hyper-V-style host's doorbell: "not-granted" (value = the data,
+    master = the writer)."""
     ITS_TRANSLATED = 23
     """An ITS translated an MSI: addr = DeviceID, value = EventID, intid, cpu, master."""
 

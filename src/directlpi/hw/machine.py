@@ -27,12 +27,15 @@ from directlpi.hw.cpuif import CPUInterface
 from directlpi.hw.events import EventHub
 from directlpi.hw.gic import GIC
 from directlpi.hw.gicv2m import V2mFrame
+from directlpi.hw.hv_vpci import HvHypercallFrame, HvMsiDoorbell, HvVpciHost
 from directlpi.hw.its import Its
 from directlpi.hw.memory import PA_LIMIT, PhysicalMemory
 from directlpi.hw.redistributor import Redistributor
 from directlpi.hw.regs import (
     FRAME_SIZE,
     GICR_STRIDE,
+    HV_HYPERCALL_BASE,
+    HV_MSI_BASE,
     ITS_SIZE,
     ITS_TRANSLATION_OFFSET,
     SGI_BASE_OFFSET,
@@ -98,6 +101,10 @@ class MachineConfig:
     numbers (False, the default, as GIC-600 and QEMU)."""
     v2m_frames: tuple[tuple[int, int, int], ...] = ()
     """GICv2m MSI frames as (base, first SPI, SPI count)."""
+    hv_vpci: bool = False
+    """A Hyper-V-style host (:mod:`~directlpi.hw.hv_vpci`): its hypercall frame at
+    HV_HYPERCALL_BASE and its MSI doorbell at HV_MSI_BASE; vPCI functions' MSIs become
+    guest SPIs."""
 
     def __post_init__(self) -> None:
         self._validate()
@@ -122,7 +129,7 @@ class MachineConfig:
         for name in ("mbis", "lpis", "lpis_clearable", "strict"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, f"{getattr(self, name)!r} is not a bool")
-        for name in ("its_pta",):
+        for name in ("its_pta", "hv_vpci"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, f"{getattr(self, name)!r} is not a bool")
         if not isinstance(self.its, tuple) or not all(is_int(b) for b in self.its):
@@ -213,6 +220,9 @@ class MachineConfig:
             add(base, ITS_SIZE, f"ITS {k}", "its")
         for k, (base, _first, _count) in enumerate(self.v2m_frames):
             add(base, FRAME_SIZE, f"GICv2m frame {k}", "v2m_frames")
+        if self.hv_vpci:
+            add(HV_HYPERCALL_BASE, FRAME_SIZE, "the hypervisor's call frame", "hv_vpci")
+            add(HV_MSI_BASE, FRAME_SIZE, "the hypervisor's MSI doorbell", "hv_vpci")
         for k, (base, size) in enumerate(self.ram):
             if not isinstance(size, int) or size <= 0:
                 self._fail("ram", f"range {k} has size {size!r}")
@@ -281,6 +291,17 @@ class Machine:
         for frame, (base, _first, _count) in zip(self.v2m, config.v2m_frames, strict=True):
             self.bus.map_frame(base, frame)
             self.bus.claim_window(base, FRAME_SIZE, f"GICv2m frame {frame.index}")
+        #: The Hyper-V-style host, if any (its vPCI bus is attached by the platform).
+        self.hv: HvVpciHost | None = None
+        if config.hv_vpci:
+            v2m_spis = frozenset(s for _b, first, count in config.v2m_frames
+                                 for s in range(first, first + count))
+            self.hv = HvVpciHost(self.gic.dist, self.hub, None, v2m_spis)
+            self.bus.map_frame(HV_HYPERCALL_BASE, HvHypercallFrame(self.hv, self.cpu_memory,
+                                                                   self.hub))
+            self.bus.map_frame(HV_MSI_BASE, HvMsiDoorbell(self.hv, self.hub))
+            self.bus.claim_window(HV_HYPERCALL_BASE, FRAME_SIZE, "the hypervisor's call frame")
+            self.bus.claim_window(HV_MSI_BASE, FRAME_SIZE, "the hypervisor's MSI doorbell")
         placed = 0
         for k, (base, capacity) in enumerate(config.redist_regions):
             used = min(capacity, config.cpus - placed)

@@ -372,6 +372,44 @@ class V2M:
         "SPI": Field(0, 10)}, doc="an MSI: the SPI INTID written becomes pending (edge)")
     MSI_IIDR = Reg("MSI_IIDR", 0x0FCC, access=RO)
 
+
+class HV:
+    """The model's hypervisor call frame (Hyper-V guests: a stand-in for HVC and a VMBus
+    channel).  The guest writes a message into its own RAM, its address into
+    ``HV_MSG_GPA`` and 1 into ``HV_SIGNAL``; the host handles it before the write
+    completes (a hypercall returns when it is done) and writes the reply into the
+    message.  Layout of a message: :data:`HV_MSG_WORDS`."""
+
+    MSG_GPA = Reg("HV_MSG_GPA", 0x0000, width=64, doc="guest physical address of the message")
+    SIGNAL = Reg("HV_SIGNAL", 0x0008, access=WO, doc="1: the host handles the message")
+
+
+class HV_MSI:
+    """The host's MSI doorbell: where a vPCI function's real MSIs go.  Host physical, not
+    in the guest's address space: only bus masters reach it."""
+
+    DOORBELL = Reg("HV_MSI_DOORBELL", 0x0040, access=WO, fields={"Data": Field(0, 32)},
+                   doc="an MSI: the data names an interrupt the host granted the writer")
+
+
+#: Where the model's hypervisor frames are (QEMU virt's platform-bus window, unused here).
+HV_HYPERCALL_BASE = 0x0C00_0000
+HV_MSI_BASE = 0x0C01_0000
+#: The vPCI messages (pci-hyperv's PCI_CREATE_INTERRUPT_MESSAGE2/3, PCI_DELETE_INTERRUPT_MESSAGE).
+HV_PCI_CREATE_INTERRUPT = 1
+HV_PCI_DELETE_INTERRUPT = 2
+HV_PCI_BUS_D0ENTRY = 3
+"""The guest's vPCI driver starts using the bus (EPROTO if a previous kernel left it in D0)."""
+HV_PCI_BUS_D0EXIT = 4
+"""The bus leaves D0: the host deletes every interrupt routed on it."""
+#: A message: little-endian 32-bit words, in this order.  ``wslot`` is the function's
+#: requester ID; ``vector`` the guest SPI (DELETE: the data the host gave); ``index`` the
+#: MSI-X entry (0 for MSI); the host writes ``status`` (0, else an errno) and the message
+#: the device will send (``address_lo``, ``address_hi``, ``data``).
+HV_MSG_WORDS = ("type", "wslot", "vector", "vector_count", "cpu", "index", "status",
+                "address_lo", "address_hi", "data")
+HV_MSG_SIZE = 4 * len(HV_MSG_WORDS)
+
 _INTID = {"INTID": Field(0, 24)}
 _INTID_RO = {"INTID": Field(0, 24, RO)}
 

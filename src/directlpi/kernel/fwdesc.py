@@ -126,6 +126,18 @@ class PciHostDescription:
 
 
 @dataclass(frozen=True)
+class VmbusDescription:
+    """A Hyper-V VMBus (DT ``microsoft,vmbus``): the guest runs on a Hyper-V-style host, and
+    the PCI host bridge under it is a vPCI bus whose MSIs the ``pci-hyperv`` driver
+    provides (guest SPIs routed by the host).  The vPCI bridge names this node as its MSI
+    parent."""
+
+    fwnode: Fwnode = field(default_factory=lambda: Fwnode("vmbus"), compare=False)
+    irq_parent: Fwnode | None = field(default=None, compare=False)
+    """The interrupt controller of the node (``of_irq_find_parent``): the GIC."""
+
+
+@dataclass(frozen=True)
 class BoardDescription:
     """CPUs (by MPIDR, logical CPU i = entry i), RAM, the interrupt controller, PCI."""
 
@@ -134,3 +146,4 @@ class BoardDescription:
     gic: GicDescription
     name: str = "board"
     pci_hosts: tuple[PciHostDescription, ...] = ()
+    vmbus: VmbusDescription | None = None

@@ -43,6 +43,7 @@ from directlpi.kernel.irqchip.gic_v3_mbi import Mbi, mbi_init
 from directlpi.kernel.mm import PhysAllocator
 from directlpi.kernel.msi import MsiAllocInfo, MsiDesc, MsiDomain, MsiMsg, msi_alloc_descs
 from directlpi.kernel.pci import PciSubsystem
+from directlpi.kernel.pci_hyperv import HvVpci, hv_pci_init
 from directlpi.kernel.printk import Log
 from directlpi.kernel.smp import Smp
 
@@ -152,6 +153,8 @@ class Kernel:
         self.mbi: Mbi | None = None
         self.its: Its | None = None
         self.v2m: GicV2m | None = None
+        #: Hyper-V vPCI MSIs (guest SPIs the host routes: ``msi_provider`` "spi-pv").
+        self.hv: HvVpci | None = None
         self.pci = PciSubsystem(self, board.pci_hosts)
         #: Devices handed to a guest through vfio (after the isolation check).
         self.assigned: set[str] = set()
@@ -305,6 +308,7 @@ class Kernel:
             self.its = its_init(self, its_nodes)
             self.mbi = mbi_init(self)
             self.v2m = gicv2m_init(self)
+            self.hv = hv_pci_init(self)
             self.smp.init()
             self.smp.ipi_setup()
             for cpu in range(len(self.board.cpus)):
@@ -678,9 +682,10 @@ class Kernel:
     @property
     def msi_provider(self) -> str:
         """The MSI providers registered, joined by "+": "direct-lpi", "its", "mbi",
-        "gicv2m" (e.g. "direct-lpi+mbi"), or "none"."""
+        "gicv2m", "spi-pv" (e.g. "direct-lpi+mbi"), or "none"."""
         names = [n for n, p in (("direct-lpi", self.direct_lpi), ("its", self.its),
-                                ("mbi", self.mbi), ("gicv2m", self.v2m)) if p is not None]
+                                ("mbi", self.mbi), ("gicv2m", self.v2m),
+                                ("spi-pv", self.hv)) if p is not None]
         return "+".join(names) or "none"
 
     # -- introspection -----------------------------------------------------------------------------

@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from directlpi.platform import Platform
 
 _WRITE_OUTCOMES = ("already-pending", "lpis-disabled", "unimplemented-intid", "invalid-spi")
-_WRITE_REGISTERS = ("GICR_SETLPIR", "GICD_SETSPI_NSR", "MSI_SETSPI_NS", "its")
+_WRITE_REGISTERS = ("GICR_SETLPIR", "GICD_SETSPI_NSR", "MSI_SETSPI_NS", "its",
+                    "HV_MSI_DOORBELL")
 
 # What a landed write was, for the INTID it names.
 OWNED = "owned"          # the owner's device, or the kernel: owed a handler run
@@ -132,9 +133,10 @@ class InvariantChecker:
         self._setlpir = {plat.gicr_base(c) + GICR.SETLPIR.offset: c
                          for c in range(plat.num_cpus)}
         #: Doorbells whose address names no CPU: GICD_SETSPI_NSR (MBI), each GICv2m frame's
-        #: MSI_SETSPI_NS, each ITS's GITS_TRANSLATER (data: an EventID).
+        #: MSI_SETSPI_NS, each ITS's GITS_TRANSLATER (data: an EventID), a Hyper-V-style
+        #: host's MSI doorbell (data: a handle the host granted the writer).
         self._untargeted = {plat.gicd_base + GICD.SETSPI_NSR.offset, *plat.its_doorbells,
-                            *plat.v2m_doorbells}
+                            *plat.v2m_doorbells, *plat.hv_doorbells}
         self._sub = plat.observe(self._on_event, [EventKind.LPI_PENDING, EventKind.IGNORED,
                                                   EventKind.ACK, EventKind.LPI_CLEARED,
                                                   EventKind.SPI_PENDING, EventKind.SPI_CLEARED])
@@ -146,7 +148,7 @@ class InvariantChecker:
             kern.lpi.allocator.observers.append(self._on_alloc)
             for base, size in kern.lpi.allocator.allocated_blocks():
                 self._allocated.update(range(base, base + size))
-        for spi_msi in (kern.mbi, kern.v2m):
+        for spi_msi in (kern.mbi, kern.v2m, kern.hv):
             if spi_msi is not None:
                 spi_msi.allocator.observers.append(self._on_mbi_alloc)
                 self._mbi.update(spi_msi.allocator.allocated())

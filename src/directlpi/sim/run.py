@@ -358,6 +358,7 @@ class RunReport:
             "violations": [v.as_dict() for v in self.violations],
             "security": {
                 "msi_isolation": any(k.msi_isolated(d.device) for d in run.drivers.values()),
+                "host_isolation": k.hv is not None,
                 "spoofed_msis": [s.as_dict() for s in run.plat.spoofed_msis],
                 "spoofs_reaching_a_handler": list(run.checker.spoof_reached),
                 "spoof_attempts": self.spoof_attempts(),
@@ -419,7 +420,10 @@ class RunReport:
                "gicv2m": "GICv2m: any bus master can write any of a frame's SPIs into its "
                          "MSI_SETSPI_NS",
                "its": "ITS: the DeviceID comes from the bus, so a device reaches only the "
-                      "events of its own table"}
+                      "events of its own table",
+               "spi-pv": "SPI-PV: the kernel claims none, but the host owns every vPCI "
+                         "function's real MSI and looks each write up in what it granted "
+                         "that function: a vPCI device reaches only its own guest SPIs"}
         reasons = [why[p] for p in d["platform"]["msi_provider"].split("+") if p in why]
         out += ["", "security:",
                 f"  MSI isolation: {'yes' if sec['msi_isolation'] else 'no'}"
@@ -428,7 +432,8 @@ class RunReport:
             bell = s.get("doorbell", "GICR_SETLPIR")
             target = f"CPU{s['target_cpu']}" if bell == "GICR_SETLPIR" else bell
             what = ("which under its own DeviceID reaches" if bell == "GITS_TRANSLATER"
-                    else "the INTID of")
+                    else "which the host looks up for the writer:" if
+                    bell == "HV_MSI_DOORBELL" else "the INTID of")
             out.append(f"  spoofed MSI: {s['master']} wrote {s['data']} to {s['address']:#x} "
                        f"({target}), {what} {s['victim']}: {s['reason']}")
         for r in sec["spoofs_reaching_a_handler"]:

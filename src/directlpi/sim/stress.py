@@ -9,14 +9,14 @@ drive the same code) and accepts exactly the refusals the kernel documents (an
 errno *and* the reason); anything else propagates as a finding.
 
 The board is Direct LPI (the default board), MBI (the MBI-only board), an ITS
-(``its.dts``) or GICv2m (``gicv2m.dts``), with
+(``its.dts``), GICv2m (``gicv2m.dts``) or the Hyper-V SPI route (``hyperv-spi.dts``), with
 posted writes on or off and EnableLPIs clearable or not.  Operations: bind, unbind,
 traffic, mask/unmask, disable/enable, move (forced too: of shut-down vectors),
 set/clear pending, retrigger, CPU offline/online, stray writes to any INTID on any
 RD by an unknown bus master (any SPI into the MBI or GICv2m doorbell; any EventID into
-GITS_TRANSLATER, by an unknown master and by a known device), replays of a message a
-device held before, kexec with pending state left behind, and running the machine (the
-checker's end-of-run check).
+GITS_TRANSLATER or any handle into the host's doorbell, by an unknown master and by a
+known device), replays of a message a device held before, kexec with pending state left
+behind, and running the machine (the checker's end-of-run check).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from directlpi.sim.invariants import InvariantChecker, Violation
 
 DEVICES = ("x", "m", "p", "d")
 #: Boards other than the default (Direct LPI) one, by name.
-BOARD_FILES = {"mbi": "mbi-only.dts", "its": "its.dts", "gicv2m": "gicv2m.dts"}
+BOARD_FILES = {"mbi": "mbi-only.dts", "its": "its.dts", "gicv2m": "gicv2m.dts",
+               "spi-pv": "hyperv-spi.dts"}
 DEVICE_BDFS = ("0000:00:01.0", "0000:00:02.0", "0000:00:03.0")
 STRANGER = "0000:00:1f.7"
 """A bus master no driver knows (an unassigned function, a DMA engine gone rogue)."""
@@ -203,6 +204,12 @@ class StackExerciser:
             frame = p.machine.v2m[cpu % len(p.machine.v2m)]
             base = p.machine.config.v2m_frames[frame.index][0]
             p.bus.write(base + V2M.MSI_SETSPI_NS.offset, 32 + intid % 988, 4, master=STRANGER)
+        elif self.board == "spi-pv":
+            # The host's doorbell, any handle: an unknown master's is dropped, a known
+            # device reaches only what the host granted it.
+            bell = next(iter(p.hv_doorbells))
+            p.bus.write(bell, intid % 64, 4, master=STRANGER)
+            p.bus.write(bell, intid % 64, 4, master=DEVICE_BDFS[cpu % len(DEVICE_BDFS)])
         elif self.board == "its":
             # No DeviceID: the ITS drops it.  And a known device writing any EventID: it
             # can only reach its own table.

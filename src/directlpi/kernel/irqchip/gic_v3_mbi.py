@@ -161,6 +161,10 @@ class SpiMsi(ABC):
     ``ranges``; the subclass says which doorbell serves an SPI."""
 
     NAME = "SPI-MSI"
+    CHIP_NAME = ""
+    """The nexus chip's name (``NAME`` if empty)."""
+    COMPOSES = True
+    """Whether the nexus chip composes the message (doorbell, SPI INTID)."""
 
     def __init__(self, kernel: Kernel, fwnode: Fwnode, ranges: tuple[tuple[int, int], ...],
                  prefix: str, allocator: MbiAllocator | None = None) -> None:
@@ -169,16 +173,21 @@ class SpiMsi(ABC):
         self.fwnode = fwnode
         self.allocator = allocator or MbiAllocator(ranges)
         self.chip = IrqChip(
-            name=self.NAME, irq_mask=irq_chip_mask_parent, irq_unmask=irq_chip_unmask_parent,
+            name=self.CHIP_NAME or self.NAME, irq_mask=irq_chip_mask_parent,
+            irq_unmask=irq_chip_unmask_parent,
             irq_eoi=irq_chip_eoi_parent, irq_set_type=irq_chip_set_type_parent,
             irq_set_affinity=irq_chip_set_affinity_parent,
             irq_retrigger=irq_chip_retrigger_hierarchy,
-            irq_compose_msi_msg=self.compose_msi_msg,
+            irq_compose_msi_msg=self.compose_msi_msg if self.COMPOSES else None,
             irq_set_irqchip_state=irq_chip_set_parent_state,
             irq_get_irqchip_state=irq_chip_get_parent_state, flags=IRQCHIP_SKIP_SET_WAKE)
         self.nexus = kernel.irq.create_domain(
             self.NAME, fwnode, IrqDomainOps(alloc=self._alloc, free=self._free),
             parent=kernel.gic.domain, host_data=self, bus_token=DomainBusToken.NEXUS)
+        self._msi_domains(kernel, fwnode, prefix)
+
+    def _msi_domains(self, kernel: Kernel, fwnode: Fwnode, prefix: str) -> None:
+        """The MSI domains on top of the nexus: PCI-MSI and platform-MSI."""
         pci_chip = kernel.pci.msi_chip(f"{prefix}-PCI-MSI", msi_domain_set_affinity)
         flags = (MSI_FLAG_USE_DEF_DOM_OPS | MSI_FLAG_USE_DEF_CHIP_OPS | MSI_FLAG_PCI_MSIX
                  | MSI_FLAG_MULTI_PCI_MSI)
@@ -191,11 +200,14 @@ class SpiMsi(ABC):
                                   self.nexus, DomainBusToken.PLATFORM_MSI)
 
     @abstractmethod
-    def doorbell(self, spi: int) -> int:
-        """The address a device writes SPI ``spi``'s INTID to."""
+    def doorbell(self, spi: int) -> int | None:
+        """The address a device writes SPI ``spi``'s INTID to (None: the provider does not
+        know it -- a host chooses the message)."""
 
     def compose_msi_msg(self, d: IrqData, msg: MsiMsg) -> None:
-        msg.address = self.doorbell(d.hwirq)
+        bell = self.doorbell(d.hwirq)
+        assert bell is not None
+        msg.address = bell
         msg.data = d.hwirq
 
     def _alloc(self, domain: IrqDomain, virq: int, nr_irqs: int, arg: Any) -> None:
@@ -214,7 +226,8 @@ class SpiMsi(ABC):
                 slots = [(b, b.first) for b in blocks]
             for b in blocks:
                 bell = self.doorbell(b.first)
-                if arg.address_limit is not None and bell >= arg.address_limit:
+                if bell is not None and arg.address_limit is not None and \
+                        bell >= arg.address_limit:
                     raise KernelError(f"{arg.dev_name}: the {self.NAME} doorbell at {bell:#x} "
                                       "is out of the device's MSI address reach", errno.EINVAL)
             for i, (block, spi) in enumerate(slots):

@@ -1,0 +1,136 @@
+"""The vPCI bus of a Hyper-V-style host: a host bridge whose functions' MSI messages the
+host owns (see :mod:`directlpi.hw.hv_vpci` for the host itself).
+
+Config space and BARs are emulated by the host.  The model presents them as an ECAM
+host bridge (Hyper-V's is a per-function 4 KiB window: the same accesses, each one a
+trap).  The guest's writes of a function's *MSI message* -- MSI Message Address and
+Data and Multiple Message Enable, the MSI-X entries' address and data words -- land in
+a shadow the guest reads back, and never reach the function: the host programs those
+itself (:meth:`HvVpciBridge.program_msi`), from the guest's create-interrupt messages.
+Everything else -- the MSI and MSI-X enables, MSI mask bits, MSI-X vector control, BARs
+-- reaches the function as the guest wrote it.
+"""
+
+from __future__ import annotations
+
+from directlpi.devices.pci import (
+    MSI_CAP_OFFSET,
+    PCI_MSI_ADDRESS_HI,
+    PCI_MSI_ADDRESS_LO,
+    PCI_MSI_FLAGS,
+    PCI_MSI_FLAGS_QSIZE,
+    PCI_MSIX_ENTRY_DATA,
+    PCI_MSIX_ENTRY_LOWER_ADDR,
+    PCI_MSIX_ENTRY_SIZE,
+    PCI_MSIX_ENTRY_UPPER_ADDR,
+    PCI_MSIX_ENTRY_VECTOR_CTRL,
+    PciFunction,
+    PciHostBridge,
+)
+
+_FLAGS = MSI_CAP_OFFSET + PCI_MSI_FLAGS
+Key = tuple[int, int, int]
+
+
+class HvVpciBridge(PciHostBridge):
+    """The vPCI bus: a host bridge whose functions' MSI message registers the host owns."""
+
+    def __init__(self, *, ecam_base: int, ecam_size: int, mem_base: int, mem_size: int,
+                 segment: int = 0) -> None:
+        super().__init__(ecam_base=ecam_base, ecam_size=ecam_size, mem_base=mem_base,
+                         mem_size=mem_size, segment=segment)
+        #: The guest's view of each function's MSI message registers:
+        #: (function, "cfg" | "bar", offset) -> the value the guest last wrote.
+        self._shadow: dict[tuple[Key, str, int], int] = {}
+        self.ecam_window.window_name = "PCI ECAM (vPCI)"
+        self.mem_window.window_name = "PCI MMIO (vPCI)"
+
+    # -- the host's side ------------------------------------------------------------------------
+
+    def function_at(self, wslot: int) -> PciFunction | None:
+        """The function whose requester ID (bus << 8 | devfn) is ``wslot``."""
+        return self.functions.get((wslot >> 8 & 0xFF, wslot >> 3 & 0x1F, wslot & 7))
+
+    def all_functions(self) -> list[PciFunction]:
+        return list(self.functions.values())
+
+    def program_msi(self, fn: PciFunction, index: int, msix: bool, count: int, address: int,
+                    data: int) -> None:
+        """The host writes ``fn``'s real message registers (MSI-X entry ``index``, or the MSI
+        capability with Multiple Message Enable for ``count`` vectors); address 0
+        unprograms them."""
+        if msix:
+            entry = index * PCI_MSIX_ENTRY_SIZE
+            fn.bar_write(entry + PCI_MSIX_ENTRY_LOWER_ADDR, address & 0xFFFF_FFFF, 4)
+            fn.bar_write(entry + PCI_MSIX_ENTRY_UPPER_ADDR, address >> 32, 4)
+            fn.bar_write(entry + PCI_MSIX_ENTRY_DATA, data, 4)
+            return
+        flags = fn.cfg_read(_FLAGS, 2) & ~PCI_MSI_FLAGS_QSIZE
+        mme = (count - 1).bit_length() if address else 0
+        fn.cfg_write(_FLAGS, flags | mme << 4, 2)
+        fn.cfg_write(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO, address & 0xFFFF_FFFF, 4)
+        if fn.msi_64bit:
+            fn.cfg_write(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_HI, address >> 32, 4)
+        fn.cfg_write(fn.msi_data_offset, data, 2)
+
+    def guest_view(self, fn: PciFunction) -> dict[str, int]:
+        """What the guest last wrote into ``fn``'s MSI message registers, by
+        ``"cfg:<offset>"`` / ``"bar:<offset>"``."""
+        key = self._key(fn)
+        return {f"{where}:{reg:#x}": v for (k, where, reg), v in self._shadow.items()
+                if k == key}
+
+    def _key(self, fn: PciFunction) -> Key:
+        return next(k for k, f in self.functions.items() if f is fn)
+
+    # -- the guest's accesses -------------------------------------------------------------------
+
+    @staticmethod
+    def _msi_message_reg(fn: PciFunction, reg: int) -> bool:
+        return bool(fn.msi_vectors) and (MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO <= reg
+                                         < fn.msi_data_offset + 2)
+
+    @staticmethod
+    def _msix_message_word(fn: PciFunction, reg: int) -> bool:
+        return (bool(fn.msix_vectors) and reg < fn.msix_vectors * PCI_MSIX_ENTRY_SIZE
+                and reg % PCI_MSIX_ENTRY_SIZE != PCI_MSIX_ENTRY_VECTOR_CTRL)
+
+    def _ecam_read(self, off: int, size: int) -> int:
+        fn, reg = self._decode(off)
+        value = super()._ecam_read(off, size)
+        if fn is None:
+            return value
+        key = self._key(fn)
+        if self._msi_message_reg(fn, reg):
+            return self._shadow.get((key, "cfg", reg), 0) & ((1 << (8 * size)) - 1)
+        if fn.msi_vectors and reg == _FLAGS and size == 2:
+            qsize = self._shadow.get((key, "cfg", reg), 0) & PCI_MSI_FLAGS_QSIZE
+            return (value & ~PCI_MSI_FLAGS_QSIZE) | qsize
+        return value
+
+    def _ecam_write(self, off: int, value: int, size: int) -> None:
+        fn, reg = self._decode(off)
+        if fn is None:
+            return
+        key = self._key(fn)
+        if self._msi_message_reg(fn, reg):
+            self._shadow[(key, "cfg", reg)] = value
+            return
+        if fn.msi_vectors and reg == _FLAGS and size == 2:
+            self._shadow[(key, "cfg", reg)] = value & PCI_MSI_FLAGS_QSIZE
+            value = (value & ~PCI_MSI_FLAGS_QSIZE) | (fn.cfg_read(reg, 2) & PCI_MSI_FLAGS_QSIZE)
+        fn.cfg_write(reg, value, size)
+
+    def _mem_read(self, off: int, size: int) -> int:
+        fn, reg = self._bar_owner(off)
+        if fn is not None and size == 4 and self._msix_message_word(fn, reg):
+            fn.land_posted()
+            return self._shadow.get((self._key(fn), "bar", reg), 0)
+        return super()._mem_read(off, size)
+
+    def _mem_write(self, off: int, value: int, size: int) -> None:
+        fn, reg = self._bar_owner(off)
+        if fn is not None and size == 4 and self._msix_message_word(fn, reg):
+            self._shadow[(self._key(fn), "bar", reg)] = value
+            return
+        super()._mem_write(off, value, size)
