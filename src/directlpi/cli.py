@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus", type=int, default=None, help="override the scenario's CPU count")
     run.add_argument("--platform", type=Path, default=None, metavar="BOARD",
                      help="run on this devicetree (.dts or .dtb) instead of the default board")
+    run.add_argument("--provider", default=None, metavar="NAME",
+                     help="the LPI MSI provider to boot with: direct-lpi (what the default "
+                          "board describes) or rfc-v1 (the 2021 RFC replayed in its place, "
+                          "its review's objections reported: docs/rfc-v1.md)")
     run.add_argument("--posted-writes", action="store_true",
                      help="hold MSIs in the interconnect, landing later in PCIe order "
                           "(overrides the scenario's [platform] posted_writes)")
@@ -219,6 +223,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from directlpi.sim.scenario import DEFAULT_SCENARIO, load_scenario
 
     scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+    from directlpi.kernel.kernel import MSI_PROVIDERS
+    if args.provider is not None and args.provider not in MSI_PROVIDERS:
+        raise DirectLPIError(f"--provider {args.provider}: unknown MSI provider (known: "
+                             f"{', '.join(MSI_PROVIDERS)})")
     if args.cpus is not None and not 1 <= args.cpus <= 512:
         raise DirectLPIError(f"--cpus {args.cpus}: the platform takes 1..512 CPUs")
     trace = None
@@ -236,7 +244,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 raise DirectLPIError(f"--trace {args.trace}: {exc.strerror}",
                                      exc.errno or 2) from None
         report = ScenarioRun(scenario, cpus=args.cpus, trace=trace, platform=args.platform,
-                             posted_writes=True if args.posted_writes else None).run()
+                             posted_writes=True if args.posted_writes else None,
+                             provider=args.provider).run()
     finally:
         if trace is not None and not to_stdout:
             trace.close()

@@ -16,6 +16,7 @@ from directlpi.kernel.irq.chip import IRQ_SET_MASK_OK_DONE
 from directlpi.kernel.irq.desc import IRQ_HANDLED, IrqData
 from directlpi.kernel.irqchip import direct_lpi
 from directlpi.kernel.irqchip.direct_lpi import DirectLpi, LpiGroup
+from directlpi.kernel.msi import MsiMsg
 from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
 from directlpi.sim.invariants import InvariantChecker
 from directlpi.sim.run import ScenarioRun
@@ -76,6 +77,14 @@ class UnmaskDiscards(DirectLpi):
         super().unmask(d)
 
 
+class ComposesTheNextIntid(DirectLpi):
+    """Composes each vector's message with the INTID after its own (an off-by-one)."""
+
+    def compose_msi_msg(self, d: IrqData, msg: MsiMsg) -> None:
+        super().compose_msi_msg(d, msg)
+        msg.data += 1
+
+
 @pytest.fixture
 def broken(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``broken(Variant)``: the next kernels booted use that Direct LPI variant."""
@@ -127,6 +136,19 @@ def test_affinity_change_without_rewriting_the_device_is_caught(broken: Any) -> 
     run = ScenarioRun(load_scenario(DEFAULT_SCENARIO))
     run.run()
     assert "stale-message" in kinds(run)
+
+
+def test_a_message_naming_another_vectors_intid_is_misdirected(broken: Any) -> None:
+    """The device sends what the kernel composed, and it names an INTID the vector does
+    not own: the vector never gets it (another does, or nobody)."""
+    broken(ComposesTheNextIntid)
+    run = ScenarioRun(load_scenario(DEFAULT_SCENARIO))
+    run.run()
+    bad = [v for v in run.checker.violations if v.invariant == "misdirected-message"]
+    assert bad and all("the message the kernel composed for IRQ" in v.detail for v in bad)
+    # One report per vector and message, however often the device sends it.
+    assert len({(v.virq, v.detail) for v in bad}) == len(bad)
+    assert any("nic vector 1" in v.detail for v in bad)     # vector 0's message: vector 1's LPI
 
 
 def test_pending_state_left_for_the_next_owner_is_caught(broken: Any) -> None:

@@ -26,6 +26,7 @@ from directlpi.kernel.irq.core import IrqAffinityDesc, IrqCore
 from directlpi.kernel.irq.desc import IRQD_ACTIVATED, Cpumask, Handler, IrqDesc
 from directlpi.kernel.irq.domain import (
     IRQ_DOMAIN_FLAG_ISOLATED_MSI,
+    Fwnode,
     IrqDomain,
     IrqFwspec,
     irq_domain_activate_irq,
@@ -40,6 +41,7 @@ from directlpi.kernel.irqchip.gic_v3 import GicV3
 from directlpi.kernel.irqchip.gic_v3_its import Its, its_init, its_probe
 from directlpi.kernel.irqchip.gic_v3_lpi import MAX_LPI_ID_BITS, LpiInfrastructure
 from directlpi.kernel.irqchip.gic_v3_mbi import Mbi, mbi_init
+from directlpi.kernel.irqchip.rfc_v1 import RfcV1, rfc_v1_init, rfc_v1_wants_lpis
 from directlpi.kernel.mm import PhysAllocator
 from directlpi.kernel.msi import MsiAllocInfo, MsiDesc, MsiDomain, MsiMsg, msi_alloc_descs
 from directlpi.kernel.pci import PciSubsystem
@@ -77,6 +79,10 @@ class BusAccess(Protocol):
     def write(self, addr: int, value: int, size: int, master: str | None = None) -> None: ...
 
 
+MSI_PROVIDERS = ("direct-lpi", "rfc-v1")
+"""What ``BootParams.msi_provider`` accepts."""
+
+
 @dataclass(frozen=True)
 class BootParams:
     """Kernel command line, in effect."""
@@ -89,6 +95,15 @@ class BootParams:
     """Cap on LPI INTID bits (the table size), as Linux's 16-bit cap."""
     memreserve: tuple[tuple[int, int], ...] = field(default=())
     """Ranges a previous kernel reserved (handed over by kexec)."""
+    msi_provider: str = "direct-lpi"
+    """The LPI MSI provider to bring up when there is no ITS: "direct-lpi" (R1..R11, only
+    when firmware describes it) or "rfc-v1" (the 2021 RFC replayed in its place,
+    :mod:`~directlpi.kernel.irqchip.rfc_v1`).  Anything else: KernelError (EINVAL)."""
+
+    def __post_init__(self) -> None:
+        if self.msi_provider not in MSI_PROVIDERS:
+            raise KernelError(f"unknown MSI provider {self.msi_provider!r} (known: "
+                              f"{', '.join(MSI_PROVIDERS)})", errno.EINVAL)
 
 
 P = ParamSpec("P")
@@ -150,6 +165,10 @@ class Kernel:
         self.smp = Smp(self)
         self.lpi: LpiInfrastructure | None = None
         self.direct_lpi: DirectLpi | None = None
+        self.rfc_v1: RfcV1 | None = None
+        #: IORT MSI domain tokens, GIC ITS ID -> (base, domain fwnode)
+        #: (``iort_register_domain_token``): how ACPI finds an ITS's MSI domain.
+        self.iort_domain_tokens: dict[int, tuple[int, Fwnode]] = {}
         self.mbi: Mbi | None = None
         self.its: Its | None = None
         self.v2m: GicV2m | None = None
@@ -302,9 +321,13 @@ class Kernel:
             self.gic.init_bases()
             self.gic.cpu_init(boot)
             its_nodes = its_probe(self) if self.board.gic.its and self.gic.has_lpis else []
-            if self._want_lpis(its_nodes):
+            rfc = self.params.msi_provider == "rfc-v1"
+            if (rfc and rfc_v1_wants_lpis(self, its_nodes)) or self._want_lpis(its_nodes):
                 self._init_lpis()
-            self.direct_lpi = direct_lpi_init(self)
+            if rfc:
+                self.rfc_v1 = rfc_v1_init(self, its_nodes)
+            else:
+                self.direct_lpi = direct_lpi_init(self)
             self.its = its_init(self, its_nodes)
             self.mbi = mbi_init(self)
             self.v2m = gicv2m_init(self)
@@ -567,7 +590,7 @@ class Kernel:
     def _platform_msi_domain(self) -> MsiDomain:
         """Direct LPI's platform-MSI domain, else the ITS's, MBI's, GICv2m's (platform
         devices are not in the devicetree, so there is no msi-parent to choose by)."""
-        provider = self.direct_lpi or self.its or self.mbi or self.v2m
+        provider = self.direct_lpi or self.rfc_v1 or self.its or self.mbi or self.v2m
         if provider is None:
             raise KernelError("no platform-MSI domain: no MSI provider was registered",
                               errno.ENOSPC)
@@ -612,6 +635,15 @@ class Kernel:
         self.irq.irq_domain_free_irqs(virq, nvec)
         del self._platform_irqs[name]
 
+    def msi_irqs_of(self, master: str) -> list[int]:
+        """The MSI virqs the kernel allocated for bus master ``master`` (a PCI function's
+        BDF, a platform device's name), in vector order."""
+        dev = self.pci.devices.get(master)
+        if dev is not None:
+            return list(dev.irqs)
+        virq, nvec = self._platform_irqs.get(master, (0, 0))
+        return list(range(virq, virq + nvec))
+
     def get_cached_msi_msg(self, irq: int) -> MsiMsg:
         """The message the MSI layer composed for ``irq`` (``.address``, ``.data``)."""
         desc = self.irq.irq_to_desc(irq)
@@ -623,6 +655,14 @@ class Kernel:
         if msg is None:
             raise KernelError(f"irq {irq}: no message composed (not activated)", errno.EINVAL)
         return msg.copy()
+
+    def iort_register_domain_token(self, trans_id: int, base: int, fwnode: Fwnode) -> None:
+        """``iort_register_domain_token``: the MSI domain of GIC ITS ``trans_id`` (its
+        GITS_TRANSLATER page at ``base``).  EEXIST when that ID has one already."""
+        if trans_id in self.iort_domain_tokens:
+            raise KernelError(f"IORT: ITS ID {trans_id} already has a domain token",
+                              errno.EEXIST)
+        self.iort_domain_tokens[trans_id] = (base, fwnode)
 
     def _msi_domain_of(self, dev: Any) -> IrqDomain | None:
         try:
@@ -681,9 +721,10 @@ class Kernel:
 
     @property
     def msi_provider(self) -> str:
-        """The MSI providers registered, joined by "+": "direct-lpi", "its", "mbi",
-        "gicv2m", "spi-pv" (e.g. "direct-lpi+mbi"), or "none"."""
-        names = [n for n, p in (("direct-lpi", self.direct_lpi), ("its", self.its),
+        """The MSI providers registered, joined by "+": "direct-lpi", "rfc-v1", "its", "mbi",
+        "gicv2m" (e.g. "direct-lpi+mbi"), or "none"."""
+        names = [n for n, p in (("direct-lpi", self.direct_lpi), ("rfc-v1", self.rfc_v1),
+                                ("its", self.its),
                                 ("mbi", self.mbi), ("gicv2m", self.v2m),
                                 ("spi-pv", self.hv)) if p is not None]
         return "+".join(names) or "none"

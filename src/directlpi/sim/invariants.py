@@ -29,7 +29,10 @@ handed out (wired SPIs are not tracked):
 * **no INTID allocated twice**;
 * **no stale message** -- a device issues an LPI only to the RD the kernel routes it
   to (else an affinity change did not reach the device).  An MBI's address (the
-  distributor) does not depend on the target, so it cannot go stale.
+  distributor) does not depend on the target, so it cannot go stale;
+* **no misdirected message** -- a message the kernel composed for a vector names that
+  vector's interrupt: sent by its device, it reaches the vector's INTID (its LPI,
+  SPI, or the LPI its EventID maps to), not another one or none.
 
 Writes are judged when the device *issues* them (the platform's audit rule: a
 message it is programmed to send now, naming an INTID it owns now), and attributed
@@ -60,6 +63,12 @@ if TYPE_CHECKING:
 _WRITE_OUTCOMES = ("already-pending", "lpis-disabled", "unimplemented-intid", "invalid-spi")
 _WRITE_REGISTERS = ("GICR_SETLPIR", "GICD_SETSPI_NSR", "MSI_SETSPI_NS", "its",
                     "HV_MSI_DOORBELL")
+
+#: Audit verdicts of a message the device *is* programmed to send, naming an interrupt
+#: it does not own (checked against what the kernel composed: ``misdirected-message``).
+_MISDIRECTED = ("names an INTID this device does not own",
+                "names an EventID this device has no LPI mapped for",
+                "names an interrupt the host did not grant this device")
 
 # What a landed write was, for the INTID it names.
 OWNED = "owned"          # the owner's device, or the kernel: owed a handler run
@@ -127,6 +136,7 @@ class InvariantChecker:
         self._epoch: Counter[int] = Counter()
         self.totals: Counter[str] = Counter()
         self.violations: list[Violation] = []
+        self._misdirected_seen: set[tuple[int, int, int]] = set()
         #: Security findings: a spoofed write made a victim's handler run, or was
         #: delivered while the victim had it masked.
         self.spoof_reached: list[dict[str, Any]] = []
@@ -199,15 +209,59 @@ class InvariantChecker:
         if intid is None:
             intid = -1                  # an EventID the writer's table does not map
         self._verdicts[master].append((verdict, self._epoch[intid]))
-        if verdict is not None or cpu < 0:
+        if verdict in _MISDIRECTED:
+            self._misdirected(addr, value, master, intid)
+        if verdict is not None:
             return
         desc = self._desc(intid)
+        if desc is not None and self._composed(desc.irq) != (addr, value & 0xFFFF_FFFF):
+            # The device owns the INTID, but the message is not the one composed for it:
+            # perhaps another of its vectors' (checked), or a stale one (below).
+            self._misdirected(addr, value, master, intid)
+        if cpu < 0:
+            return
         routed = desc.irq_data.common.effective_affinity if desc is not None else frozenset()
         if routed and cpu not in routed:
             self._violate("stale-message", intid, cpu,
                           f"{master} wrote LPI {intid} to CPU{cpu}'s GICR_SETLPIR, but the "
                           f"kernel routes IRQ {desc.irq if desc else '?'} to CPU{min(routed)}: "
                           "the device was not rewritten")
+
+    def _misdirected(self, addr: int, value: int, master: str, intid: int) -> None:
+        """The device sends a message the kernel composed for one of its vectors, and it
+        does not reach that vector's interrupt: whatever the handler owes is lost."""
+        k = self.kern
+        for virq in k.msi_irqs_of(master):
+            if self._composed(virq) != (addr, value & 0xFFFF_FFFF):
+                continue
+            desc = k.irq_to_desc(virq)
+            assert desc is not None
+            if desc.levels()[-1].hwirq == intid:
+                return                  # composed for the INTID it names: fine
+            key = (virq, addr, value & 0xFFFF_FFFF)
+            if key in self._misdirected_seen:
+                return                  # reported once per vector and message
+            self._misdirected_seen.add(key)
+            hwirq = desc.levels()[-1].hwirq
+            if intid < 0:
+                names = "no interrupt"
+            elif addr in self._setlpir and intid < LPI_BASE:
+                names = f"INTID {intid}, not an LPI (the redistributor ignores it)"
+            else:
+                owner = self.plat.owner_of(intid, 0 if intid >= LPI_BASE else -1)
+                names = f"INTID {intid} ({owner})"
+            self._violate("misdirected-message", hwirq, None,
+                          f"{master} sends {value & 0xFFFF_FFFF:#x} to {addr:#x}, the message "
+                          f"the kernel composed for IRQ {virq} ({_kind(hwirq)} {hwirq}), but it "
+                          f"names {names}: IRQ {virq} never gets it")
+            return
+
+    def _composed(self, virq: int) -> tuple[int, int] | None:
+        """The (address, data) the kernel's MSI domain composed for ``virq``, if any."""
+        desc = self.kern.irq_to_desc(virq)
+        dom = desc.irq_data.domain if desc is not None else None
+        cached = getattr(getattr(dom, "host_data", None), "cached", {}).get(virq)
+        return None if cached is None else (cached.address, cached.data)
 
     def _on_land(self, addr: int, value: int, size: int, master: str) -> None:
         if self._doorbell(addr) is not None:

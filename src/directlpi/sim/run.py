@@ -6,14 +6,15 @@ lpi_id_bits, its}, ``irqs`` [{virq, hwirq (the MSI domain's number, as
 effective_cpu, msi {address, data}, counts}], ``totals`` {msis_written, handled,
 lost, spurious, coalesced}, ``violations`` [...], ``security`` {msi_isolation,
 spoofed_msis, spoofs_reaching_a_handler, spoof_attempts}; plus ``scenario``, ``steps`` and
-``proc_interrupts``.
+``proc_interrupts``, and ``review_findings`` (the 2021 review's objections the run
+tripped, :mod:`directlpi.sim.review`).
 """
 
 from __future__ import annotations
 
 import errno
 import html
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 from directlpi.devices.pci import PciFunction
 from directlpi.devices.platform_msi import PlatformMsiDevice
 from directlpi.errors import DirectLPIError
-from directlpi.firmware.devicetree import load_board
+from directlpi.firmware.devicetree import DtBoard, load_board
 from directlpi.hw.events import Event, EventKind
 from directlpi.kernel.irq.affinity import IrqAffinity
 from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
@@ -32,6 +33,8 @@ from directlpi.kernel.msi import MsiDesc, MsiMsg
 from directlpi.kernel.pci import PCI_IRQ_AFFINITY, PCI_IRQ_MSI, PCI_IRQ_MSIX
 from directlpi.platform import Platform
 from directlpi.sim.invariants import InvariantChecker
+from directlpi.sim.review import ReviewWatch, objection_of
+from directlpi.sim.review import boot as boot_with_provider
 from directlpi.sim.scenario import (
     DEFAULT_SCENARIO,
     AffinityStep,
@@ -81,11 +84,13 @@ class ScenarioRun:
     """One run of a scenario: platform, kernel, drivers, checker, outcomes."""
 
     def __init__(self, scenario: Scenario, cpus: int | None = None,
-                 trace: TextIO | None = None, platform: Path | None = None,
-                 posted_writes: bool | None = None) -> None:
-        """``platform``: a devicetree (``.dts``/``.dtb``) to run on instead of the default
-        board; it then says how many CPUs there are (``cpus`` must be None) and what the
-        silicon is (the scenario's ``lpi_id_bits`` applies unless its
+                 trace: TextIO | None = None, platform: Path | DtBoard | None = None,
+                 posted_writes: bool | None = None, provider: str | None = None) -> None:
+        """``provider``: the LPI MSI provider to boot with ("direct-lpi", "rfc-v1": the
+        2021 RFC replayed, see :mod:`directlpi.sim.review`); None: what firmware describes.
+        ``platform``: a devicetree (``.dts``/``.dtb``, or a board already read) to run on
+        instead of the default board; it then says how many CPUs there are (``cpus`` must
+        be None) and what the silicon is (the scenario's ``lpi_id_bits`` applies unless its
         ``directlpi,hardware-model`` node sets them).  ``posted_writes`` overrides the
         scenario's ``[platform] posted_writes``."""
         self.scenario = scenario
@@ -97,7 +102,7 @@ class ScenarioRun:
             if cpus is not None:
                 raise ScenarioError("--cpus and --platform conflict: the board file says how "
                                     "many CPUs there are")
-            dt = load_board(platform)
+            dt = platform if isinstance(platform, DtBoard) else load_board(platform)
             hw = {} if "lpi_id_bits" in dt.hardware else {"lpi_id_bits": board.lpi_id_bits}
             ncpus = len(dt.board.cpus)
             scenario.check_cpus(ncpus)
@@ -117,10 +122,12 @@ class ScenarioRun:
             else:
                 dev = self.plat.add_platform_device(spec.name, spec.slots)
             self.drivers[spec.name] = Driver(spec.name, dev, spec)
-        self.kern: Kernel = self.plat.boot()
+        self.kern: Kernel = boot_with_provider(self.plat, provider)
         if trace is not None:
             self._trace(trace)
         self.checker = InvariantChecker(self.plat)
+        #: The review's objections, as the run shows them (docs/rfc-v1.md).
+        self.review = ReviewWatch(self.plat, self.checker, self.drivers)
         self.outcomes: list[StepOutcome] = []
         #: The scenario's spoof steps: who wrote whose message, and the victim's IRQ.
         self.spoof_attempts: list[dict[str, Any]] = []
@@ -185,6 +192,8 @@ class ScenarioRun:
                 self._play(i, step)
             self.plat.run_until_idle()
             self.checker.check()          # at every idle point, not only at the end
+            self.review.idle()
+        self.review.finish()
         return RunReport(self)
 
     def _play(self, i: int, step: Any) -> None:
@@ -198,7 +207,8 @@ class ScenarioRun:
                                              status="skipped", **meta))
             return
         try:
-            result = self._do(step)
+            with self.review.step(step):
+                result = self._do(step)
         except DirectLPIError as exc:
             if step.expect_error == exc.errno_name:
                 self.outcomes.append(StepOutcome(i, step.at, what,
@@ -306,7 +316,9 @@ class RunReport:
     def __init__(self, run: ScenarioRun) -> None:
         self.run = run
         self.violations = run.checker.violations
-        self.ok = not self.violations
+        #: The review's objections the run tripped (docs/rfc-v1.md).
+        self.findings = run.review.findings
+        self.ok = not self.violations and not self.findings
 
     def irqs(self) -> list[dict[str, Any]]:
         k = self.run.kern
@@ -336,7 +348,8 @@ class RunReport:
     def spoof_attempts(self) -> list[dict[str, Any]]:
         """Each spoof step, and whether it reached its victim (the victim's handler ran,
         or it was delivered while masked, for a spoofed write)."""
-        reached = {r["virq"] for r in self.run.checker.spoof_reached}
+        reached = {r["virq"] for r in self.run.checker.spoof_reached[
+            :self.run.review.spoofs_before_probe]}          # not the review's probe
         return [{"attacker": a["attacker"], "victim": a["victim"], "address": a["address"],
                  "data": a["data"], "reached_victim": a["victim_virq"] in reached}
                 for a in self.run.spoof_attempts]
@@ -355,7 +368,8 @@ class RunReport:
             "irqs": self.irqs(),
             "totals": {key: totals[key] for key in ("msis_written", "handled", "lost",
                                                     "spurious", "coalesced")},
-            "violations": [v.as_dict() for v in self.violations],
+            "violations": [{**v.as_dict(), "review": objection_of(v)} for v in self.violations],
+            "review_findings": [f.as_dict() for f in self.findings],
             "security": {
                 "msi_isolation": any(k.msi_isolated(d.device) for d in run.drivers.values()),
                 "host_isolation": k.hv is not None,
@@ -408,11 +422,12 @@ class RunReport:
         out.append(f"  MSIs written {t['msis_written']}, handler runs {t['handled']}, coalesced "
                    f"{t['coalesced']}, lost {t['lost']}, spurious {t['spurious']}")
         if self.violations:
-            out += [f"  VIOLATION {v}" for v in self.violations]
+            out += [f"  VIOLATION {v}" + (f" (review: {r})" if (r := objection_of(v)) else "")
+                    for v in self.violations]
         else:
             out.append("  every invariant holds: no lost interrupt, no spurious handler run, "
                        "nothing delivered while masked, no INTID allocated twice, no stale "
-                       "message")
+                       "or misdirected message")
         sec = d["security"]
         why = {"direct-lpi": "Direct LPI: any bus master can write any INTID into any "
                              "redistributor",
@@ -421,6 +436,8 @@ class RunReport:
                          "MSI_SETSPI_NS",
                "its": "ITS: the DeviceID comes from the bus, so a device reaches only the "
                       "events of its own table",
+               "rfc-v1": "RFC v1 claims it (IRQ_DOMAIN_FLAG_ISOLATED_MSI), but any bus master "
+                         "can write any INTID into any redistributor",
                "spi-pv": "SPI-PV: the kernel claims none, but the host owns every vPCI "
                          "function's real MSI and looks each write up in what it granted "
                          "that function: a vPCI device reaches only its own guest SPIs"}
@@ -428,14 +445,17 @@ class RunReport:
         out += ["", "security:",
                 f"  MSI isolation: {'yes' if sec['msi_isolation'] else 'no'}"
                 + (f" ({'; '.join(reasons)})" if reasons else "")]
-        for s in sec["spoofed_msis"]:
+        seen = Counter(tuple(s.items()) for s in sec["spoofed_msis"])   # one line per kind
+        for items, times in seen.items():
+            s = dict(items)
             bell = s.get("doorbell", "GICR_SETLPIR")
             target = f"CPU{s['target_cpu']}" if bell == "GICR_SETLPIR" else bell
             what = ("which under its own DeviceID reaches" if bell == "GITS_TRANSLATER"
                     else "which the host looks up for the writer:" if
                     bell == "HV_MSI_DOORBELL" else "the INTID of")
             out.append(f"  spoofed MSI: {s['master']} wrote {s['data']} to {s['address']:#x} "
-                       f"({target}), {what} {s['victim']}: {s['reason']}")
+                       f"({target}), {what} {s['victim']}: {s['reason']}"
+                       + (f" ({times} times)" if times > 1 else ""))
         for r in sec["spoofs_reaching_a_handler"]:
             out.append(f"  a spoofed MSI reached {r['victim']} (IRQ {r['virq']}) on "
                        f"CPU{r['cpu']}: {r['what']}")
@@ -445,17 +465,19 @@ class RunReport:
                        + ("yes" if a["reached_victim"] else "no"))
         if not sec["spoofed_msis"] and not sec["spoof_attempts"]:
             out.append("  no spoofed MSI seen")
+        out += ["", "review (the 2021 RFC review's objections, docs/rfc-v1.md):"]
+        out += [f"  {f}" for f in self.findings] or ["  no objection of the review tripped"]
         return "\n".join(out)
 
 
 def run_scenario(scenario: str | Path | dict[str, Any] | Scenario | None = None, *,
                  cpus: int | None = None, platform: str | Path | None = None,
-                 posted_writes: bool | None = None) -> RunReport:
+                 posted_writes: bool | None = None, provider: str | None = None) -> RunReport:
     """Play a scenario and return its report -- what ``directlpi run`` does, for notebooks
     and scripts.  ``scenario``: a TOML file, a dict in the same shape, a parsed
     :class:`Scenario`, or None for the embedded default.  ``cpus``, ``platform`` (a
-    devicetree) and ``posted_writes`` override the scenario as the command's options
-    do.  Raises :class:`ScenarioError` (bad input) or :class:`StepFailed`."""
+    devicetree), ``posted_writes`` and ``provider`` override the scenario as the command's
+    options do.  Raises :class:`ScenarioError` (bad input) or :class:`StepFailed`."""
     if scenario is None:
         sc = load_scenario(DEFAULT_SCENARIO)
     elif isinstance(scenario, Scenario):
@@ -465,4 +487,5 @@ def run_scenario(scenario: str | Path | dict[str, Any] | Scenario | None = None,
     else:
         sc = load_scenario(scenario)
     board = None if platform is None else Path(platform)
-    return ScenarioRun(sc, cpus=cpus, platform=board, posted_writes=posted_writes).run()
+    return ScenarioRun(sc, cpus=cpus, platform=board, posted_writes=posted_writes,
+                       provider=provider).run()
