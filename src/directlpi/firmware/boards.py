@@ -53,6 +53,16 @@ def default_tree(cpus: int = DEFAULT_CPUS) -> FdtNode:
     if cpus == DEFAULT_CPUS:
         return root
     root.props["model"] = _string(f"directlpi default board ({cpus} CPUs)")
+    return with_cpus(root, cpus)
+
+
+def with_cpus(root: FdtNode, cpus: int) -> FdtNode:
+    """``root`` (a QEMU-virt-shaped tree: one ``/cpus`` node, the GIC node named
+    ``interrupt-controller@...`` with one GICR region) rewritten for ``cpus`` CPUs, as
+    QEMU writes it: a cpu node per CPU, and a second GICR region at 256 GiB past 123."""
+    if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
+        raise ConfigError(f"hardware option cpus: {cpus!r} is not a PE count in "
+                          f"1..{MAX_CPUS}", errno.EINVAL)
     cpus_node = root.child("cpus")
     assert cpus_node is not None
     template = next(c for c in cpus_node.children if c.name.startswith("cpu@"))
