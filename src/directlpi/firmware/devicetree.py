@@ -579,12 +579,9 @@ def _v2m_spis(r: _Reader, node: FdtNode, k: int,
 def _vmbus(r: _Reader, gic: _Gic) -> tuple[FdtNode, VmbusDescription] | None:
     """The ``microsoft,vmbus`` node: the board is a Hyper-V-style guest (Linux finds the
     vPCI driver's parent domain through the node's interrupt parent)."""
-    nodes = [n for n in r.find(VMBUS_COMPAT) if r.available(n)]
-    if not nodes:
+    v = _first_available(r, VMBUS_COMPAT, "a second VMBus; {} is used")
+    if v is None:
         return None
-    v = nodes[0]
-    for other in nodes[1:]:
-        r.note(other, "compatible", f"a second VMBus; {v.path} is used")
     parent = _interrupt_parent(r, v)
     if parent is not gic.node:
         what = parent.path if parent is not None else "no interrupt controller"
@@ -594,6 +591,15 @@ def _vmbus(r: _Reader, gic: _Gic) -> tuple[FdtNode, VmbusDescription] | None:
         r.note(v, "ranges", "missing: the vPCI bus under it needs CPU addresses (an empty "
                "ranges)")
     return v, VmbusDescription(Fwnode(v.path), gic.desc.fwnode)
+
+
+def _first_available(r: _Reader, compat: str, second: str) -> FdtNode | None:
+    """The first available node of ``compat``; each further one is a problem, ``second``
+    formatted with the first's path."""
+    nodes = [n for n in r.find(compat) if r.available(n)]
+    for other in nodes[1:]:
+        r.note(other, "compatible", second.format(nodes[0].path))
+    return nodes[0] if nodes else None
 
 
 def _interrupt_parent(r: _Reader, node: FdtNode) -> FdtNode | None:
@@ -622,12 +628,9 @@ def _vpci_msi(r: _Reader, h: FdtNode,
 def _pci(r: _Reader, gic: _Gic, vmbus: tuple[FdtNode, VmbusDescription] | None = None
          ) -> tuple[PciHostDescription, FdtNode] | None:
     """The host bridge's description and its node."""
-    hosts = [n for n in r.find(ECAM_COMPAT) if r.available(n)]
-    if not hosts:
+    h = _first_available(r, ECAM_COMPAT, "a second PCI host bridge: the model has one ({})")
+    if h is None:
         return None
-    h = hosts[0]
-    for other in hosts[1:]:
-        r.note(other, "compatible", f"a second PCI host bridge: the model has one ({h.path})")
     if r.strings(h, "device_type") != ["pci"]:
         r.note(h, "device_type", "must be \"pci\"")
     if r.u32(h, "#address-cells") != 3 or r.u32(h, "#size-cells") != 2:
