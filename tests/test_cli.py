@@ -55,6 +55,47 @@ def test_bench_runs_the_modules_of_a_bench_directory(tmp_path: Path,
     assert json.loads(capsys.readouterr().out) == {"demo_per_s": 42.0}
 
 
+def test_bench_compare_prints_each_keys_ratio_to_a_saved_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bench_demo.py").write_text(
+        "from directlpi.benchkit import Figure\n"
+        "def run(quick):\n"
+        "    return [Figure('demo_per_s', 42.0, 'ops/s', 'a rate'),\n"
+        "            Figure('demo_ms', 3.0, 'ms', 'a time'),\n"
+        "            Figure('demo_flat', 7.0, 'ratio', 'a ratio'),\n"
+        "            Figure('demo_new', 1.0, 'ops/s', 'not in the baseline')]\n")
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"demo_per_s": 21.0, "demo_ms": 2.0, "demo_flat": 7.1,
+                                "demo_gone": 5.0}))
+    args = ["bench", "--bench-dir", str(tmp_path), "--compare", str(base)]
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["demo_per_s"] == {"value": 42.0, "baseline": 21.0, "ratio": 2.0,
+                                 "verdict": "better"}           # a rate doubled
+    assert doc["demo_ms"]["ratio"] == 1.5 and doc["demo_ms"]["verdict"] == "worse"
+    assert doc["demo_flat"]["verdict"] == "same"               # within 5%
+    assert doc["demo_new"]["verdict"] == "new" and doc["demo_new"]["ratio"] is None
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2.00x better" in out
+    assert any(ln.startswith("demo_gone ") and "not measured in this run" in ln
+               for ln in out.splitlines())
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("[1, 2]", "not a {key: value} object"), ("{", "not JSON"),
+    ('{"a": "fast"}', "key 'a' is not a finite number"), (None, "No such file")])
+def test_bench_compare_with_a_bad_baseline_is_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None,
+        needle: str) -> None:
+    base = tmp_path / "base.json"
+    if content is not None:
+        base.write_text(content)
+    assert main(["bench", "--bench-dir", str(tmp_path), "--compare", str(base)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
 def test_bench_without_a_bench_directory_is_a_clear_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--bench-dir", str(tmp_path / "nope")]) == 2

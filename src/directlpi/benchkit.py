@@ -8,7 +8,10 @@ become assertions.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
+import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -74,3 +77,68 @@ def run_benchmarks(bench_dir: Path, quick: bool = False,
         spec.loader.exec_module(module)
         figures.extend(module.run(quick))
     return figures
+
+
+def load_baseline(path: Path) -> dict[str, float]:
+    """A saved ``directlpi bench --json`` run: ``{key: value}``.  Raises DirectLPIError
+    (exit status 2) naming the file and what is wrong with it."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise DirectLPIError(f"--compare {path}: {e.strerror}", e.errno or errno.EIO) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DirectLPIError(f"--compare {path}: not JSON ({e})", errno.EINVAL) from None
+    if not isinstance(data, dict) or not data:
+        raise DirectLPIError(f"--compare {path}: not a {{key: value}} object as "
+                             "`directlpi bench --json` prints", errno.EINVAL)
+    bad = [k for k, v in data.items() if isinstance(v, bool)
+           or not isinstance(v, int | float) or not math.isfinite(v)]
+    if bad:
+        raise DirectLPIError(f"--compare {path}: key {bad[0]!r} is not a finite number",
+                             errno.EINVAL)
+    return {k: float(v) for k, v in data.items()}
+
+
+def higher_is_better(unit: str) -> bool | None:
+    """Whether a bigger value of a figure in ``unit`` is an improvement: rates yes; times
+    and counts of accesses or bytes no; None otherwise (a ``ratio`` key may be a cost
+    ratio or a rate ratio: its doc line says which)."""
+    if unit.endswith("/s"):
+        return True
+    if unit in ("s", "ms", "ns", "us", "accesses", "bytes"):
+        return False
+    return None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One figure against its baseline (``ratio`` = now / then)."""
+
+    figure: Figure
+    baseline: float | None
+    ratio: float | None
+    verdict: str
+    """"better", "worse", "same" (within 5%), "new" (not in the baseline), or "" (a unit
+    whose direction is not known)."""
+
+
+def compare_figures(figures: list[Figure], baseline: dict[str, float],
+                    tolerance: float = 0.05) -> tuple[list[Comparison], list[str]]:
+    """Each figure against ``baseline``, and the baseline keys this run did not measure."""
+    out: list[Comparison] = []
+    for f in figures:
+        old = baseline.get(f.key)
+        if old is None:
+            out.append(Comparison(f, None, None, "new"))
+            continue
+        ratio = f.value / old if old else (1.0 if f.value == old else math.inf)
+        up = higher_is_better(f.unit)
+        if abs(ratio - 1) <= tolerance:
+            verdict = "same"
+        elif up is None:
+            verdict = ""
+        else:
+            verdict = "better" if (ratio > 1) == up else "worse"
+        out.append(Comparison(f, old, ratio, verdict))
+    measured = {f.key for f in figures}
+    return out, sorted(k for k in baseline if k not in measured)

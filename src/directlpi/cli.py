@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="directory of bench_*.py modules (default: the checkout's bench/)")
     bench.add_argument("--only", action="append", default=[], metavar="MODULE",
                        help="run only these bench modules (e.g. bench_hw); repeatable")
+    bench.add_argument("--compare", type=Path, default=None, metavar="BASELINE.json",
+                       help="print each key's ratio to a saved `bench --json` run")
     cmp = sub.add_parser("compare", help="every MSI route on the same work, side by side")
     cmp.add_argument("--routes", default=None, metavar="A,B,...",
                      help="routes to compare (default: direct-lpi,mbi,gicv2m,spi-pv,its,rfc-v1)")
@@ -289,8 +291,14 @@ def _cmd_walkthrough(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from directlpi.benchkit import default_bench_dir, run_benchmarks
+    from directlpi.benchkit import (
+        compare_figures,
+        default_bench_dir,
+        load_baseline,
+        run_benchmarks,
+    )
 
+    baseline = load_baseline(args.compare) if args.compare is not None else None
     only = set(args.only)
     bench_dir = args.bench_dir or default_bench_dir()
     figures = run_benchmarks(bench_dir, quick=args.quick,
@@ -300,10 +308,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             "no bench_*.py module"
         raise DirectLPIError(f"{bench_dir}: {what} (each defines run(quick) -> list[Figure])",
                              errno.ENOENT)
+    width = max((len(f.key) for f in figures), default=10)
+    if baseline is not None:
+        rows, missing = compare_figures(figures, baseline)
+        if args.json:
+            print(json.dumps({c.figure.key: {"value": c.figure.value, "baseline": c.baseline,
+                                             "ratio": c.ratio, "verdict": c.verdict}
+                              for c in rows}, indent=2))
+            return EXIT_OK
+        for c in rows:
+            then = "" if c.baseline is None else f"{c.baseline:>14,.3f}"
+            ratio = "" if c.ratio is None else f"{c.ratio:6.2f}x"
+            print(f"{c.figure.key:<{width}}  {c.figure.value:>14,.3f} {then:>14} {ratio:>7} "
+                  f"{c.verdict:<6} {c.figure.unit}")
+        for key in missing:
+            print(f"{key:<{width}}  not measured in this run (in the baseline)")
+        return EXIT_OK
     if args.json:
         print(json.dumps({f.key: f.value for f in figures}, indent=2))
     else:
-        width = max((len(f.key) for f in figures), default=10)
         for f in figures:
             print(f"{f.key:<{width}}  {f.value:>14,.3f} {f.unit:<10} {f.what}")
     return EXIT_OK
