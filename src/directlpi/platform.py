@@ -503,6 +503,10 @@ class Platform:
                 if kicked and not (posted and rng.random() < 0.5):
                     cpu = min(kicked)
                     kicked.discard(cpu)
+                    if not kicked:
+                        # Emptied: clear() gives the set back its small table, so min()
+                        # and iteration stop walking the slots all the PEs once took.
+                        kicked.clear()
                     if cpu not in online:
                         continue
                     if frames and not k.ctx.can_take_interrupt(cpu):
