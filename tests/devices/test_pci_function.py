@@ -119,6 +119,25 @@ def test_msix_table_and_pba_in_bar0() -> None:
     assert len(log) == 2
 
 
+def test_bar0_decodes_where_the_bar_says_and_only_with_memory_enabled() -> None:
+    plat = Platform.default(cpus=2)
+    fn = plat.add_pci_device(BDF, msix_vectors=4)
+    plat.add_pci_device("0000:00:02.0", msix_vectors=4)
+    bar = ecam(plat, BDF, BAR0) & ~0xF
+    plat.bus.write(bar + 8, 0x1234, 4)
+    assert plat.bus.read(bar + 8, 4) == 0x1234                 # the page is now known
+    ecam_w(plat, BDF, 0x04, 0x0004, 2)                          # memory decoding off
+    assert plat.bus.read(bar + 8, 4) == 0xFFFF_FFFF
+    ecam_w(plat, BDF, 0x04, 0x0006, 2)
+    moved = bar + 0x10_0000
+    ecam_w(plat, BDF, BAR0, moved)                              # BAR0 moved
+    assert plat.bus.read(moved + 8, 4) == 0x1234
+    assert plat.bus.read(bar + 8, 4) == 0xFFFF_FFFF             # nothing there any more
+    fn.cfg_write(BAR0, bar, 4)                                  # moved back, not via ECAM
+    assert plat.bus.read(bar + 8, 4) == 0x1234
+    assert plat.bus.read(moved + 8, 4) == 0xFFFF_FFFF
+
+
 def test_no_bus_mastering_no_msi() -> None:
     plat = Platform.default(cpus=2)
     fn = plat.add_pci_device(BDF, msi_vectors=1)

@@ -14,6 +14,7 @@ Everything else -- the MSI and MSI-X enables, MSI mask bits, MSI-X vector contro
 from __future__ import annotations
 
 from directlpi.devices.pci import (
+    HEADER_DECODE_END,
     MSI_CAP_OFFSET,
     PCI_MSI_ADDRESS_HI,
     PCI_MSI_ADDRESS_LO,
@@ -116,6 +117,8 @@ class HvVpciBridge(PciHostBridge):
         if self._msi_message_reg(fn, reg):
             self._shadow[(key, "cfg", reg)] = value
             return
+        if reg < HEADER_DECODE_END:
+            self._bar_pages.clear()              # Command or a BAR: decoding may change
         if fn.msi_vectors and reg == _FLAGS and size == 2:
             self._shadow[(key, "cfg", reg)] = value & PCI_MSI_FLAGS_QSIZE
             value = (value & ~PCI_MSI_FLAGS_QSIZE) | (fn.cfg_read(reg, 2) & PCI_MSI_FLAGS_QSIZE)

@@ -417,6 +417,10 @@ class PciFunction(MsiMaster):
         return f"<PciFunction {self.bdf}>"
 
 
+HEADER_DECODE_END = 0x28
+"""Config writes below this offset (Command, the BARs) can change what a function decodes."""
+
+
 class _Window:
     def __init__(self, name: str, read: Callable[[int, int], int],
                  write: Callable[[int, int, int], None]) -> None:
@@ -439,6 +443,8 @@ class PciHostBridge:
         self.bus_end = ecam_size >> 20
         self.functions: dict[tuple[int, int, int], PciFunction] = {}
         self._next_bar = mem_base
+        #: Memory-window page -> the function that last decoded it (see _bar_owner).
+        self._bar_pages: dict[int, PciFunction] = {}
         self.ecam_window = _Window("PCI ECAM", self._ecam_read, self._ecam_write)
         self.mem_window = _Window("PCI MMIO", self._mem_read, self._mem_write)
 
@@ -491,15 +497,29 @@ class PciHostBridge:
     def _ecam_write(self, off: int, value: int, size: int) -> None:
         fn, reg = self._decode(off)
         if fn is not None:
+            if reg < HEADER_DECODE_END:
+                self._bar_pages.clear()          # Command or a BAR: decoding may change
             fn.cfg_write(reg, value, size)
 
     def _bar_owner(self, off: int) -> tuple[PciFunction | None, int]:
+        """The function whose BAR0 decodes memory-window offset ``off``.  The last owner
+        of each 4 KiB page is remembered and checked again on use (a BAR moved or memory
+        decoding turned off is seen), and forgotten on a config write through ECAM to the
+        Command register or a BAR, so a page is looked up among every function once."""
         addr = self.mem_base + off
+        fn = self._bar_pages.get(addr >> 12)
+        if fn is not None and self._decodes(fn, addr):
+            return fn, addr - fn.bar0_base
         for fn in self.functions.values():
-            if fn.bar0_size and fn.bar0_base <= addr < fn.bar0_base + fn.bar0_size and \
-                    fn.cfg_read(PCI_COMMAND, 2) & PCI_COMMAND_MEMORY:
+            if self._decodes(fn, addr):
+                self._bar_pages[addr >> 12] = fn
                 return fn, addr - fn.bar0_base
         return None, 0
+
+    @staticmethod
+    def _decodes(fn: PciFunction, addr: int) -> bool:
+        return bool(fn.bar0_size and fn.bar0_base <= addr < fn.bar0_base + fn.bar0_size
+                    and fn.cfg_read(PCI_COMMAND, 2) & PCI_COMMAND_MEMORY)
 
     def _mem_read(self, off: int, size: int) -> int:
         fn, reg = self._bar_owner(off)
