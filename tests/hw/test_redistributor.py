@@ -396,3 +396,27 @@ def test_reenabling_before_rwp_clears_is_unpredictable() -> None:
     assert hw.event_count(EventKind.UNPREDICTABLE) == 1
     rd(hw, 0, arch.GICR_CTLR)
     assert rd(hw, 0, arch.GICR_CTLR) & arch.CTLR_ENABLE_LPIS == 0
+
+
+def test_rds_enabling_lpis_must_share_one_property_table() -> None:
+    """CommonLPIAff = 0: an RD enabling LPIs with another PROPBASER than an enabled RD's
+    is UNPREDICTABLE (recorded, ignored); once that RD has disabled them, it may."""
+    hw = Platform.bare(cpus=3, lpis_clearable=True)
+    for cpu, prop in ((0, PROP), (1, PROP + 0x10000), (2, PROP)):
+        wr(hw, cpu, arch.GICR_PROPBASER, prop | 15, 8)
+        wr(hw, cpu, arch.GICR_PENDBASER, PEND + cpu * 0x10000, 8)
+    events: list[str] = []
+    hw.observe(lambda e: events.append(e.detail), [EventKind.UNPREDICTABLE])
+    wr(hw, 0, arch.GICR_CTLR, arch.CTLR_ENABLE_LPIS)
+    wr(hw, 1, arch.GICR_CTLR, arch.CTLR_ENABLE_LPIS)
+    assert rd(hw, 1, arch.GICR_CTLR) & arch.CTLR_ENABLE_LPIS == 0
+    assert len(events) == 1 and "while GICR0 uses" in events[0]
+    wr(hw, 2, arch.GICR_CTLR, arch.CTLR_ENABLE_LPIS)           # the same table: fine
+    assert rd(hw, 2, arch.GICR_CTLR) & arch.CTLR_ENABLE_LPIS
+    for cpu in (0, 2):
+        wr(hw, cpu, arch.GICR_CTLR, 0)                          # CES: LPIs off again
+        while rd(hw, cpu, arch.GICR_CTLR) & (1 << 3):           # RWP
+            pass
+    wr(hw, 1, arch.GICR_CTLR, arch.CTLR_ENABLE_LPIS)
+    assert rd(hw, 1, arch.GICR_CTLR) & arch.CTLR_ENABLE_LPIS
+    assert len(events) == 1

@@ -8,6 +8,7 @@ on the bus (:mod:`directlpi.hw.its`, :mod:`directlpi.hw.gicv2m`), built by the m
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from collections.abc import Sequence
 
 from directlpi.errors import DirectLPIError
@@ -37,6 +38,9 @@ class GIC:
         #: INTID bits of the GIC (GICD_TYPER.IDbits + 1).
         self.id_bits = lpi_id_bits if lpis else 10
         self.cpu_by_affinity = {affinity_of(m): i for i, m in enumerate(mpidrs)}
+        #: GICR_PROPBASER of the RDs with LPIs enabled, counted (CommonLPIAff = 0: one
+        #: value at most while any is enabled).  PROPBASER cannot change while enabled.
+        self.enabled_propbasers: Counter[int] = Counter()
         self.dist = Distributor(self, hub, spis=spis, lpi_id_bits=lpi_id_bits, lpis=lpis,
                                 mbis=mbis, priority_bits=priority_bits)
         self.redists = [

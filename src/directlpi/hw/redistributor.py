@@ -51,6 +51,7 @@ O(log n) whatever the number pending; ties go to the lowest INTID.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Hashable
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING
@@ -355,12 +356,14 @@ class Redistributor(MmioFrame):
             which = "GICR_PROPBASER" if self._prop_unknown else "GICR_PENDBASER"
             problem = f"EnableLPIs set while {which} still holds its UNKNOWN reset value"
         else:
-            for other in self._gic.redists:
-                if other is not self and other._enabled and other._propbaser != self._propbaser:
-                    problem = (f"EnableLPIs set with PROPBASER {self._propbaser:#x} while GICR"
-                               f"{other.cpu} uses {other._propbaser:#x} (CommonLPIAff = 0: all "
-                               "RDs must share one configuration table)")
-                    break
+            used = next((pb for pb in self._gic.enabled_propbasers if pb != self._propbaser),
+                        None)
+            if used is not None:
+                other = next(rd for rd in self._gic.redists
+                             if rd._enabled and rd._propbaser == used)
+                problem = (f"EnableLPIs set with PROPBASER {self._propbaser:#x} while GICR"
+                           f"{other.cpu} uses {used:#x} (CommonLPIAff = 0: all "
+                           "RDs must share one configuration table)")
         if problem is not None:
             self._hub.report(Event(EventKind.UNPREDICTABLE, self.frame_name, cpu=self.cpu,
                                    reason="enable-lpis", detail=problem + "; write ignored"))
@@ -373,6 +376,7 @@ class Redistributor(MmioFrame):
         self.lpi_pending.clear()
         self._heap = []
         self._enabled = True
+        self._gic.enabled_propbasers[self._propbaser] += 1
         if self._hub.on[EventKind.LPIS_ENABLED]:
             self._hub.emit(Event(EventKind.LPIS_ENABLED, self.frame_name, cpu=self.cpu,
                                  value=self._lpi_limit))
@@ -431,6 +435,7 @@ class Redistributor(MmioFrame):
         self._cfg.clear()
         self._heap = []
         self._enabled = False
+        self._gic.enabled_propbasers -= Counter({self._propbaser: 1})
         self._rwp = 1
         if self._hub.on[EventKind.LPIS_DISABLED]:
             self._hub.emit(Event(EventKind.LPIS_DISABLED, self.frame_name, cpu=self.cpu))

@@ -163,18 +163,24 @@ class GicV3:
         self.has_direct_lpi = bool(rds) and all(
             GICR.TYPER.DirectLPI.get(t) for _, _, t in rds)
         self.all_rds = rds
+        # What gic_populate_rdist's walk finds for each affinity, found once: the register
+        # reads are the walk's; the host work per CPU is not a walk of every RD again.
+        self._rd_by_affinity: dict[int, tuple[int, int, int]] = {}
+        for rd in rds:
+            self._rd_by_affinity.setdefault(GICR.TYPER.Affinity_Value.get(rd[2]), rd)
 
     def populate_rdist(self, cpu: int) -> Rdist:
         """Find the RD whose GICR_TYPER affinity matches this CPU's MPIDR."""
         mpidr = self.k.board.cpus[cpu]
         aff = (((mpidr >> 32) & 0xFF) << 24) | (mpidr & 0xFFFFFF)
-        for region, ptr, typer in self.all_rds:
-            if GICR.TYPER.Affinity_Value.get(typer) == aff:
-                rd = Rdist(ptr, region, typer, cpu)
-                self.rdists[cpu] = rd
-                self.k.log.info(f"GICv3: CPU{cpu}: found redistributor {mpidr:x} region "
-                                f"{region}:{ptr:#018x}")
-                return rd
+        found = self._rd_by_affinity.get(aff)
+        if found is not None:
+            region, ptr, typer = found
+            rd = Rdist(ptr, region, typer, cpu)
+            self.rdists[cpu] = rd
+            self.k.log.info(f"GICv3: CPU{cpu}: found redistributor {mpidr:x} region "
+                            f"{region}:{ptr:#018x}")
+            return rd
         raise KernelError(f"GICv3: CPU{cpu}: mpidr {mpidr:x} has no re-distributor!",
                           errno.ENODEV)
 
