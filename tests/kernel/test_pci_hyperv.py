@@ -127,6 +127,25 @@ def test_the_guest_never_writes_the_function_s_message_registers(hv: Any) -> Non
     assert d.fn.msix_pending(0)
 
 
+def test_no_access_width_reaches_the_function_s_message_registers(hv: Any) -> None:
+    plat, kern = hv
+    x = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    m = Driver(plat, kern, "0000:00:02.0", PCI_IRQ_MSI, 4, msi_vectors=4)
+    real_x, real_m = x.fn.msi_message(0), m.fn.msi_message(3)
+    bar = x.fn.bar0_base
+    plat.bus.write(bar, 0x1234_0802_0040, 8)                    # address lo + hi at once
+    plat.bus.write(bar + 8, 0x1_0000_0007, 8)                   # data + vector control
+    cap = plat.pci_host.ecam_address(m.fn.bdf) + 0x50
+    flags = plat.bus.read(cap, 4)
+    plat.bus.write(cap, flags & ~(0x70 << 16), 4)               # MME 0, through the header
+    assert x.fn.msi_message(0) == real_x and m.fn.msi_message(3) == real_m
+    assert plat.bus.read(bar, 8) == 0x1234_0802_0040             # the guest's view
+    assert x.fn.msix_vectors and plat.bus.read(bar + 12, 4) == 1  # vector control: real
+    m.fn.raise_msi(3)                                            # MME still the host's 2
+    plat.run_until_idle(verify=True)
+    assert m.runs == [(3, 0)]
+
+
 def test_freeing_deletes_the_host_interrupt_and_gives_the_spi_back(hv: Any) -> None:
     plat, kern = hv
     d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 2, msix_vectors=2)

@@ -40,8 +40,8 @@ class HvVpciBridge(PciHostBridge):
                  segment: int = 0) -> None:
         super().__init__(ecam_base=ecam_base, ecam_size=ecam_size, mem_base=mem_base,
                          mem_size=mem_size, segment=segment)
-        #: The guest's view of each function's MSI message registers:
-        #: (function, "cfg" | "bar", offset) -> the value the guest last wrote.
+        #: The guest's view of each function's MSI message registers, byte by byte:
+        #: (function, "cfg" | "bar", byte offset) -> the host-owned bits the guest wrote.
         self._shadow: dict[tuple[Key, str, int], int] = {}
         self.ecam_window.window_name = "PCI ECAM (vPCI)"
         self.mem_window.window_name = "PCI MMIO (vPCI)"
@@ -75,11 +75,15 @@ class HvVpciBridge(PciHostBridge):
         fn.cfg_write(fn.msi_data_offset, data, 2)
 
     def guest_view(self, fn: PciFunction) -> dict[str, int]:
-        """What the guest last wrote into ``fn``'s MSI message registers, by
-        ``"cfg:<offset>"`` / ``"bar:<offset>"``."""
+        """What the guest last wrote into ``fn``'s MSI message registers, as 32-bit words by
+        ``"cfg:<offset>"`` / ``"bar:<offset>"`` (the host-owned bits only)."""
         key = self._key(fn)
-        return {f"{where}:{reg:#x}": v for (k, where, reg), v in self._shadow.items()
-                if k == key}
+        words: dict[str, int] = {}
+        for (k, where, off), byte in sorted(self._shadow.items()):
+            if k == key:
+                name = f"{where}:{off & ~3:#x}"
+                words[name] = words.get(name, 0) | byte << 8 * (off & 3)
+        return words
 
     def _key(self, fn: PciFunction) -> Key:
         return next(k for k, f in self.functions.items() if f is fn)
@@ -87,53 +91,80 @@ class HvVpciBridge(PciHostBridge):
     # -- the guest's accesses -------------------------------------------------------------------
 
     @staticmethod
-    def _msi_message_reg(fn: PciFunction, reg: int) -> bool:
-        return bool(fn.msi_vectors) and (MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO <= reg
-                                         < fn.msi_data_offset + 2)
+    def _owned(fn: PciFunction, space: str, off: int) -> int:
+        """The bits of byte ``off`` of ``space`` ("cfg" or "bar") that the host owns: MSI
+        Message Address and Data, the Multiple Message Enable field, each MSI-X entry's
+        address and data -- whatever the width or alignment of the access."""
+        if space == "bar":
+            if fn.msix_vectors and off < fn.msix_vectors * PCI_MSIX_ENTRY_SIZE and \
+                    off % PCI_MSIX_ENTRY_SIZE < PCI_MSIX_ENTRY_VECTOR_CTRL:
+                return 0xFF
+            return 0
+        if not fn.msi_vectors:
+            return 0
+        if MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO <= off < fn.msi_data_offset + 2:
+            return 0xFF
+        return PCI_MSI_FLAGS_QSIZE if off == _FLAGS else 0      # MME: bits 6:4 of byte 2
 
-    @staticmethod
-    def _msix_message_word(fn: PciFunction, reg: int) -> bool:
-        return (bool(fn.msix_vectors) and reg < fn.msix_vectors * PCI_MSIX_ENTRY_SIZE
-                and reg % PCI_MSIX_ENTRY_SIZE != PCI_MSIX_ENTRY_VECTOR_CTRL)
+    def _merge_read(self, fn: PciFunction, space: str, reg: int, size: int,
+                    value: int) -> int:
+        key = self._key(fn)
+        for k in range(size):
+            m = self._owned(fn, space, reg + k)
+            if m:
+                shadow = self._shadow.get((key, space, reg + k), 0)
+                value = (value & ~(m << 8 * k)) | ((shadow & m) << 8 * k)
+        return value
+
+    def _merge_write(self, fn: PciFunction, space: str, reg: int, size: int, value: int,
+                     real: int) -> int | None:
+        """Record the host-owned bits of the guest's write in the shadow; the value to
+        write to the function (its own bits kept where the host owns them), or None when
+        the guest's write touched only host-owned bits."""
+        key = self._key(fn)
+        out, passes = value, False
+        for k in range(size):
+            m = self._owned(fn, space, reg + k)
+            byte = (value >> 8 * k) & 0xFF
+            if m:
+                old = self._shadow.get((key, space, reg + k), 0)
+                self._shadow[(key, space, reg + k)] = (old & ~m) | (byte & m)
+                out = (out & ~(m << 8 * k)) | (real & (m << 8 * k))
+            passes = passes or m != 0xFF
+        return out if passes else None
 
     def _ecam_read(self, off: int, size: int) -> int:
         fn, reg = self._decode(off)
         value = super()._ecam_read(off, size)
-        if fn is None:
+        if fn is None or off % size:
             return value
-        key = self._key(fn)
-        if self._msi_message_reg(fn, reg):
-            return self._shadow.get((key, "cfg", reg), 0) & ((1 << (8 * size)) - 1)
-        if fn.msi_vectors and reg == _FLAGS and size == 2:
-            qsize = self._shadow.get((key, "cfg", reg), 0) & PCI_MSI_FLAGS_QSIZE
-            return (value & ~PCI_MSI_FLAGS_QSIZE) | qsize
-        return value
+        return self._merge_read(fn, "cfg", reg, size, value)
 
     def _ecam_write(self, off: int, value: int, size: int) -> None:
         fn, reg = self._decode(off)
         if fn is None:
             return
-        key = self._key(fn)
-        if self._msi_message_reg(fn, reg):
-            self._shadow[(key, "cfg", reg)] = value
-            return
         if reg < HEADER_DECODE_END:
             self._bar_pages.clear()              # Command or a BAR: decoding may change
-        if fn.msi_vectors and reg == _FLAGS and size == 2:
-            self._shadow[(key, "cfg", reg)] = value & PCI_MSI_FLAGS_QSIZE
-            value = (value & ~PCI_MSI_FLAGS_QSIZE) | (fn.cfg_read(reg, 2) & PCI_MSI_FLAGS_QSIZE)
+        if off % size == 0:
+            merged = self._merge_write(fn, "cfg", reg, size, value, fn.cfg_read(reg, size))
+            if merged is None:
+                return
+            value = merged
         fn.cfg_write(reg, value, size)
 
     def _mem_read(self, off: int, size: int) -> int:
         fn, reg = self._bar_owner(off)
-        if fn is not None and size == 4 and self._msix_message_word(fn, reg):
-            fn.land_posted()
-            return self._shadow.get((self._key(fn), "bar", reg), 0)
-        return super()._mem_read(off, size)
+        value = super()._mem_read(off, size)
+        if fn is None or off % size:
+            return value
+        return self._merge_read(fn, "bar", reg, size, value)
 
     def _mem_write(self, off: int, value: int, size: int) -> None:
         fn, reg = self._bar_owner(off)
-        if fn is not None and size == 4 and self._msix_message_word(fn, reg):
-            self._shadow[(self._key(fn), "bar", reg)] = value
-            return
+        if fn is not None and off % size == 0:
+            merged = self._merge_write(fn, "bar", reg, size, value, fn.bar_read(reg, size))
+            if merged is None:
+                return
+            value = merged
         super()._mem_write(off, value, size)
