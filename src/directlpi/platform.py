@@ -206,8 +206,11 @@ class Platform:
         machine = Machine(cls._config(**hw))
         host = None
         if dt.pci is not None:
-            # Under a VMBus the host bridge is the host's vPCI bus (its MSIs the host's).
-            kind = HvVpciBridge if machine.hv is not None else PciHostBridge
+            # Under the VMBus the host bridge is the host's vPCI bus (its MSIs the host's).
+            vmbus = dt.board.vmbus
+            vpci = machine.hv is not None and vmbus is not None and \
+                dt.pci.msi_parent is vmbus.fwnode
+            kind = HvVpciBridge if vpci else PciHostBridge
             host = kind(ecam_base=dt.pci.ecam_base, ecam_size=dt.pci.ecam_size,
                         mem_base=dt.pci.mem_base, mem_size=dt.pci.mem_size,
                         segment=dt.pci.segment)

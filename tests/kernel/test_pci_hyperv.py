@@ -292,3 +292,49 @@ def test_the_host_routes_nothing_before_the_bus_enters_d0() -> None:
     gpa = 0x4100_0000
     assert _msg(plat, gpa, type=HV_PCI_CREATE_INTERRUPT, wslot=8, vector=64,
                 vector_count=1)["status"] == errno.EPROTO
+
+
+def test_a_multimsi_block_composed_again_keeps_its_host_interrupt(hv: Any) -> None:
+    plat, kern = hv
+    d = Driver(plat, kern, "0000:00:02.0", PCI_IRQ_MSI, 4, msi_vectors=4)
+    before = [kern.get_cached_msi_msg(v) for v in d.virqs]
+    sent = len(kern.hv.channel.sent)
+    desc = kern.irq_to_desc(d.virqs[0])
+    from directlpi.kernel.irq.domain import irq_domain_activate_irq, irq_domain_deactivate_irq
+    irq_domain_deactivate_irq(desc.irq_data)
+    irq_domain_activate_irq(desc.irq_data, False)
+    assert kern.hv.channel.sent[sent:] == []                  # no delete, no create
+    assert kern.get_cached_msi_msg(d.virqs[0]) == before[0]
+
+
+def test_a_route_refused_when_a_managed_vector_comes_back_is_logged_not_raised(hv: Any) -> None:
+    plat, kern = hv
+    from directlpi.kernel.pci import PCI_IRQ_AFFINITY
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX | PCI_IRQ_AFFINITY, 8, msix_vectors=8)
+    kern.cpu_offline(7)                                        # vector 7's only CPU
+    plat.hv.reserved_spis = frozenset(range(32, 1020))         # the host refuses from now
+    kern.cpu_online(7)                                         # startup: create refused
+    assert kern.log.grep("the host refused to route SPI") and kern.log.grep(
+        "gets no interrupts")
+    d.fn.raise_msi(7)
+    plat.run_until_idle()
+    assert (7, 7) not in d.runs
+
+
+def test_a_host_bridge_outside_the_vmbus_is_an_ordinary_one(tmp_path: Path) -> None:
+    text = HV_BOARD.read_text()
+    start = text.index("\t\tpcie@3f000000 {")
+    end = text.index("\t\t};\n", start) + len("\t\t};\n")
+    pcie = text[start:end].replace("\n\t\t", "\n\t").replace("\t\tpcie@", "\tpcie@", 1)
+    pcie = pcie.replace("\t\tlinux,pci-domain = <0>;\n",
+                        "\t\tlinux,pci-domain = <0>;\n\t\tmsi-parent = <&v2m>;\n")
+    body = text[:start] + text[end:]
+    board = tmp_path / "root-bridge.dts"
+    board.write_text(body[:body.rindex("};")] + pcie + "};\n")
+    plat = Platform.from_devicetree(board)
+    kern = plat.boot()
+    d = Driver(plat, kern, "0000:00:01.0", PCI_IRQ_MSIX, 1, msix_vectors=1)
+    assert kern.get_cached_msi_msg(d.virqs[0]).address == 0x0802_0040     # GICv2m
+    d.fn.raise_msi(0)
+    plat.run_until_idle(verify=True)
+    assert len(d.runs) == 1

@@ -18,8 +18,9 @@ I suggest you go the SPI way"):
   MSI itself, and replies with the message -- the host's doorbell and a handle --
   which the PCI/MSI layer then writes, as ever, into the (host-emulated) capability.
   MultiMSI: only the block's first vector asks, for the whole block; vector k is the
-  first's data + k.  A composed-again vector first deletes its previous interrupt
-  (``hv_int_desc_free``); freeing deletes it (``hv_teardown_msi_irq``).
+  first's data + k; composed again, the block keeps its interrupt.  Any other vector
+  composed again first deletes its previous interrupt (``hv_int_desc_free``); freeing
+  deletes it (``hv_teardown_msi_irq``).
 * **Affinity** is the SPI's ``GICD_IROUTER`` (``irq_chip_set_affinity_parent`` at every
   level): no message to the host, the device is never rewritten.  Masking is the
   function's mask and ``GICD_ICENABLER``; pending state and retrigger are the GIC's.
@@ -31,12 +32,25 @@ I suggest you go the SPI way"):
   *that* device.  The guest kernel claims nothing (no ``IRQ_DOMAIN_FLAG_ISOLATED_MSI``,
   as Linux): what the guest can see is only its own SPIs.
 
-Where Linux leaves room the model is strict: a refused create (the host's status)
-fails the allocation with that errno (Linux logs it and leaves the message unset, so the
-vector never fires); freeing disables the SPI and discards its pending state, as the
-MBI provider does.  The channel is the model's hypercall frame (one message in guest
-RAM, its address and a signal written to the frame; the host replies in place), not
-VMBus's rings: the same round trip, polled as Linux polls it.
+Where the model departs from Linux, by choice:
+
+* A MultiMSI create names the block's first SPI and its size (a power of two, as the
+  block is).  Linux's shared code sends a dummy vector 32 and ``nvec_used``, and on x86
+  fixes the vector in ``unmask``; on arm64 ``hv_arch_irq_unmask`` is empty, so the host
+  is never told the block's SPIs -- a gap upstream the model does not replay, since its
+  host could not route the block without them.
+* A refused create (the host's status) during allocation fails it with that errno
+  (Linux logs it and leaves the message empty, so the vector never fires); refused when
+  the vector is started again later (a CPU back online), it is logged and the message
+  left empty, as Linux.  Freeing disables the SPI and discards its pending state, as the
+  MBI provider does.
+* The create's CPU is the first online one (Linux: the affinity's, round-robin for
+  MultiMSI; the host routes nothing by it on arm64); ``wslot`` is the requester ID (Linux
+  encodes the slot); the delete names the handle (Linux sends the whole descriptor);
+  D0 entry is retried, after a D0 exit, on any failure (Linux: likewise).
+* The channel is the model's hypercall frame (one message in guest RAM, its address
+  and a signal written to the frame; the host replies in place), not VMBus's rings: the
+  same round trip, polled as Linux polls it.
 """
 
 from __future__ import annotations
@@ -166,6 +180,12 @@ class HvVpci(SpiMsi):
             msg.address = first.address
             msg.data = first.data + (d.irq - desc.irq)
             return
+        multi = not desc.is_msix and desc.nvec_used > 1
+        kept = self.int_desc.get(d.irq)
+        if kept is not None and multi:
+            # A MultiMSI block keeps its host interrupt (Linux reuses data->chip_data).
+            msg.address, msg.data = kept.address, kept.data
+            return
         self.teardown(d.irq)
         parent = d.parent_data
         assert parent is not None
@@ -176,9 +196,16 @@ class HvVpci(SpiMsi):
                                   cpu=min(self.k.irq.online), index=desc.msi_index)
         if reply["status"]:
             name = errno.errorcode.get(reply["status"], str(reply["status"]))
-            raise KernelError(f"hv_vpci: pci {dev.bdf}: the host refused to route SPI "
-                              f"{parent.hwirq} (+{count}): {name} "
-                              f"({os.strerror(reply['status'])})", reply["status"])
+            text = (f"hv_vpci: pci {dev.bdf}: the host refused to route SPI {parent.hwirq} "
+                    f"(+{count}): {name} ({os.strerror(reply['status'])})")
+            irq_desc = self.k.irq_to_desc(d.irq)
+            if irq_desc is None or not irq_desc.actions:
+                raise KernelError(text, reply["status"])       # allocating: fail it
+            # Started again later (a CPU back online): nothing to fail, so as Linux the
+            # message stays empty and the vector is dead.
+            self.k.log.err(f"{text}: IRQ {d.irq} gets no interrupts")
+            msg.address = msg.data = 0
+            return
         address = reply["address_hi"] << 32 | reply["address_lo"]
         self.int_desc[d.irq] = IntDesc(parent.hwirq, count, address, reply["data"])
         msg.address = address
@@ -212,7 +239,7 @@ def hv_pci_init(kernel: Kernel) -> HvVpci | None:
     hv = HvVpci(kernel, vmbus.fwnode)
     # hv_pci_enter_d0: a kernel started by kexec finds the bus still in D0 (the host kept
     # its predecessor's interrupts); as Linux does for kdump, leave D0 and enter again.
-    if hv.channel.call(type=HV_PCI_BUS_D0ENTRY)["status"] == errno.EPROTO:
+    if hv.channel.call(type=HV_PCI_BUS_D0ENTRY)["status"]:
         kernel.log.info("hv_vpci: the bus is still in D0 (a previous kernel): D0 exit, "
                         "then enter again")
         hv.channel.call(type=HV_PCI_BUS_D0EXIT)
