@@ -338,3 +338,53 @@ def test_a_host_bridge_outside_the_vmbus_is_an_ordinary_one(tmp_path: Path) -> N
     d.fn.raise_msi(0)
     plat.run_until_idle(verify=True)
     assert len(d.runs) == 1
+
+
+def test_spis_the_host_refuses_are_skipped_not_stopped_on(hv: Any) -> None:
+    plat, kern = hv
+    fn = plat.add_pci_device("0000:00:01.0", msix_vectors=1)
+    kern.pci.scan()
+    kern.hv.allocator.ranges[0].mark(HV_PCI_MSI_SPI_START, V2M_SPIS.start - HV_PCI_MSI_SPI_START,
+                                     True)               # 64..927 taken
+    outcomes = []
+    for _ in range(200):
+        try:
+            kern.pci_alloc_irq_vectors(fn, 1, 1, PCI_IRQ_MSIX)
+        except KernelError as exc:
+            outcomes.append(exc.errno)
+            if exc.errno == errno.ENOSPC:
+                break
+            continue
+        outcomes.append(spi_of(kern, kern.pci_irq_vector(fn, 0)))
+        kern.pci_free_irq_vectors(fn)
+        kern.hv.allocator.take_out(outcomes[-1], 1)          # keep it: walk the range
+    # The GICv2m frame's 64 SPIs are refused once each, then 992..1019, then no more.
+    assert outcomes == [errno.EINVAL] * 64 + list(range(992, 1020)) + [errno.ENOSPC]
+    assert kern.log.grep("SPIs 928..928 refused by the host: not used again")
+
+
+@pytest.mark.parametrize(("edit", "ok", "needle"), [
+    # of_irq_find_parent walks on to a node with #interrupt-cells: v2m -> the GIC
+    (("\t\tdma-coherent;\n", "\t\tdma-coherent;\n\t\tinterrupt-parent = <&v2m>;\n"), True, ""),
+    (("\t\tranges;\n\t\tdma-coherent;", "\t\tranges = <0x0 0x0 0x0 0x1000 0x0 0x1000>;\n"
+      "\t\tdma-coherent;"), False, "ranges: must be empty"),
+    (("\t\tcompatible = \"microsoft,vmbus\";\n", "\t\tcompatible = \"microsoft,vmbus\";\n"
+      "\t\tstatus = \"disabled\";\n"), True, "no MSI"),
+])
+def test_the_vmbus_node_is_read_as_linux_reads_it(tmp_path: Path, edit: tuple[str, str],
+                                                  ok: bool, needle: str) -> None:
+    text = HV_BOARD.read_text()
+    assert edit[0] in text
+    board = tmp_path / "variant.dts"
+    board.write_text(text.replace(edit[0], edit[1], 1))
+    if not ok:
+        with pytest.raises(DirectLPIError) as exc:
+            Platform.from_devicetree(board)
+        assert needle in str(exc.value)
+        return
+    plat = Platform.from_devicetree(board)
+    kern = plat.boot()
+    if needle:                  # a disabled VMBus: its vPCI bus is not there at all
+        assert kern.hv is None and plat.pci_host is None
+    else:
+        assert kern.hv is not None

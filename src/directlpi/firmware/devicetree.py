@@ -86,6 +86,8 @@ V2M_COMPAT = "arm,gic-v2m-frame"
 ECAM_COMPAT = "pci-host-ecam-generic"
 MODEL_COMPAT = "directlpi,hardware-model"
 VMBUS_COMPAT = "microsoft,vmbus"
+HV_VPCI_SPI_FIRST, HV_VPCI_SPI_LAST = 64, 1019
+"""pci-hyperv's SPI range on arm64 (HV_PCI_MSI_SPI_START, + HV_PCI_MSI_SPI_NR - 1)."""
 
 SZ_4K = 0x1000
 SZ_64K = 0x1_0000
@@ -590,28 +592,48 @@ def _vmbus(r: _Reader, gic: _Gic) -> tuple[FdtNode, VmbusDescription] | None:
     if "ranges" not in v.props:
         r.note(v, "ranges", "missing: the vPCI bus under it needs CPU addresses (an empty "
                "ranges)")
+    elif v.props["ranges"]:
+        r.note(v, "ranges", "must be empty: the model reads the vPCI bus's addresses as CPU "
+               "addresses (1:1)")
     return v, VmbusDescription(Fwnode(v.path), gic.desc.fwnode)
 
 
 def _first_available(r: _Reader, compat: str, second: str) -> FdtNode | None:
     """The first available node of ``compat``; each further one is a problem, ``second``
     formatted with the first's path."""
-    nodes = [n for n in r.find(compat) if r.available(n)]
+    nodes = [n for n in r.find(compat) if _available_in_tree(r, n)]
     for other in nodes[1:]:
         r.note(other, "compatible", second.format(nodes[0].path))
     return nodes[0] if nodes else None
 
 
-def _interrupt_parent(r: _Reader, node: FdtNode) -> FdtNode | None:
-    """``of_irq_find_parent``: the nearest ``interrupt-parent`` up the tree, resolved."""
+def _available_in_tree(r: _Reader, node: FdtNode) -> bool:
+    """The node and every ancestor available (Linux populates no child of a disabled
+    node)."""
     n = node
     while True:
-        if "interrupt-parent" in n.props:
-            c = r._try(partial(r.cells, n, "interrupt-parent"))
-            return r.phandles.get(c[0]) if c else None
+        if not r.available(n):
+            return False
         if n is r.root:
-            return None
+            return True
         n = r.parent(n)
+
+
+def _interrupt_parent(r: _Reader, node: FdtNode) -> FdtNode | None:
+    """``of_irq_find_parent``: follow ``interrupt-parent`` (or, without it, the tree
+    parent) until a node with ``#interrupt-cells``; None if there is none."""
+    child = node
+    for _ in range(len(r.parents) + 2):             # a phandle loop ends here
+        p: FdtNode | None
+        if "interrupt-parent" in child.props:
+            c = r._try(partial(r.cells, child, "interrupt-parent"))
+            p = r.phandles.get(c[0]) if c else None
+        else:
+            p = None if child is r.root else r.parent(child)
+        if p is None or "#interrupt-cells" in p.props:
+            return p
+        child = p
+    return None
 
 
 def _vpci_msi(r: _Reader, h: FdtNode,
@@ -929,6 +951,13 @@ def read_board(root: FdtNode, name: str | None = None) -> DtBoard:
                  if on) or "none")]
     if pci is not None:
         notes.append("PCI host bridge: " + _describe_msi(pci, gic.desc, board.vmbus))
+    if vmbus is not None:
+        shared = [f"{first}..{first + count - 1}" for _n, _d, (first, count) in gic.v2m
+                  if first <= HV_VPCI_SPI_LAST and first + count - 1 >= HV_VPCI_SPI_FIRST]
+        if shared:
+            notes.append(f"GICv2m SPIs {', '.join(shared)} lie in pci-hyperv's range "
+                         f"{HV_VPCI_SPI_FIRST}..{HV_VPCI_SPI_LAST}: the host refuses them to "
+                         "vPCI vectors, and the driver skips them once refused")
     return DtBoard(board, hardware, pci, tuple(notes))
 
 

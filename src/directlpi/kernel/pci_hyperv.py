@@ -40,7 +40,9 @@ Where the model departs from Linux, by choice:
   is never told the block's SPIs -- a gap upstream the model does not replay, since its
   host could not route the block without them.
 * A refused create (the host's status) during allocation fails it with that errno
-  (Linux logs it and leaves the message empty, so the vector never fires); refused when
+  (Linux logs it and leaves the message empty, so the vector never fires), and an SPI
+  block the host refused as such (``EINVAL``, ``EBUSY``) is taken out of the driver's
+  range, so the next allocation moves past it (Linux's dead vector holds it); refused when
   the vector is started again later (a CPU back online), it is logged and the message
   left empty, as Linux.  Freeing disables the SPI and discards its pending state, as the
   MBI provider does.
@@ -152,6 +154,9 @@ class HvVpci(SpiMsi):
         #: The host's interrupt behind each virq that asked for one (a MultiMSI block's
         #: first vector; each MSI-X vector).
         self.int_desc: dict[int, IntDesc] = {}
+        #: SPI blocks the host refused to route (EINVAL, EBUSY) while allocating: taken
+        #: out of the allocator once the failed allocation has freed them.
+        self.refused: list[tuple[int, int]] = []
         ranges = ((HV_PCI_MSI_SPI_START, HV_PCI_MSI_SPI_NR),)
         super().__init__(kernel, Fwnode("hv_vpci_arm64"), ranges, "HV",
                          MbiAllocator(ranges, self.NAME, "its SPI range 64..1019"))
@@ -167,6 +172,14 @@ class HvVpci(SpiMsi):
 
     def doorbell(self, spi: int) -> int | None:
         return None                 # the host's reply says where the device writes
+
+    def _free(self, domain: IrqDomain, virq: int, nr_irqs: int) -> None:
+        super()._free(domain, virq, nr_irqs)
+        while self.refused:
+            spi, count = self.refused.pop()
+            self.allocator.take_out(spi, count)
+            self.k.log.warn(f"hv_vpci: SPIs {spi}..{spi + count - 1} refused by the host: "
+                            "not used again")
 
     # -- hv_compose_msi_msg / hv_teardown_msi_irq -------------------------------------------------
 
@@ -200,6 +213,11 @@ class HvVpci(SpiMsi):
                     f"(+{count}): {name} ({os.strerror(reply['status'])})")
             irq_desc = self.k.irq_to_desc(d.irq)
             if irq_desc is None or not irq_desc.actions:
+                if reply["status"] in (errno.EINVAL, errno.EBUSY):
+                    # The host will not route these SPIs: once the failed allocation has
+                    # given them back, never pick them again (or every later allocation
+                    # would stop on them).
+                    self.refused.append((parent.hwirq, count))
                 raise KernelError(text, reply["status"])       # allocating: fail it
             # Started again later (a CPU back online): nothing to fail, so as Linux the
             # message stays empty and the vector is dead.

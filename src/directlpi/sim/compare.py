@@ -220,6 +220,12 @@ def measure_facts(route: str, cpus: int = DEFAULT_CPUS) -> dict[str, Any]:
     else:
         spi = {"mbi": k.mbi, "gicv2m": k.v2m, "spi-pv": k.hv}.get(route)
         most = spi.allocator.total if spi is not None else 0
+        if spi is not None and plat.hv is not None:
+            # The driver's range, less the SPIs the host keeps for something else (it
+            # refuses them, and the driver then skips them).
+            ranges = spi.allocator.ranges
+            most -= sum(1 for s in plat.hv.reserved_spis
+                        if any(r.first <= s < r.first + r.count for r in ranges))
     table_memory = sum(k.mm.allocated.values())
     # MultiMSI with per-vector affinity: vector 1 moved on its own, then raised -- where
     # does its handler run (not what the kernel says: where the interrupt goes)?

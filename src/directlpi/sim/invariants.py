@@ -78,7 +78,7 @@ FORMER = "former"        # legitimate when issued, but the INTID changed hands i
 
 
 def _kind(intid: int) -> str:
-    return "LPI" if intid >= LPI_BASE else "MBI SPI"
+    return "LPI" if intid >= LPI_BASE else "SPI"
 
 
 @dataclass(frozen=True)

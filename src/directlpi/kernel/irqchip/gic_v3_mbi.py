@@ -143,6 +143,12 @@ class MbiAllocator:
         for obs in self.observers:
             obs("free", intid, n)
 
+    def take_out(self, intid: int, n: int) -> None:
+        """Never hand SPIs ``intid .. intid + n - 1`` out again (they are free now)."""
+        r = next((r for r in self.ranges if r.first <= intid < r.first + r.count), None)
+        if r is not None:
+            r.mark(intid, min(n, r.first + r.count - intid), True)
+
     def allocated(self) -> list[int]:
         return [r.first + i for r in self.ranges for i, u in enumerate(r.used) if u]
 
