@@ -274,23 +274,22 @@ class CPUInterface:
         if 1020 <= intid <= 1023:
             return
         active = self._active
-        name = f"ICC_EOIR{group}_EL1"
         if not active:
             self._unpredictable(intid, "eoi-not-active",
-                                f"{name} {intid} with no active priority: ignored")
+                                f"ICC_EOIR{group}_EL1 {intid} with no active priority: ignored")
             return
         top = active[-1]
         if (top >> 24) & 1 != group:
             self._unpredictable(intid, "eoi-wrong-group",
-                                f"{name} {intid}, but the highest active priority belongs to "
-                                f"Group {1 - group}: ignored")
+                                f"ICC_EOIR{group}_EL1 {intid}, but the highest active priority "
+                                f"belongs to Group {1 - group}: ignored")
             return
         active.pop()
         self._gic.kicked.add(self.cpu)
         if top & 0xFFFFFF != intid:
             self._unpredictable(intid, "eoi-not-highest",
-                                f"{name} {intid}, but the highest priority active interrupt is "
-                                f"{top & 0xFFFFFF}: its priority was dropped")
+                                f"ICC_EOIR{group}_EL1 {intid}, but the highest priority active "
+                                f"interrupt is {top & 0xFFFFFF}: its priority was dropped")
         if self._on[_EV_EOI]:
             self._hub.emit(Event(_EV_EOI, f"ICC{self.cpu}", cpu=self.cpu, intid=intid))
         if not self._ctlr & _EOIMODE:
