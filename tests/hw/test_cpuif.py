@@ -201,3 +201,62 @@ def test_unknown_or_wrong_direction_sysregs_raise(plat: Platform) -> None:
         plat.cpu(0).read_sysreg("ICC_EOIR1_EL1")
     with pytest.raises(UnknownSysregError, match="read-only"):
         plat.cpu(0).write_sysreg("ICC_IAR1_EL1", 0)
+
+
+def test_active_priority_registers_follow_acknowledge_and_priority_drop(
+        lpis: tuple[Platform, LpiTables]) -> None:
+    plat, tables = lpis
+    cpu = plat.cpu(0)
+    configure_lpi(plat, tables, 8192, priority=0xA0, invalidate=[0])
+    configure_lpi(plat, tables, 8193, priority=0x40, invalidate=[0])
+    assert cpu.read_sysreg("ICC_AP1R0_EL1") == 0
+    setlpir(plat, 0, 8192)
+    assert cpu.read_sysreg("ICC_IAR1_EL1") == 8192
+    # 5 priority bits: 32 levels in ICC_AP1R0_EL1, bit i = group priority i << 3.
+    assert cpu.read_sysreg("ICC_AP1R0_EL1") == 1 << (0xA0 >> 3)
+    setlpir(plat, 0, 8193)
+    assert cpu.read_sysreg("ICC_IAR1_EL1") == 8193            # preempts
+    assert cpu.read_sysreg("ICC_AP1R0_EL1") == 1 << 20 | 1 << 8
+    assert cpu.read_sysreg("ICC_AP0R0_EL1") == 0               # Group 0: none active
+    cpu.write_sysreg("ICC_EOIR1_EL1", 8193)
+    assert cpu.read_sysreg("ICC_AP1R0_EL1") == 1 << 20
+    cpu.write_sysreg("ICC_EOIR1_EL1", 8192)
+    assert cpu.read_sysreg("ICC_AP1R0_EL1") == 0
+
+
+def test_active_priorities_are_saved_and_restored(lpis: tuple[Platform, LpiTables]) -> None:
+    plat, tables = lpis
+    cpu = plat.cpu(0)
+    configure_lpi(plat, tables, 8192, priority=0xA0, invalidate=[0])
+    configure_lpi(plat, tables, 8194, priority=0xC0, invalidate=[0])
+    setlpir(plat, 0, 8192)
+    assert cpu.read_sysreg("ICC_IAR1_EL1") == 8192
+    saved = cpu.read_sysreg("ICC_AP1R0_EL1")
+    cpu.write_sysreg("ICC_AP1R0_EL1", saved)                   # the value read: no change
+    bad: list[str] = []
+    plat.observe(lambda e: bad.append(e.reason), [EventKind.UNPREDICTABLE])
+    cpu.write_sysreg("ICC_AP1R0_EL1", 0)                       # over live state: undefined
+    assert bad == ["apr-write"] and cpu.read_sysreg("ICC_AP1R0_EL1") == saved
+    cpu.write_sysreg("ICC_EOIR1_EL1", 8192)                    # context "switched out"
+    assert cpu.read_sysreg("ICC_RPR_EL1") == 0xFF
+    cpu.write_sysreg("ICC_AP1R0_EL1", saved)                   # ... and restored
+    assert cpu.read_sysreg("ICC_RPR_EL1") == 0xA0               # the running priority back
+    setlpir(plat, 0, 8194)
+    assert cpu.read_sysreg("ICC_IAR1_EL1") == 1023              # 0xc0 cannot preempt it
+    cpu.write_sysreg("ICC_EOIR1_EL1", 8192)                     # drops the restored one
+    assert bad == ["apr-write"] and cpu.read_sysreg("ICC_AP1R0_EL1") == 0
+    assert cpu.read_sysreg("ICC_IAR1_EL1") == 8194
+
+
+@pytest.mark.parametrize(("bits", "regs"), [(5, 1), (6, 2), (7, 4), (8, 4)])
+def test_the_active_priority_registers_implemented_follow_the_priority_bits(
+        bits: int, regs: int) -> None:
+    plat = Platform.bare(cpus=1, priority_bits=bits)
+    for g in (0, 1):
+        for n in range(4):
+            name = f"ICC_AP{g}R{n}_EL1"
+            if n < regs:
+                assert plat.cpu(0).read_sysreg(name) == 0
+            else:
+                with pytest.raises(UnknownSysregError):
+                    plat.cpu(0).read_sysreg(name)

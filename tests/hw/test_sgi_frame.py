@@ -1,8 +1,10 @@
-"""GICR SGI_base frame: SGIs and PPIs of one PE, and ICC_SGI1R_EL1."""
+"""GICR SGI_base frame: SGIs and PPIs of one PE, and ICC_SGI1R_EL1 / SGI0R / ASGI1R."""
 
 from __future__ import annotations
 
-from directlpi import EventKind, Platform
+import pytest
+
+from directlpi import EventKind, Platform, UnknownSysregError
 from tests.hw import arch
 
 
@@ -85,3 +87,22 @@ def test_acknowledge_moves_an_sgi_from_pending_to_active(plat: Platform) -> None
     plat.cpu(0).write_sysreg("ICC_EOIR1_EL1", 2)
     assert sgi(plat, 0, arch.GICR_ISACTIVER0) == 0
     assert plat.cpu(0).read_sysreg("ICC_IAR1_EL1") == arch.SPURIOUS
+
+
+@pytest.mark.parametrize("reg", ["ICC_SGI0R_EL1", "ICC_ASGI1R_EL1"])
+def test_sgi0r_and_asgi1r_generate_group0_sgis_only(plat: Platform, reg: str) -> None:
+    """One Security state (GICD_CTLR.DS = 1): ICC_SGI0R_EL1 generates Group 0 SGIs, and
+    ICC_ASGI1R_EL1 (Group 1 of the *other* state, of which there is none) does the same;
+    a target where the SGI is Group 1 does not receive it."""
+    for cpu in range(4):
+        ready(plat, cpu)
+        sgi_wr(plat, cpu, arch.GICR_ISENABLER0, 0xFFFF)
+        plat.cpu(cpu).write_sysreg("ICC_IGRPEN0_EL1", 1)
+    sgi_wr(plat, 3, arch.GICR_IGROUPR0, 0)                    # PE 3: SGIs are Group 0
+    plat.cpu(0).write_sysreg(reg, (5 << 24) | 0b1100)          # to PEs 2 and 3
+    assert [plat.cpu(c).read_sysreg("ICC_HPPIR0_EL1") for c in range(4)] == [
+        arch.SPURIOUS, arch.SPURIOUS, arch.SPURIOUS, 5]
+    assert sgi(plat, 2, arch.GICR_ISPENDR0) == 0               # Group 1 there: not sent
+    assert plat.cpu(3).read_sysreg("ICC_IAR0_EL1") == 5
+    with pytest.raises(UnknownSysregError, match="write-only"):
+        plat.cpu(0).read_sysreg(reg)

@@ -34,6 +34,7 @@ when a register that needs it is read.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from directlpi.errors import OtherPeSysregError, UnknownSysregError
@@ -51,13 +52,15 @@ _EV_EOI = EventKind.EOI
 _IDLE = 0xFF
 _CBPR = ICC.CTLR.CBPR.mask
 _EOIMODE = ICC.CTLR.EOImode.mask
+_RESTORED = 0xFFFFFF
+"""The INTID field of an active priority restored through ICC_AP<g>R<n>_EL1: none known."""
 
 
 class CPUInterface:
     """The GIC CPU interface of PE ``cpu`` (AArch64 system registers)."""
 
     __slots__ = (
-        "_active", "_bpr0", "_bpr1", "_ctlr", "_dist", "_gic", "_hub", "_igrpen",
+        "_active", "_ap_shift", "_bpr0", "_bpr1", "_ctlr", "_dist", "_gic", "_hub", "_igrpen",
         "_min_bpr0", "_on", "_rd", "_readers", "_sgi", "_writers", "cpu", "id_bits",
         "mpidr", "pmr", "prio_mask", "priority_bits",
     )
@@ -109,8 +112,19 @@ class CPUInterface:
             ICC.IGRPEN0.name: lambda v: self._write_igrpen(v, 0),
             ICC.IGRPEN1.name: lambda v: self._write_igrpen(v, 1),
             ICC.SRE.name: lambda v: None,
-            ICC.SGI1R.name: self._write_sgi1r,
+            ICC.SGI1R.name: lambda v: self._write_sgi(v, 1, ICC.SGI1R.name),
+            ICC.SGI0R.name: lambda v: self._write_sgi(v, 0, ICC.SGI0R.name),
+            # One Security state (DS = 1): the "other" state's Group 1 is Group 0.
+            ICC.ASGI1R.name: lambda v: self._write_sgi(v, 0, ICC.ASGI1R.name),
         }
+        # ICC_AP<g>R<n>_EL1: one register per 32 preemption levels the priority bits give
+        # (5 bits: 32 levels, 6: 64, 7 or 8: 128 -- the group priority has 7 bits at most).
+        self._ap_shift = 8 - min(priority_bits, 7)
+        for g in (0, 1):
+            for n in range(1 << max(0, min(priority_bits, 7) - 5)):
+                name = f"ICC_AP{g}R{n}_EL1"
+                self._readers[name] = partial(self._read_apr, g, n)
+                self._writers[name] = partial(self._write_apr, g, n)
 
     # -- the public accessors -------------------------------------------------------
 
@@ -286,7 +300,7 @@ class CPUInterface:
             return
         active.pop()
         self._gic.kicked.add(self.cpu)
-        if top & 0xFFFFFF != intid:
+        if top & 0xFFFFFF not in (intid, _RESTORED):
             self._unpredictable(intid, "eoi-not-highest",
                                 f"ICC_EOIR{group}_EL1 {intid}, but the highest priority active "
                                 f"interrupt is {top & 0xFFFFFF}: its priority was dropped")
@@ -361,7 +375,45 @@ class CPUInterface:
         self._igrpen = (self._igrpen | bit) if value & 1 else (self._igrpen & ~bit)
         self._gic.kicked.add(self.cpu)
 
-    def _write_sgi1r(self, value: int) -> None:
+    # -- active priorities -------------------------------------------------------------
+
+    def _read_apr(self, group: int, n: int) -> int:
+        """Bit i of ICC_AP<group>R<n>_EL1: group priority ``(32 n + i) << shift`` is active
+        in ``group`` (each acknowledge sets one, each priority drop clears one)."""
+        value = 0
+        for entry in self._active:
+            if (entry >> 24) & 1 == group:
+                level = (entry >> 25) >> self._ap_shift
+                if level >> 5 == n:
+                    value |= 1 << (level & 31)
+        return value
+
+    def _write_apr(self, group: int, n: int, value: int) -> None:
+        """Save/restore (IHI 0069): writing the value last read is no change; writing a
+        saved value into a register that reads 0 restores those active priorities (an
+        INTID the PE no longer knows: the EOI that drops one names whichever); anything
+        else is UNPREDICTABLE, recorded and ignored."""
+        value &= 0xFFFFFFFF
+        current = self._read_apr(group, n)
+        if value == current:
+            return
+        name = f"ICC_AP{group}R{n}_EL1"
+        if current:
+            self._unpredictable(-1, "apr-write",
+                                f"{name} written with {value:#x} while it reads {current:#x} "
+                                "(only the value read, or a saved value over 0, is defined): "
+                                "ignored")
+            return
+        for bit in range(32):
+            if value >> bit & 1:
+                prio = ((n << 5) | bit) << self._ap_shift
+                self._active.append((prio << 25) | (group << 24) | _RESTORED)
+        self._active.sort(key=lambda e: -(e >> 25))      # innermost (highest) last
+        self._gic.kicked.add(self.cpu)
+
+    def _write_sgi(self, value: int, group: int, name: str) -> None:
+        """ICC_SGI1R_EL1 / ICC_SGI0R_EL1 / ICC_ASGI1R_EL1 (the same fields): the SGI reaches
+        a target only where it is configured in ``group`` (one Security state)."""
         intid = ICC.SGI1R.INTID.get(value)
         if ICC.SGI1R.IRM.get(value):
             targets = [c for c in range(self._gic.num_cpus) if c != self.cpu]
@@ -369,7 +421,7 @@ class CPUInterface:
             if ICC.SGI1R.RS.get(value):
                 self._hub.report(Event(EventKind.IGNORED, f"ICC{self.cpu}", cpu=self.cpu,
                                        intid=intid, reason="rs-without-rss",
-                                       detail="ICC_SGI1R_EL1.RS is non-zero but GICD_TYPER.RSS "
+                                       detail=f"{name}.RS is non-zero but GICD_TYPER.RSS "
                                               "is 0: no PE targeted"))
                 return
             upper = (ICC.SGI1R.Aff3.get(value) << 24 | ICC.SGI1R.Aff2.get(value) << 16
@@ -380,8 +432,8 @@ class CPUInterface:
                        if (c := by_aff.get(upper | b)) is not None]
         for c in targets:
             sgi = self._gic.redists[c].sgi
-            if not (sgi.group >> intid) & 1:
-                continue  # SGI1R generates only Group 1 SGIs
+            if (sgi.group >> intid) & 1 != group:
+                continue  # configured in the other group at the target: not forwarded
             sgi.raise_sgi(intid)
             if self._on[EventKind.SGI_GENERATED]:
                 self._hub.emit(Event(EventKind.SGI_GENERATED, f"ICC{self.cpu}", cpu=c,

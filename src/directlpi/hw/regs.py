@@ -459,6 +459,15 @@ class ICC:
         "RS": Field(44, 4),
         "Aff3": Field(48, 8),
     })
+    SGI0R = Reg("ICC_SGI0R_EL1", -1, width=64, access=WO,
+                doc="Group 0 SGIs (fields as ICC_SGI1R_EL1)")
+    ASGI1R = Reg("ICC_ASGI1R_EL1", -1, width=64, access=WO,
+                 doc="Group 1 SGIs of the other Security state (fields as ICC_SGI1R_EL1); "
+                     "with one Security state (GICD_CTLR.DS = 1), Group 0 SGIs")
+    AP0R = Reg("ICC_AP0R", -1, count=4,
+               doc="Group 0 active priorities (ICC_AP0R<n>_EL1; n < 1, 2 or 4 by PRIbits)")
+    AP1R = Reg("ICC_AP1R", -1, count=4,
+               doc="Group 1 active priorities (ICC_AP1R<n>_EL1; n < 1, 2 or 4 by PRIbits)")
 
 
 # ---------------------------------------------------------------------------
