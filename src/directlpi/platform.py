@@ -448,7 +448,8 @@ class Platform:
         # The new kernel starts on the CPU that ran kexec (the calling task's, online).
         params = BootParams(boot_cpu=old.task_cpu,
                             lpis=old.params.lpis if lpis is None else lpis,
-                            lpi_id_bits=old.params.lpi_id_bits, memreserve=carry)
+                            lpi_id_bits=old.params.lpi_id_bits, memreserve=carry,
+                            msi_provider=old.params.msi_provider)
         self.kernel = None
         return self._start(params)
 

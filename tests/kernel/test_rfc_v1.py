@@ -156,3 +156,11 @@ def test_it_stays_out_with_an_its_or_without_directlpi_rds(board: str, why: str)
     with pytest.raises(DirectLPIError) as exc:
         boot(plat, "rfc-v1")
     assert exc.value.errno == errno.ENODEV and why in str(exc.value)
+
+
+def test_kexec_keeps_the_provider_the_old_kernel_booted_with() -> None:
+    from directlpi import Platform
+    from directlpi.sim.review import boot
+    plat = Platform.default(cpus=2)
+    assert boot(plat, "rfc-v1").msi_provider.startswith("rfc-v1")
+    assert plat.kexec().msi_provider.startswith("rfc-v1")
