@@ -127,6 +127,7 @@ def test_the_cli_prints_the_table_and_json(capsys: pytest.CaptureFixture[str]) -
 
 @pytest.mark.parametrize(("routes", "needle"), [
     ("its,foo", "unknown route 'foo'"), ("spi-pv,rfc", "unknown route 'rfc'"),
+    ("its,mbi,its", "its is named twice"),
     (",", "no route named")])
 def test_bad_routes_are_one_line_and_exit_2(routes: str, needle: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:

@@ -81,6 +81,9 @@ def parse_routes(text: str | None) -> tuple[str, ...]:
         if r not in ROUTES:
             raise DirectLPIError(f"--routes: unknown route {r!r}; known: {', '.join(ROUTES)}",
                                  errno.EINVAL)
+        if asked.count(r) > 1:
+            raise DirectLPIError(f"--routes: {r} is named twice (one column per route)",
+                                 errno.EINVAL)
     return asked
 
 
