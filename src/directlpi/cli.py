@@ -316,6 +316,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                              "ratio": c.ratio, "verdict": c.verdict}
                               for c in rows}, indent=2))
             return EXIT_OK
+        print(f"{'key':<{width}}  {'now':>14} {'baseline':>14} {'ratio':>7} verdict unit")
         for c in rows:
             then = "" if c.baseline is None else f"{c.baseline:>14,.3f}"
             ratio = "" if c.ratio is None else f"{c.ratio:6.2f}x"

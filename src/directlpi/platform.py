@@ -414,16 +414,20 @@ class Platform:
     # -- software ----------------------------------------------------------------------------------
 
     def boot(self, *, lpis: bool | None = None, lpi_id_bits: int = 16,
-             boot_cpu: int = 0) -> Kernel:
+             boot_cpu: int = 0, provider: str = "direct-lpi") -> Kernel:
         """Boot a kernel: GIC probe and init on every CPU, LPIs if wanted.
 
         ``lpis``: True forces the LPI infrastructure on, False keeps it off, None
         (default) enables it only when firmware describes an LPI MSI provider.
+        ``provider``: the LPI MSI provider to bring up where there is no ITS
+        (``BootParams.msi_provider``): "direct-lpi", or "rfc-v1" (the 2021 RFC replayed;
+        :func:`directlpi.sim.review.boot` also checks the board brought it up).
         """
         if self.kernel is not None:
             raise DirectLPIError("a kernel is already running; use kexec() to replace it",
                                  errno.EBUSY)
-        params = BootParams(boot_cpu=boot_cpu, lpis=lpis, lpi_id_bits=lpi_id_bits)
+        params = BootParams(boot_cpu=boot_cpu, lpis=lpis, lpi_id_bits=lpi_id_bits,
+                            msi_provider=provider)      # KernelError (EINVAL) if unknown
         return self._start(params)
 
     def _start(self, params: BootParams) -> Kernel:

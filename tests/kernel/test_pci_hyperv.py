@@ -388,3 +388,19 @@ def test_the_vmbus_node_is_read_as_linux_reads_it(tmp_path: Path, edit: tuple[st
         assert kern.hv is None and plat.pci_host is None
     else:
         assert kern.hv is not None
+
+
+def test_a_platform_msi_device_on_a_vpci_only_board_is_named_in_the_error(
+        tmp_path: Path) -> None:
+    text = HV_BOARD.read_text()
+    start = text.index("\t\t/* A GICv2m MSI frame")
+    end = text.index("\t\t};\n", start) + len("\t\t};\n")
+    board = tmp_path / "hv-no-v2m.dts"
+    board.write_text(text[:start] + text[end:])
+    plat = Platform.from_devicetree(board)
+    dma = plat.add_platform_device("dma", 2)
+    kern = plat.boot()
+    with pytest.raises(KernelError) as exc:
+        kern.platform_msi_domain_alloc_irqs(dma, 2, lambda desc, msg: None)
+    assert "platform device dma: no platform-MSI domain: the only MSI provider is the " \
+        "vPCI bus's (spi-pv)" in str(exc.value)

@@ -109,8 +109,10 @@ def _check_devicetree(res: CheckResult, path: Path, include_dirs: Sequence[str |
     except SchemaUnavailable as e:
         res.summary.append(f"{path}: {e}")
     except Exception as e:  # dtschema is third-party code on hostile input: never a traceback
-        res.problems.append(f"{path}: schema: dtschema cannot decode this tree "
-                            f"({type(e).__name__}: {e})")
+        why = (f"a phandle that names no node ({e.args[0]:#x})"
+               if isinstance(e, KeyError) and e.args and isinstance(e.args[0], int)
+               else f"{type(e).__name__}: {e}")
+        res.problems.append(f"{path}: schema: dtschema cannot decode this tree ({why})")
     res.summary += [f"{path}: {n}" for n in notes]
     if notes:
         res.devicetrees.append((path, dtb))

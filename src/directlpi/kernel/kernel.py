@@ -592,8 +592,9 @@ class Kernel:
         devices are not in the devicetree, so there is no msi-parent to choose by)."""
         provider = self.direct_lpi or self.rfc_v1 or self.its or self.mbi or self.v2m
         if provider is None:
-            raise KernelError("no platform-MSI domain: no MSI provider was registered",
-                              errno.ENOSPC)
+            why = ("no MSI provider was registered" if self.hv is None else
+                   "the only MSI provider is the vPCI bus's (spi-pv), whose MSIs are PCI's")
+            raise KernelError(f"no platform-MSI domain: {why}", errno.ENOSPC)
         return provider.platform
 
     @syscall(sleeps=True)
@@ -606,7 +607,10 @@ class Kernel:
         name = getattr(dev, "name", dev)
         if name in self._platform_irqs:
             raise KernelError(f"{name}: platform MSIs already allocated", errno.EINVAL)
-        domain = self._platform_msi_domain()
+        try:
+            domain = self._platform_msi_domain()
+        except KernelError as exc:
+            raise KernelError(f"platform device {name}: {exc}", exc.errno) from None
         descs = msi_alloc_descs(name, nvec, write_msg)
         info = MsiAllocInfo(str(name), nvec, descs,
                             dev_id=getattr(dev, "msi_device_id", None))

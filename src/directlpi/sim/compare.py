@@ -280,7 +280,8 @@ def scenario_outcome(route: str, cpus: int = DEFAULT_CPUS) -> dict[str, Any]:
     return {"cpus": d["platform"]["cpus"],
             "violations": dict(Counter(v["invariant"] for v in d["violations"])),
             "review_findings": sorted({f"{f['objection']} {f['finding']}"
-                                       for f in d["review_findings"]}),
+                                       for f in d["review_findings"]},
+                                      key=lambda s: (int(s.split()[0][1:]), s)),
             "spoof_reached_victim": any(a["reached_victim"]
                                         for a in d["security"]["spoof_attempts"])}
 

@@ -46,7 +46,7 @@ from directlpi.kernel.irq.desc import (
     IrqDesc,
 )
 from directlpi.kernel.irqchip.lpi_range import order_of
-from directlpi.kernel.kernel import BootParams, Kernel
+from directlpi.kernel.kernel import Kernel
 
 if TYPE_CHECKING:
     from directlpi.platform import Platform
@@ -136,12 +136,7 @@ def boot(plat: Platform, provider: str | None = None, **options: Any) -> Kernel:
     message gives the kernel's reason, from its log)."""
     if provider is None:
         return plat.boot(**options)
-    options.setdefault("lpi_id_bits", 16)          # Platform.boot's default
-    params = BootParams(msi_provider=provider, **options)
-    if plat.kernel is not None:
-        raise DirectLPIError("a kernel is already running; use kexec() to replace it",
-                             errno.EBUSY)
-    kern = plat._start(params)        # Platform.boot with the provider's boot parameter
+    kern = plat.boot(provider=provider, **options)
     if provider not in kern.msi_provider.split("+"):
         why = [ln.text for ln in kern.log.lines if "Direct LPI" in ln.text]
         raise DirectLPIError(f"this board does not offer MSI provider {provider!r}: "

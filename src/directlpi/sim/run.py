@@ -419,8 +419,11 @@ class RunReport:
             out += ["", "kernel log (dmesg):"] + [f"  {ln}" for ln in self.run.kern.log.lines]
         out += ["", "invariants:"]
         t = d["totals"]
+        misdirected = sum(1 for v in self.violations if v.invariant == "misdirected-message")
         out.append(f"  MSIs written {t['msis_written']}, handler runs {t['handled']}, coalesced "
-                   f"{t['coalesced']}, lost {t['lost']}, spurious {t['spurious']}")
+                   f"{t['coalesced']}, lost {t['lost']}, spurious {t['spurious']}"
+                   + (f", vectors whose message names another interrupt {misdirected}"
+                      if misdirected else ""))
         if self.violations:
             out += [f"  VIOLATION {v}" + (f" (review: {r})" if (r := objection_of(v)) else "")
                     for v in self.violations]
