@@ -223,7 +223,7 @@ def test_check_prints_one_line_per_problem_and_exits_1(
     assert any(ln.endswith('board.dts: /: no GICv3 node (compatible "arm,gic-v3")') for ln in dts)
     assert any("(schema " in ln for ln in dts)                 # dt-schema's findings too
     (junk,) = by_file["junk.dat"]
-    assert "not a MADT (APIC), IORT or devicetree" in junk
+    assert "not a MADT (APIC), IORT, MCFG or devicetree" in junk
     (missing,) = by_file["missing.dat"]
     assert missing.endswith("missing.dat: No such file or directory")
 

@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     acpi.add_argument("--no-direct-lpi", action="store_true",
                       help="leave the proposed Direct LPI node out of the IORT")
     acpi.add_argument("--out", type=Path, default=Path("."),
-                      help="directory for apic.dat and iort.dat, created if missing "
+                      help="directory for apic.dat, iort.dat and mcfg.dat, created if missing "
                            "(default: .)")
     return p
 
@@ -130,7 +130,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     res = check_files(args.files)
     if res.madt is not None and not res.problems:
         try:        # the hardware must be buildable from what the tables say
-            Platform.from_acpi(res.madt[1], res.iort[1] if res.iort else None)
+            Platform.from_acpi(res.madt[1], res.iort[1] if res.iort else None,
+                               mcfg=res.mcfg[1] if res.mcfg else None)
         except FirmwareError as e:
             res.problems.append(f"{res.madt[0]}: {e}")
     for path, dtb in res.devicetrees:
@@ -175,7 +176,13 @@ def _boot_check(dtb: bytes) -> tuple[list[str], list[str]]:
 
 
 def _cmd_acpi(args: argparse.Namespace) -> int:
-    from directlpi.firmware.acpi import build_iort, build_madt, direct_lpi_routes, its_routes
+    from directlpi.firmware.acpi import (
+        build_iort,
+        build_madt,
+        build_mcfg,
+        direct_lpi_routes,
+        its_routes,
+    )
     from directlpi.firmware.devicetree import load_board
     from directlpi.platform import Platform
 
@@ -207,6 +214,8 @@ def _cmd_acpi(args: argparse.Namespace) -> int:
                       direct_lpi_node=gic.direct_lpi or not newer,
                       segments=[h.segment for h in board.pci_hosts] if newer else ())
     tables = {"apic.dat": build_madt(board, gicr_in_gicc=args.gicr_in_gicc), "iort.dat": iort}
+    if board.pci_hosts:
+        tables["mcfg.dat"] = build_mcfg(board)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

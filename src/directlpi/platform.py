@@ -25,8 +25,10 @@ from directlpi.errors import ConfigError, DirectLPIError
 from directlpi.firmware.acpi import (
     GICR_FRAME_PAIR,
     FirmwareError,
+    McfgEntry,
     parse_iort,
     parse_madt,
+    parse_mcfg,
 )
 from directlpi.firmware.boards import default_tree
 from directlpi.firmware.devicetree import DtBoard, load_board, read_board
@@ -43,6 +45,7 @@ from directlpi.hw.regs import (
     GICD,
     GICR,
     GITS_TRANSLATION,
+    ITS_SIZE,
     ITS_TRANSLATION_OFFSET,
     V2M,
 )
@@ -218,7 +221,7 @@ class Platform:
 
     @classmethod
     def from_acpi(cls, madt: bytes | str | Path, iort: bytes | str | Path | None = None,
-                  **options: Any) -> Platform:
+                  mcfg: bytes | str | Path | None = None, **options: Any) -> Platform:
         """The board an ACPI MADT (and optionally an IORT) describes.
 
         The MADT gives the CPUs (MPIDRs of the enabled GICCs, in order), the
@@ -235,10 +238,12 @@ class Platform:
         whether the GIC implements LPIs: a MADT with GICv2m frames, no ITS and no
         Direct LPI route is built without them (``lpis=False``, as ``gicv2m.dts``), so
         that the frames are the MSI controller.  ACPI has no MBI description, so none
-        is offered.  RAM and the PCI host bridge are the QEMU-virt ones (MCFG and the
-        UEFI memory map are not modelled).  Keyword options are the hardware options
-        of :meth:`bare` (``lpi_id_bits``, ``direct_lpi``, ``lpis``...) and override
-        the above.  Raises :class:`FirmwareError` naming what is wrong (an IORT route
+        is offered.  An MCFG gives segment 0's ECAM window (one host bridge: other
+        segments, or buses not starting at 0, are refused); without one it is QEMU
+        virt's.  RAM and the PCI memory window are QEMU virt's (the UEFI memory map and
+        the host bridge's _CRS in the DSDT are not modelled).  Keyword options are the
+        hardware options of :meth:`bare` (``lpi_id_bits``, ``direct_lpi``, ``lpis``...)
+        and override the above.  Raises :class:`FirmwareError` naming what is wrong (an IORT route
         to a GIC ITS ID the MADT does not describe, too).
         """
         from directlpi.firmware.acpi import read_iort, v2m_hardware
@@ -279,7 +284,10 @@ class Platform:
         # The QEMU-virt PCI host bridge, and a description naming Direct LPI when the
         # IORT does (ACPI has no MBI description: msi_controller stays False).
         virt = describe(machine.config)
-        host = PciHostBridge(ecam_base=VIRT_PCIE_ECAM[0], ecam_size=VIRT_PCIE_ECAM[1],
+        ecam = VIRT_PCIE_ECAM
+        if mcfg is not None:
+            ecam = _mcfg_ecam(parse_mcfg(_table_bytes(mcfg, "MCFG")), machine.config)
+        host = PciHostBridge(ecam_base=ecam[0], ecam_size=ecam[1],
                              mem_base=VIRT_PCIE_MMIO[0], mem_size=VIRT_PCIE_MMIO[1])
         gic = GicDescription(dist_base=virt.gic.dist_base,
                              redist_regions=virt.gic.redist_regions,
@@ -735,6 +743,33 @@ class Platform:
         dev = WiredDevice(name, spi, self.machine.gic.set_spi_line, level=level)
         self.devices.append(dev)
         return dev
+
+
+def _mcfg_ecam(entries: tuple[McfgEntry, ...], config: MachineConfig) -> tuple[int, int]:
+    """Segment 0's ECAM window from an MCFG, checked against what the model can build."""
+    if not entries:
+        raise FirmwareError("MCFG: no allocation: the PCI host bridge has no ECAM window")
+    others = sorted({e.segment for e in entries if e.segment != 0})
+    if others or len(entries) > 1:
+        raise FirmwareError(f"MCFG: {len(entries)} allocations (segments "
+                            f"{sorted({e.segment for e in entries})}): the model builds one "
+                            "host bridge, segment 0")
+    e = entries[0]
+    if e.bus_start != 0:
+        raise FirmwareError(f"MCFG: segment 0 starts at bus {e.bus_start}: the model's host "
+                            "bridge starts at bus 0")
+    base, size = e.window
+    spans = [(config.gicd_base, FRAME_SIZE, "the GICD"),
+             *((b, n * config.redist_stride, "a GICR region") for b, n in config.redist_regions),
+             *((b, ITS_SIZE, "an ITS") for b in config.its),
+             *((b, FRAME_SIZE, "a GICv2m frame") for b, _f, _n in config.v2m_frames),
+             (VIRT_PCIE_MMIO[0], VIRT_PCIE_MMIO[1], "the PCI memory window (QEMU virt's)"),
+             *((b, s, "RAM") for b, s in config.ram)]
+    for b, s, what in spans:
+        if base < b + s and b < base + size:
+            raise FirmwareError(f"MCFG: ECAM @{base:#x}+{size:#x} overlaps {what} "
+                                f"@{b:#x}+{s:#x}")
+    return base, size
 
 
 def _table_bytes(table: bytes | str | Path, what: str) -> bytes:

@@ -199,7 +199,7 @@ def test_garbage_gets_the_same_line_from_the_loader_and_from_check(
     with pytest.raises(FirmwareError) as exc:
         load_board(path)
     msg = str(exc.value)
-    assert msg.startswith(f"{path}: not a MADT (APIC), IORT or devicetree (DTS or DTB)")
+    assert msg.startswith(f"{path}: not a MADT (APIC), IORT, MCFG or devicetree (DTS or DTB)")
     assert check_files([path]).problems == [msg]
     with pytest.raises(FirmwareError) as again:
         Platform.from_devicetree(path)
@@ -217,7 +217,7 @@ def test_garbage_gets_the_same_line_from_run_platform_and_check(tmp_path: Path) 
             assert main(argv) != 0
         outs.append(out.getvalue().strip())
     run, check = outs
-    assert check.startswith(f"{path}: not a MADT (APIC), IORT or devicetree (DTS or DTB)")
+    assert check.startswith(f"{path}: not a MADT (APIC), IORT, MCFG or devicetree (DTS or DTB)")
     assert "\n" not in run and check in run       # run adds "directlpi: error: " and [EINVAL]
 
 

@@ -622,3 +622,68 @@ def _root_complex_routes(data: bytes, off: int, length: int, nodes: dict[int, tu
         elif target[0] == IORT_NODE_DIRECT_LPI:
             routes.append(DirectLpiRoute(segment, in_base, span + 1))
     return routes
+
+
+# -- MCFG: where each PCI segment's ECAM is (PCI Firmware Specification 3.x, 4.1.2) ------------
+
+MCFG_FIXED_LEN = 44
+MCFG_REVISION = 1
+_MCFG_ENTRY = struct.Struct("<QHBB4x")
+SZ_1M = 0x10_0000
+
+
+@dataclass(frozen=True)
+class McfgEntry:
+    """One MCFG allocation: ``base`` is the ECAM address of *bus 0* of ``segment`` (bus b
+    is at ``base + (b << 20)``), buses ``bus_start .. bus_end`` decoded."""
+
+    base: int
+    segment: int
+    bus_start: int
+    bus_end: int
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The ECAM window these buses occupy: (address of bus_start, size)."""
+        return self.base + (self.bus_start << 20), (self.bus_end - self.bus_start + 1) << 20
+
+
+def build_mcfg(board: BoardDescription) -> bytes:
+    """The MCFG for ``board``'s PCI host bridges (one allocation each)."""
+    body = bytearray(8)                       # reserved
+    for h in board.pci_hosts:
+        body += _MCFG_ENTRY.pack(h.ecam_base - (h.bus_start << 20), h.segment, h.bus_start,
+                                 h.bus_end)
+    table = bytearray(_header(b"MCFG", MCFG_REVISION, len(body)) + body)
+    checksum_fix(table)
+    return bytes(table)
+
+
+def parse_mcfg(data: bytes) -> tuple[McfgEntry, ...]:
+    """The allocations of an MCFG; FirmwareError naming the offset and field of the
+    first problem (a length that is not whole entries, a bus range that is empty or past
+    255, a window not 1 MiB aligned or past 52 bits, two allocations of one segment whose
+    buses overlap)."""
+    parse_header(data, b"MCFG")
+    if len(data) < MCFG_FIXED_LEN or (len(data) - MCFG_FIXED_LEN) % _MCFG_ENTRY.size:
+        raise FirmwareError(f"MCFG: offset 0x4 Length: {len(data)} bytes is not the "
+                            f"{MCFG_FIXED_LEN}-byte fixed part plus whole "
+                            f"{_MCFG_ENTRY.size}-byte allocations")
+    out: list[McfgEntry] = []
+    for off in range(MCFG_FIXED_LEN, len(data), _MCFG_ENTRY.size):
+        e = McfgEntry(*_MCFG_ENTRY.unpack_from(data, off))
+        where = f"MCFG: allocation at offset {off:#x}"
+        if e.bus_start > e.bus_end:
+            raise FirmwareError(f"{where}: Start Bus {e.bus_start} > End Bus {e.bus_end}")
+        start, size = e.window
+        if e.base % SZ_1M or start + size > 1 << 52:
+            raise FirmwareError(f"{where}: Base Address {e.base:#x} is not a 1 MiB-aligned "
+                                "ECAM address within 52 bits")
+        clash = next((o for o in out if o.segment == e.segment
+                      and e.bus_start <= o.bus_end and o.bus_start <= e.bus_end), None)
+        if clash is not None:
+            raise FirmwareError(f"{where}: segment {e.segment} buses {e.bus_start}.."
+                                f"{e.bus_end} overlap another allocation's {clash.bus_start}.."
+                                f"{clash.bus_end}")
+        out.append(e)
+    return tuple(out)

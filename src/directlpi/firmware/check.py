@@ -21,6 +21,7 @@ from directlpi.firmware.acpi import (
     Iort,
     Madt,
     parse_madt,
+    parse_mcfg,
     read_iort,
 )
 from directlpi.firmware.devicetree import DtError, read_board
@@ -36,6 +37,7 @@ class CheckResult:
     problems: list[str] = field(default_factory=list)
     madt: tuple[Path, bytes] | None = None
     iort: tuple[Path, bytes] | None = None
+    mcfg: tuple[Path, bytes] | None = None
     devicetrees: list[tuple[Path, bytes]] = field(default_factory=list)
     """Valid devicetrees (as DTB), for the hardware cross-check."""
     summary: list[str] = field(default_factory=list)
@@ -80,12 +82,20 @@ def check_files(paths: list[Path], include_dirs: Sequence[str | Path] = ()) -> C
             elif kind is FileKind.IORT:
                 res.summary.append(_describe_iort(path, read_iort(data)))
                 res.iort = (path, data)
+            elif kind is FileKind.MCFG:
+                entries = parse_mcfg(data)
+                res.summary.append(f"{path}: MCFG: " + ("; ".join(
+                    f"segment {e.segment} buses {e.bus_start}..{e.bus_end} ECAM @"
+                    f"{e.window[0]:#x}+{e.window[1]:#x}" for e in entries) or "no allocation"))
+                res.mcfg = (path, data)
             else:
                 _check_devicetree(res, path, include_dirs)
         except FirmwareError as e:
             res.problems.append(f"{path}: {e}")
-    if res.iort is not None and res.madt is None and not res.problems:
-        res.problems.append(f"{res.iort[0]}: an IORT needs the MADT that describes the GIC")
+    for other in (res.iort, res.mcfg):
+        if other is not None and res.madt is None and not res.problems:
+            res.problems.append(f"{other[0]}: {'an IORT' if other is res.iort else 'an MCFG'} "
+                                "needs the MADT that describes the GIC")
     return res
 
 

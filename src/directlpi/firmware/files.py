@@ -3,7 +3,7 @@
 :func:`classify` looks at the bytes, never the file name:
 
 * the FDT magic ``0xd00dfeed`` (big-endian) -- a devicetree blob (DTB);
-* the ACPI signature ``APIC`` -- a MADT; ``IORT`` -- an IORT;
+* the ACPI signature ``APIC`` -- a MADT; ``IORT`` -- an IORT; ``MCFG`` -- an MCFG;
 * text whose first token, after blank lines, ``/* */`` and ``//`` comments and
   preprocessor lines (``#include``, ``#define``, ...), is ``/dts-v1/`` -- a
   devicetree source (DTS).  So is text that has an ``#include`` and then starts
@@ -29,11 +29,12 @@ class FileKind(Enum):
     DTS = "devicetree source (DTS)"
     MADT = "ACPI MADT (APIC)"
     IORT = "ACPI IORT"
+    MCFG = "ACPI MCFG"
 
 
 _FDT_MAGIC = FDT_MAGIC.to_bytes(4, "big")
 _BOM = b"\xef\xbb\xbf"
-NOT_FIRMWARE = "not a MADT (APIC), IORT or devicetree (DTS or DTB)"
+NOT_FIRMWARE = "not a MADT (APIC), IORT, MCFG or devicetree (DTS or DTB)"
 
 
 def _looks_like_dts(data: bytes) -> bool:
@@ -69,6 +70,8 @@ def classify(data: bytes) -> FileKind | None:
         return FileKind.MADT
     if head == b"IORT":
         return FileKind.IORT
+    if head == b"MCFG":
+        return FileKind.MCFG
     return FileKind.DTS if _looks_like_dts(data) else None
 
 
