@@ -43,6 +43,16 @@ def spi_of(kern: Kernel, virq: int) -> int:
     return desc.irq_data.parent_data.hwirq
 
 
+def _without_v2m(tmp_path: Path) -> Path:
+    """hyperv-spi.dts without its GICv2m frame."""
+    text = HV_BOARD.read_text()
+    start = text.index("\t\t/* A GICv2m MSI frame")
+    end = text.index("\t\t};\n", start) + len("\t\t};\n")
+    board = tmp_path / "hv-no-v2m.dts"
+    board.write_text(text[:start] + text[end:])
+    return board
+
+
 def hv_writes(plat: Platform) -> list[Event]:
     out: list[Event] = []
     plat.observe(out.append, [EventKind.MMIO_WRITE])
@@ -239,12 +249,7 @@ def test_a_refused_route_fails_the_allocation_with_the_host_s_errno(hv: Any) -> 
 
 def test_the_956_spis_run_out(tmp_path: Path) -> None:
     # The board without its GICv2m frame: every SPI 64..1019 is the vPCI driver's.
-    text = HV_BOARD.read_text()
-    start = text.index("\t\t/* A GICv2m MSI frame")
-    end = text.index("\t\t};\n", start) + len("\t\t};\n")
-    board = tmp_path / "hv-no-v2m.dts"
-    board.write_text(text[:start] + text[end:])
-    plat = Platform.from_devicetree(board)
+    plat = Platform.from_devicetree(_without_v2m(tmp_path))
     kern = plat.boot()
     assert kern.msi_provider == "spi-pv" and kern.hv.allocator.total == HV_PCI_MSI_SPI_NR == 956
     big = plat.add_pci_device("0000:00:01.0", msix_vectors=956)
@@ -392,12 +397,7 @@ def test_the_vmbus_node_is_read_as_linux_reads_it(tmp_path: Path, edit: tuple[st
 
 def test_a_platform_msi_device_on_a_vpci_only_board_is_named_in_the_error(
         tmp_path: Path) -> None:
-    text = HV_BOARD.read_text()
-    start = text.index("\t\t/* A GICv2m MSI frame")
-    end = text.index("\t\t};\n", start) + len("\t\t};\n")
-    board = tmp_path / "hv-no-v2m.dts"
-    board.write_text(text[:start] + text[end:])
-    plat = Platform.from_devicetree(board)
+    plat = Platform.from_devicetree(_without_v2m(tmp_path))
     dma = plat.add_platform_device("dma", 2)
     kern = plat.boot()
     with pytest.raises(KernelError) as exc:
