@@ -340,7 +340,9 @@ class Platform:
         :class:`~directlpi.hw.machine.MachineConfig` (``gicd_base``,
         ``redist_regions``, ``redist_stride``, ``ram``, ``mpidrs``) and the other MSI
         blocks: ``its`` (ITS bases), ``its_pta``, ``v2m_frames`` ((base, first SPI, count)
-        per GICv2m frame), ``hv_vpci`` (a Hyper-V-style host: :mod:`directlpi.hw.hv_vpci`).
+        per GICv2m frame), ``hv_vpci`` (a Hyper-V-style host: :mod:`directlpi.hw.hv_vpci`);
+        and faults: ``dma_drop`` (the probability that the interconnect drops an issued
+        DMA write, recorded as ``DMA_DROPPED``) drawn from ``fault_seed``.
 
         Raises :class:`~directlpi.errors.ConfigError` (EINVAL) naming the option
         that is out of range.
@@ -361,7 +363,7 @@ class Platform:
         if isinstance(direct_lpi, list):
             direct_lpi = tuple(direct_lpi)
         allowed = {"gicd_base", "redist_regions", "redist_stride", "ram", "mpidrs", "its",
-                   "its_pta", "v2m_frames", "hv_vpci"}
+                   "its_pta", "v2m_frames", "hv_vpci", "dma_drop", "fault_seed"}
         unknown = sorted(set(layout) - allowed)
         if unknown:
             raise ConfigError(f"unknown hardware option(s) {', '.join(unknown)}; known: "

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from directlpi import Platform
+from directlpi import EventKind, Platform
 from directlpi.kernel.irq.chip import IRQ_SET_MASK_OK_DONE
 from directlpi.kernel.irq.desc import IRQ_HANDLED, IrqData
 from directlpi.kernel.irqchip import direct_lpi
@@ -20,7 +20,7 @@ from directlpi.kernel.msi import MsiMsg
 from directlpi.kernel.pci import PCI_IRQ_MSI, PCI_IRQ_MSIX
 from directlpi.sim.invariants import InvariantChecker
 from directlpi.sim.run import ScenarioRun
-from directlpi.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from directlpi.sim.scenario import DEFAULT_SCENARIO, load_scenario, parse_scenario
 
 BDF = "0000:00:01.0"
 SETLPIR = 0x40
@@ -379,3 +379,35 @@ def test_a_write_in_flight_when_the_checker_attaches_is_its_owners() -> None:
     checker = InvariantChecker(plat)
     plat.run_until_idle()
     assert checker.check() == [] and checker.totals["handled"] == 1
+
+
+@pytest.mark.parametrize("posted", [False, True])
+def test_msis_the_platform_drops_are_counted_not_blamed_on_the_driver(posted: bool) -> None:
+    base = load_scenario(DEFAULT_SCENARIO).model_dump()
+    clean = ScenarioRun(parse_scenario(base), posted_writes=posted).run().as_dict()
+    faulty = dict(base, faults={"dma_drop": 0.3, "seed": 5})
+    run = ScenarioRun(parse_scenario(faulty), posted_writes=posted)
+    report = run.run()
+    d = report.as_dict()
+    dropped = d["totals"]["dropped_by_platform"]
+    assert dropped == run.plat.event_count(EventKind.DMA_DROPPED) > 10
+    assert report.ok and d["violations"] == []          # nothing is owed for a lost write
+    assert d["totals"]["handled"] < clean["totals"]["handled"]
+    assert clean["totals"]["dropped_by_platform"] == 0
+    again = ScenarioRun(parse_scenario(faulty), posted_writes=posted).run().as_dict()
+    assert again["totals"] == d["totals"]               # seeded: the same run again
+
+
+@pytest.mark.parametrize("bad", [{"dma_drop": 1.5}, {"dma_drop": True}, {"fault_seed": -1}])
+def test_a_bad_fault_option_is_a_config_error(bad: dict[str, object]) -> None:
+    from directlpi import ConfigError
+    with pytest.raises(ConfigError, match=f"hardware option {next(iter(bad))}"):
+        Platform.bare(cpus=1, **bad)  # type: ignore[arg-type]
+
+
+def test_every_msi_dropped_means_no_handler_run_and_no_violation() -> None:
+    base = load_scenario(DEFAULT_SCENARIO).model_dump()
+    run = ScenarioRun(parse_scenario(dict(base, faults={"dma_drop": 1.0})))
+    d = run.run().as_dict()
+    assert d["violations"] == [] and d["totals"]["dropped_by_platform"] > 100
+    assert d["totals"]["handled"] == run.checker.totals["handled"] < 20   # retriggers only

@@ -43,6 +43,8 @@ def test_every_problem_is_listed_with_its_field_path() -> None:
     ({"devices": [NIC], "steps": [{"at": 1, "do": "raise", "device": "disk"}]},
      "no device named 'disk'"),
     ({"steps": [{"at": 1, "do": "explode"}]}, "steps[0]"),
+    ({"faults": {"dma_drop": 1.5}}, "faults.dma_drop"),
+    ({"faults": {"drop_everything": True}}, "faults: unknown key 'drop_everything'"),
     ({"devices": [NIC], "steps": [{"at": 1, "do": "raise", "device": "nic",
                                    "expect_error": "EOOPS"}]}, "not an errno name"),
 ])

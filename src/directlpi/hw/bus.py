@@ -69,7 +69,9 @@ class Bus:
     __slots__ = (
         "_busy",
         "_devwindows",
+        "_dma_drop",
         "_dma_hooks",
+        "_drop_rng",
         "_frames",
         "_hub",
         "_landing",
@@ -88,7 +90,7 @@ class Bus:
 
     def __init__(self, memory: PhysicalMemory, hub: EventHub,
                  ram: Sequence[tuple[int, int]], *, posted: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, dma_drop: float = 0.0, fault_seed: int = 0) -> None:
         self._memory = memory
         self._hub = hub
         self._on = hub.on
@@ -108,6 +110,10 @@ class Bus:
         self._now_hooks: tuple[DmaHook, ...] = ()
         self._posted = posted
         self._rng = random.Random(seed)
+        #: Fault injection: the probability that the interconnect drops a DMA write once
+        #: it is issued (recorded as DMA_DROPPED), and its own seeded generator.
+        self._dma_drop = dma_drop
+        self._drop_rng = random.Random(fault_seed)
         #: Posted writes in flight, per master, oldest first, as (addr, value, size).
         self._queues: dict[str, deque[tuple[int, int, int]]] = {}
         #: Masters with at least one write in flight, in the order they got their first
@@ -200,6 +206,15 @@ class Bus:
                     return
                 self._landing = False           # this call lands a queued write
                 hooks = self._landing_hooks
+            elif self._dma_drop:
+                if on[_EV_DMA]:
+                    hub.emit(Event(_EV_DMA, "BUS", addr=addr, value=value, master=master,
+                                   detail=f"{size}-byte"))
+                for hook in self._dma_hooks:
+                    hook(addr, value, size, master)
+                if self._dropped(addr, value, master):
+                    return
+                hooks = self._landing_hooks
             else:
                 # Issued and landing at once: DMA_WRITE, the issue hooks, the landing
                 # hooks (one loop over both), then DMA_LANDED.
@@ -249,6 +264,8 @@ class Bus:
                                  detail=f"{size}-byte"))
         for hook in self._dma_hooks:
             hook(addr, value, size, master)
+        if self._dma_drop and self._dropped(addr, value, master):
+            return
         queue = self._queues.get(master)
         if queue is None:
             queue = self._queues[master] = deque()
@@ -256,6 +273,17 @@ class Bus:
             self._busy.append(master)
         queue.append((addr, value, size))
         self.posted_pending += 1
+
+    def _dropped(self, addr: int, value: int, master: str) -> bool:
+        """The interconnect loses this issued write (fault injection, ``dma_drop``): it
+        never lands, and the loss is recorded where the platform can be blamed."""
+        if self._drop_rng.random() >= self._dma_drop:
+            return False
+        self._hub.report(Event(EventKind.DMA_DROPPED, "BUS", addr=addr, value=value,
+                               master=master, reason="fault-dma-drop",
+                               detail=f"the interconnect dropped {master}'s write of "
+                                      f"{value:#x} to {addr:#x} (injected fault)"))
+        return True
 
     def _land_next(self, master: str) -> None:
         """Land ``master``'s oldest write in flight (the queue must not be empty)."""

@@ -77,11 +77,14 @@ class EventKind(IntEnum):
     master = the writer)."""
     ITS_TRANSLATED = 23
     """An ITS translated an MSI: addr = DeviceID, value = EventID, intid, cpu, master."""
+    DMA_DROPPED = 24
+    """The interconnect dropped an issued DMA write (the ``dma_drop`` fault): addr, value,
+    master.  It never lands: the platform lost it, not the driver."""
 
 
 #: Kinds counted whether or not anyone listens (failure paths only).
 COUNTED_KINDS = (EventKind.BAD_ACCESS, EventKind.UNPREDICTABLE, EventKind.IGNORED,
-                 EventKind.ITS_COMMAND_ERROR, EventKind.MSI_DROPPED)
+                 EventKind.ITS_COMMAND_ERROR, EventKind.MSI_DROPPED, EventKind.DMA_DROPPED)
 
 
 class Event(NamedTuple):

@@ -101,6 +101,10 @@ class MachineConfig:
     numbers (False, the default, as GIC-600 and QEMU)."""
     v2m_frames: tuple[tuple[int, int, int], ...] = ()
     """GICv2m MSI frames as (base, first SPI, SPI count)."""
+    dma_drop: float = 0.0
+    """Fault injection: the probability that the interconnect drops a DMA write after its
+    issue (``DMA_DROPPED``; it never lands), drawn from ``fault_seed``."""
+    fault_seed: int = 0
     hv_vpci: bool = False
     """A Hyper-V-style host (:mod:`~directlpi.hw.hv_vpci`): its hypercall frame at
     HV_HYPERCALL_BASE and its MSI doorbell at HV_MSI_BASE; vPCI functions' MSIs become
@@ -158,6 +162,11 @@ class MachineConfig:
                 self._fail("v2m_frames", f"frame {k}: SPIs {first}..{first + count - 1} overlap "
                            f"another frame's {clash[0]}..{clash[0] + clash[1] - 1}")
             taken.append((first, count))
+        if isinstance(self.dma_drop, bool) or not isinstance(self.dma_drop, int | float) \
+                or not 0 <= self.dma_drop <= 1:
+            self._fail("dma_drop", f"{self.dma_drop!r} is not a probability in 0..1")
+        if not is_int(self.fault_seed) or self.fault_seed < 0:
+            self._fail("fault_seed", f"{self.fault_seed!r} is not a non-negative int")
         if not isinstance(self.rd_coherent, bool):
             self._fail("rd_coherent", f"{self.rd_coherent!r} is not a bool")
         if not isinstance(self.posted_writes, bool):
@@ -260,7 +269,8 @@ class Machine:
         self.hub = EventHub(strict=config.strict)
         self.memory = PhysicalMemory()
         self.bus = Bus(self.memory, self.hub, config.ram, posted=config.posted_writes,
-                       seed=config.posted_seed)
+                       seed=config.posted_seed, dma_drop=float(config.dma_drop),
+                       fault_seed=config.fault_seed)
         bases, last = config.rd_bases()
         self._rd_bases = bases
         self.gic = GIC(

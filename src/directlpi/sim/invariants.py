@@ -149,7 +149,8 @@ class InvariantChecker:
                             *plat.v2m_doorbells, *plat.hv_doorbells}
         self._sub = plat.observe(self._on_event, [EventKind.LPI_PENDING, EventKind.IGNORED,
                                                   EventKind.ACK, EventKind.LPI_CLEARED,
-                                                  EventKind.SPI_PENDING, EventKind.SPI_CLEARED])
+                                                  EventKind.SPI_PENDING, EventKind.SPI_CLEARED,
+                                                  EventKind.DMA_DROPPED])
         bus = plat.machine.bus
         bus.add_dma_hook(self._on_issue)
         bus.add_landing_hook(self._on_land)
@@ -283,6 +284,15 @@ class InvariantChecker:
     # -- hardware events ---------------------------------------------------------------------------
 
     def _on_event(self, ev: Event) -> None:
+        if ev.kind is EventKind.DMA_DROPPED:
+            # The platform lost it (an injected fault), right after its issue: it will
+            # never land, so its verdict leaves the writer's queue; nothing is owed.
+            if ev.master is not None and self._doorbell(ev.addr) is not None:
+                fifo = self._verdicts[ev.master]
+                if fifo:
+                    fifo.pop()
+                self.totals["dropped_by_platform"] += 1
+            return
         intid = ev.intid
         if not self._tracked(intid):
             return

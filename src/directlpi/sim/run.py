@@ -97,7 +97,8 @@ class ScenarioRun:
         board = scenario.platform
         silicon: dict[str, Any] = {
             "posted_writes": board.posted_writes if posted_writes is None else posted_writes,
-            "posted_seed": board.seed, "lpis_clearable": board.lpis_clearable}
+            "posted_seed": board.seed, "lpis_clearable": board.lpis_clearable,
+            "dma_drop": scenario.faults.dma_drop, "fault_seed": scenario.faults.seed}
         if platform is not None:
             if cpus is not None:
                 raise ScenarioError("--cpus and --platform conflict: the board file says how "
@@ -367,7 +368,8 @@ class RunReport:
                          "board": run.plat.board.name},
             "irqs": self.irqs(),
             "totals": {key: totals[key] for key in ("msis_written", "handled", "lost",
-                                                    "spurious", "coalesced")},
+                                                    "spurious", "coalesced",
+                                                    "dropped_by_platform")},
             "violations": [{**v.as_dict(), "review": objection_of(v)} for v in self.violations],
             "review_findings": [f.as_dict() for f in self.findings],
             "security": {
@@ -423,7 +425,9 @@ class RunReport:
         out.append(f"  MSIs written {t['msis_written']}, handler runs {t['handled']}, coalesced "
                    f"{t['coalesced']}, lost {t['lost']}, spurious {t['spurious']}"
                    + (f", vectors whose message names another interrupt {misdirected}"
-                      if misdirected else ""))
+                      if misdirected else "")
+                   + (f", dropped by the platform (injected fault) {t['dropped_by_platform']}"
+                      if t["dropped_by_platform"] else ""))
         if self.violations:
             out += [f"  VIOLATION {v}" + (f" (review: {r})" if (r := objection_of(v)) else "")
                     for v in self.violations]

@@ -62,6 +62,15 @@ class PlatformSpec(_Strict):
     """GICR_CTLR.CES = 1: EnableLPIs can be cleared (a dying CPU writes pending state back)."""
 
 
+class FaultsSpec(_Strict):
+    """Injected faults (``[faults]``): what the hardware does wrong, seeded."""
+
+    dma_drop: float = Field(0.0, ge=0.0, le=1.0)
+    """The probability that the interconnect drops an issued DMA write (an MSI): recorded,
+    so the report can tell "the platform lost it" from "the driver lost it"."""
+    seed: int = Field(0, ge=0)
+
+
 class DriverSpec(_Strict):
     """How the device's driver allocates its vectors."""
 
@@ -173,6 +182,7 @@ class Scenario(_Strict):
     name: str = "scenario"
     description: str = ""
     platform: PlatformSpec = PlatformSpec()
+    faults: FaultsSpec = FaultsSpec()
     devices: list[DeviceSpec] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     _source: str = PrivateAttr("scenario")
