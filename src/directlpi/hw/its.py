@@ -271,6 +271,14 @@ class Its(MmioFrame):
             return None
         return self._cpu_of_target(cte & 0x7FFF_FFFF_FFFF_FFFF)
 
+    def _collection(self, icid: int) -> tuple[int, int]:
+        """(the PE of collection ``icid``, 0), or (-1, the command error: the ICID is out of
+        the collection table, or the collection is not mapped)."""
+        if self._entry_addr(BASER_COLLECTION, icid) is None:
+            return -1, COLLECTION_OOR
+        cpu = self._target(icid)
+        return (-1, UNMAPPED_COLLECTION) if cpu is None else (cpu, 0)
+
     def _cpu_of_target(self, target: int) -> int | None:
         if self.pta:
             return self._rd_bases.get(target)
@@ -472,11 +480,9 @@ class Its(MmioFrame):
 
     def _cmd_invall(self, dw: list[int]) -> int:
         icid = dw[2] & 0xFFFF
-        if self._entry_addr(BASER_COLLECTION, icid) is None:
-            return COLLECTION_OOR
-        cpu = self._target(icid)
-        if cpu is None:
-            return UNMAPPED_COLLECTION
+        cpu, err = self._collection(icid)
+        if err:
+            return err
         self._gic.redists[cpu].reload_all_config()
         return 0
 
@@ -523,11 +529,9 @@ class Its(MmioFrame):
             return hit
         at, intid, _icid, cpu = hit
         icid = dw[2] & 0xFFFF
-        if self._entry_addr(BASER_COLLECTION, icid) is None:
-            return COLLECTION_OOR
-        new = self._target(icid)
-        if new is None:
-            return UNMAPPED_COLLECTION
+        new, err = self._collection(icid)
+        if err:
+            return err
         self._store(at, 1 | intid << 1 | icid << 33, "ITT entry")
         if new != cpu:
             self._move(cpu, new, intid)
