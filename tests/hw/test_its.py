@@ -247,19 +247,23 @@ def test_cwriter_beyond_the_queue_is_unpredictable_and_ignored() -> None:
     assert unpredictable(rig) == 1
 
 
+def _enable_and_read_creadr(rig: Rig) -> int:
+    """Enable the ITS and read GITS_CREADR once, failing if that read never returns."""
+    rig.write(GITS_CTLR, CTLR_ENABLED, 4)
+    rig.guard(limit=10_000)
+    try:
+        return rig.creadr()
+    except Runaway as exc:
+        pytest.fail(f"reading GITS_CREADR never returns: {exc}")
+
+
 def test_cwriter_written_before_the_queue_is_valid_cannot_make_the_its_run_forever() -> None:
     # CWRITER is accepted while CBASER.Valid is 0; once CBASER describes a 4 KiB queue it
     # lies beyond it.  Whatever the ITS then does, one CREADR read must return.
     rig = Rig(program=False)
     rig.write(GITS_CWRITER, 0x2000)
     rig.write(GITS_CBASER, CMDQ | VALID | SH_INNER)             # one 4 KiB page
-    rig.write(GITS_CTLR, CTLR_ENABLED, 4)
-    rig.guard(limit=10_000)
-    try:
-        creadr = rig.creadr()
-    except Runaway as exc:
-        pytest.fail(f"reading GITS_CREADR never returns: {exc}")
-    assert creadr & 0xF_FFE0 < 0x1000
+    assert _enable_and_read_creadr(rig) & 0xF_FFE0 < 0x1000
 
 
 def test_shrinking_the_queue_under_cwriter_cannot_make_the_its_run_forever() -> None:
@@ -267,13 +271,7 @@ def test_shrinking_the_queue_under_cwriter_cannot_make_the_its_run_forever() -> 
     rig.write(GITS_CBASER, CMDQ | VALID | SH_INNER | 1)         # two pages
     rig.write(GITS_CWRITER, 0x1800)
     rig.write(GITS_CBASER, CMDQ | VALID | SH_INNER | 0)         # one page: CWRITER beyond
-    rig.write(GITS_CTLR, CTLR_ENABLED, 4)
-    rig.guard(limit=10_000)
-    try:
-        creadr = rig.creadr()
-    except Runaway as exc:
-        pytest.fail(f"reading GITS_CREADR never returns: {exc}")
-    assert creadr & 0xF_FFE0 < 0x1000
+    assert _enable_and_read_creadr(rig) & 0xF_FFE0 < 0x1000
 
 
 def test_a_non_coherent_its_fixes_shareability_as_non_shareable() -> None:
