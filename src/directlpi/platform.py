@@ -45,7 +45,6 @@ from directlpi.hw.regs import (
     GICD,
     GICR,
     GITS_TRANSLATION,
-    ITS_SIZE,
     ITS_TRANSLATION_OFFSET,
     V2M,
 )
@@ -761,13 +760,11 @@ def _mcfg_ecam(entries: tuple[McfgEntry, ...], config: MachineConfig) -> tuple[i
         raise FirmwareError(f"MCFG: segment 0 starts at bus {e.bus_start}: the model's host "
                             "bridge starts at bus 0")
     base, size = e.window
-    spans = [(config.gicd_base, FRAME_SIZE, "the GICD"),
-             *((b, n * config.redist_stride, "a GICR region") for b, n in config.redist_regions),
-             *((b, ITS_SIZE, "an ITS") for b in config.its),
-             *((b, FRAME_SIZE, "a GICv2m frame") for b, _f, _n in config.v2m_frames),
-             (VIRT_PCIE_MMIO[0], VIRT_PCIE_MMIO[1], "the PCI memory window (QEMU virt's)"),
-             *((b, s, "RAM") for b, s in config.ram)]
+    spans = [(b, s, name if name.startswith("RAM") else f"the {name}")
+             for b, s, name, _option in config.address_map()]
+    spans.append((VIRT_PCIE_MMIO[0], VIRT_PCIE_MMIO[1], "the PCI memory window (QEMU virt's)"))
     for b, s, what in spans:
+        assert isinstance(b, int)                   # the config is validated already
         if base < b + s and b < base + size:
             raise FirmwareError(f"MCFG: ECAM @{base:#x}+{size:#x} overlaps {what} "
                                 f"@{b:#x}+{s:#x}")

@@ -196,21 +196,12 @@ class MachineConfig:
                        "of at least 128 KiB (RD_base + SGI_base)")
         self._validate_map()
 
-    def _validate_map(self) -> None:
-        spans: list[tuple[int, int, str]] = []
-
-        def add(base: object, size: int, name: str, what: str) -> None:
-            if not isinstance(base, int) or base < 0 or base % FRAME_SIZE:
-                self._fail(what, f"{name} base {base!r} is not a 64 KiB aligned address")
-            assert isinstance(base, int)
-            if base + size > PA_LIMIT:
-                self._fail(what, f"{name} ends beyond the 52-bit physical address space")
-            for start, end, other in spans:
-                if base < end and start < base + size:
-                    self._fail(what, f"{name} [{base:#x}, {base + size:#x}) overlaps {other}")
-            spans.append((base, base + size, name))
-
-        add(self.gicd_base, FRAME_SIZE, "GICD", "gicd_base")
+    def address_map(self) -> list[tuple[object, int, str, str]]:
+        """What the machine puts where: (base, size, name, the option that places it) for
+        the GICD, each GICR region's used part, ITSes, GICv2m frames, the hypervisor's
+        frames and RAM.  ConfigError for an entry that is not even shaped right."""
+        out: list[tuple[object, int, str, str]] = [(self.gicd_base, FRAME_SIZE, "GICD",
+                                                    "gicd_base")]
         if not self.redist_regions:
             self._fail("redist_regions", "at least one GICR region is needed")
         placed = 0
@@ -221,21 +212,35 @@ class MachineConfig:
             base, capacity = region
             used = min(capacity, self.cpus - placed)
             if used > 0:
-                add(base, used * self.redist_stride, f"GICR region {k}", "redist_regions")
+                out.append((base, used * self.redist_stride, f"GICR region {k}",
+                            "redist_regions"))
             placed += max(used, 0)
         if placed < self.cpus:
             self._fail("redist_regions", f"room for {placed} redistributors, {self.cpus} PEs")
-        for k, base in enumerate(self.its):
-            add(base, ITS_SIZE, f"ITS {k}", "its")
-        for k, (base, _first, _count) in enumerate(self.v2m_frames):
-            add(base, FRAME_SIZE, f"GICv2m frame {k}", "v2m_frames")
+        out += [(base, ITS_SIZE, f"ITS {k}", "its") for k, base in enumerate(self.its)]
+        out += [(base, FRAME_SIZE, f"GICv2m frame {k}", "v2m_frames")
+                for k, (base, _first, _count) in enumerate(self.v2m_frames)]
         if self.hv_vpci:
-            add(HV_HYPERCALL_BASE, FRAME_SIZE, "the hypervisor's call frame", "hv_vpci")
-            add(HV_MSI_BASE, FRAME_SIZE, "the hypervisor's MSI doorbell", "hv_vpci")
+            out += [(HV_HYPERCALL_BASE, FRAME_SIZE, "the hypervisor's call frame", "hv_vpci"),
+                    (HV_MSI_BASE, FRAME_SIZE, "the hypervisor's MSI doorbell", "hv_vpci")]
         for k, (base, size) in enumerate(self.ram):
             if not isinstance(size, int) or size <= 0:
                 self._fail("ram", f"range {k} has size {size!r}")
-            add(base, size, f"RAM range {k}", "ram")
+            out.append((base, size, f"RAM range {k}", "ram"))
+        return out
+
+    def _validate_map(self) -> None:
+        spans: list[tuple[int, int, str]] = []
+        for base, size, name, what in self.address_map():
+            if not isinstance(base, int) or base < 0 or base % FRAME_SIZE:
+                self._fail(what, f"{name} base {base!r} is not a 64 KiB aligned address")
+            assert isinstance(base, int)
+            if base + size > PA_LIMIT:
+                self._fail(what, f"{name} ends beyond the 52-bit physical address space")
+            for start, end, other in spans:
+                if base < end and start < base + size:
+                    self._fail(what, f"{name} [{base:#x}, {base + size:#x}) overlaps {other}")
+            spans.append((base, base + size, name))
 
     def direct_lpi_flags(self) -> tuple[bool, ...]:
         if isinstance(self.direct_lpi, bool):
