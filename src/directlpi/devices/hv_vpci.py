@@ -30,7 +30,6 @@ from directlpi.devices.pci import (
 )
 
 _FLAGS = MSI_CAP_OFFSET + PCI_MSI_FLAGS
-Key = tuple[int, int, int]
 
 
 class HvVpciBridge(PciHostBridge):
@@ -42,7 +41,7 @@ class HvVpciBridge(PciHostBridge):
                          mem_size=mem_size, segment=segment)
         #: The guest's view of each function's MSI message registers, byte by byte:
         #: (function, "cfg" | "bar", byte offset) -> the host-owned bits the guest wrote.
-        self._shadow: dict[tuple[Key, str, int], int] = {}
+        self._shadow: dict[tuple[str, str, int], int] = {}
         self.ecam_window.window_name = "PCI ECAM (vPCI)"
         self.mem_window.window_name = "PCI MMIO (vPCI)"
 
@@ -77,7 +76,7 @@ class HvVpciBridge(PciHostBridge):
     def guest_view(self, fn: PciFunction) -> dict[str, int]:
         """What the guest last wrote into ``fn``'s MSI message registers, as 32-bit words by
         ``"cfg:<offset>"`` / ``"bar:<offset>"`` (the host-owned bits only)."""
-        key = self._key(fn)
+        key = fn.bdf
         words: dict[str, int] = {}
         for (k, where, off), byte in sorted(self._shadow.items()):
             if k == key:
@@ -85,8 +84,6 @@ class HvVpciBridge(PciHostBridge):
                 words[name] = words.get(name, 0) | byte << 8 * (off & 3)
         return words
 
-    def _key(self, fn: PciFunction) -> Key:
-        return next(k for k, f in self.functions.items() if f is fn)
 
     # -- the guest's accesses -------------------------------------------------------------------
 
@@ -108,7 +105,7 @@ class HvVpciBridge(PciHostBridge):
 
     def _merge_read(self, fn: PciFunction, space: str, reg: int, size: int,
                     value: int) -> int:
-        key = self._key(fn)
+        key = fn.bdf
         for k in range(size):
             m = self._owned(fn, space, reg + k)
             if m:
@@ -121,7 +118,7 @@ class HvVpciBridge(PciHostBridge):
         """Record the host-owned bits of the guest's write in the shadow; the value to
         write to the function (its own bits kept where the host owns them), or None when
         the guest's write touched only host-owned bits."""
-        key = self._key(fn)
+        key = fn.bdf
         out, passes = value, False
         for k in range(size):
             m = self._owned(fn, space, reg + k)
