@@ -215,7 +215,7 @@ class InvariantChecker:
         if verdict is not None:
             return
         desc = self._desc(intid)
-        if desc is not None and self._composed(desc.irq) != (addr, value & 0xFFFF_FFFF):
+        if desc is not None and self._composed(desc) != (addr, value & 0xFFFF_FFFF):
             # The device owns the INTID, but the message is not the one composed for it:
             # perhaps another of its vectors' (checked), or a stale one (below).
             self._misdirected(addr, value, master, intid)
@@ -233,10 +233,9 @@ class InvariantChecker:
         does not reach that vector's interrupt: whatever the handler owes is lost."""
         k = self.kern
         for virq in k.msi_irqs_of(master):
-            if self._composed(virq) != (addr, value & 0xFFFF_FFFF):
-                continue
             desc = k.irq_to_desc(virq)
-            assert desc is not None
+            if desc is None or self._composed(desc) != (addr, value & 0xFFFF_FFFF):
+                continue
             if desc.levels()[-1].hwirq == intid:
                 return                  # composed for the INTID it names: fine
             key = (virq, addr, value & 0xFFFF_FFFF)
@@ -257,11 +256,11 @@ class InvariantChecker:
                           f"names {names}: IRQ {virq} never gets it")
             return
 
-    def _composed(self, virq: int) -> tuple[int, int] | None:
-        """The (address, data) the kernel's MSI domain composed for ``virq``, if any."""
-        desc = self.kern.irq_to_desc(virq)
-        dom = desc.irq_data.domain if desc is not None else None
-        cached = getattr(getattr(dom, "host_data", None), "cached", {}).get(virq)
+    @staticmethod
+    def _composed(desc: IrqDesc) -> tuple[int, int] | None:
+        """The (address, data) the kernel's MSI domain composed for ``desc``, if any."""
+        dom = desc.irq_data.domain
+        cached = getattr(getattr(dom, "host_data", None), "cached", {}).get(desc.irq)
         return None if cached is None else (cached.address, cached.data)
 
     def _on_land(self, addr: int, value: int, size: int, master: str) -> None:
