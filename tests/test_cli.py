@@ -185,7 +185,8 @@ def test_acpi_writes_tables_that_check_accepts(tmp_path: Path,
     assert main(["acpi", "--no-direct-lpi", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
     assert main(["check", str(tmp_path / "iort.dat"), str(tmp_path / "apic.dat")]) == 0
-    assert "no requester ID is routed to Direct LPI or an ITS" in capsys.readouterr().out
+    assert ("no requester ID or named component is routed to an MSI controller"
+            in capsys.readouterr().out)
 
 
 def test_check_describes_the_its_and_msi_frames_of_acpi_tables(
@@ -381,11 +382,16 @@ def test_acpi_from_a_devicetree_says_what_acpi_cannot(tmp_path: Path,
 
     assert main(["acpi", "--from", _board("mbi-and-direct-lpi"), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "note: segment 0 RIDs 0x100+0xf00 use MBI: ACPI has no MBI description" in out
+    assert ("note: segment 0 RIDs 0x100+0xf00 use MBI: written to a PROPOSED GIC MSI target "
+            "node (MBI, SPIs 256+128)") in out
     routes = parse_iort((tmp_path / "iort.dat").read_bytes())
     assert [(r.segment, r.rid_base, r.count) for r in routes] == [(0, 0, 0x100)]
     plat = Platform.from_acpi(tmp_path / "apic.dat", tmp_path / "iort.dat")
-    assert plat.board.cpus == Platform.from_devicetree(_board("mbi-and-direct-lpi")).board.cpus
+    dt = Platform.from_devicetree(_board("mbi-and-direct-lpi")).board
+    assert plat.board.cpus == dt.cpus and plat.board.gic.mbi_ranges == dt.gic.mbi_ranges
+    host = plat.board.pci_hosts[0]
+    assert host.msi_parent_for(0x0FF) is plat.board.gic.direct_lpi_fwnode
+    assert host.msi_parent_for(0x100) is plat.board.gic.fwnode      # MBI, as the DT says
     assert main(["acpi", "--from", _board("default"), "--cpus", "4"]) == 2
     assert "--cpus and --from conflict" in capsys.readouterr().err
 

@@ -182,6 +182,7 @@ def _cmd_acpi(args: argparse.Namespace) -> int:
         build_mcfg,
         direct_lpi_routes,
         its_routes,
+        mbi_routes,
     )
     from directlpi.firmware.devicetree import load_board
     from directlpi.platform import Platform
@@ -201,6 +202,10 @@ def _cmd_acpi(args: argparse.Namespace) -> int:
         routes = ()
     to_its, v2m_left_out = its_routes(board)
     left_out += v2m_left_out
+    to_mbi = mbi_routes(board)
+    left_out += [f"segment {r.segment} RIDs {r.rid_base:#x}+{r.count:#x} use MBI: written to a "
+                 f"PROPOSED GIC MSI target node (MBI, SPIs {r.spi_base}+{r.spi_count}); ACPI "
+                 "itself has no MBI description" for r in to_mbi]
     if board.vmbus is not None:
         left_out.append("the VMBus and its vPCI bus are not in these tables: ACPI describes "
                         "VMBus in the DSDT (and pci-hyperv takes its MSI parent from the GSI "
@@ -210,7 +215,7 @@ def _cmd_acpi(args: argparse.Namespace) -> int:
     # GICv2m) get the proposed node whatever they say, as before.
     gic = board.gic
     newer = bool(gic.its or gic.v2m_frames)
-    iort = build_iort((*routes, *to_its), its_ids=[i.translation_id for i in gic.its],
+    iort = build_iort((*routes, *to_mbi, *to_its), its_ids=[i.translation_id for i in gic.its],
                       direct_lpi_node=gic.direct_lpi or not newer,
                       segments=[h.segment for h in board.pci_hosts] if newer else ())
     tables = {"apic.dat": build_madt(board, gicr_in_gicc=args.gicr_in_gicc), "iort.dat": iort}

@@ -11,8 +11,9 @@ register-level work and outside conformance tests::
 from __future__ import annotations
 
 import errno
+import itertools
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from directlpi.firmware.acpi import (
     GICR_FRAME_PAIR,
     FirmwareError,
     McfgEntry,
-    parse_iort,
     parse_madt,
     parse_mcfg,
 )
@@ -220,7 +220,9 @@ class Platform:
 
     @classmethod
     def from_acpi(cls, madt: bytes | str | Path, iort: bytes | str | Path | None = None,
-                  mcfg: bytes | str | Path | None = None, **options: Any) -> Platform:
+                  mcfg: bytes | str | Path | None = None,
+                  memory_map: Sequence[tuple[int, int]] | None = None,
+                  **options: Any) -> Platform:
         """The board an ACPI MADT (and optionally an IORT) describes.
 
         The MADT gives the CPUs (MPIDRs of the enabled GICCs, in order), the
@@ -228,40 +230,45 @@ class Platform:
         frames (GIC MSI Frame); the hardware is built to match.  A frame's SPIs are
         the MADT's when its SPI Count/Base Select flag is set, else QEMU virt's
         layout (:func:`~directlpi.firmware.acpi.v2m_default_spis`).  Direct LPI is
-        offered only if the IORT has the proposed Direct LPI node and maps requester
-        IDs to it (R7).  PCI segment 0's host bridge signals as the IORT says: its ID
-        mappings to ITS groups (DeviceID = output base + RID - input base) and to
-        Direct LPI become its ``msi_map``; with Direct LPI mappings only, Direct LPI is
-        its ``msi_parent``; with neither, the first GICv2m frame is (IORT has no GICv2m
-        node; Linux's ACPI GICv2m code takes every PCI host bridge).  ACPI cannot say
-        whether the GIC implements LPIs: a MADT with GICv2m frames, no ITS and no
-        Direct LPI route is built without them (``lpis=False``, as ``gicv2m.dts``), so
-        that the frames are the MSI controller.  ACPI has no MBI description, so none
-        is offered.  An MCFG gives segment 0's ECAM window (one host bridge: other
-        segments, or buses not starting at 0, are refused); without one it is QEMU
-        virt's.  RAM and the PCI memory window are QEMU virt's (the UEFI memory map and
-        the host bridge's _CRS in the DSDT are not modelled).  Keyword options are the
+        offered only if the IORT maps requester IDs or named components to the
+        proposed GIC MSI target node in Direct LPI mode (R7); MBIs, from SPIs of the
+        node's range, only if it maps them to one in MBI mode.  PCI segment 0's host
+        bridge signals as the IORT says: its ID mappings to ITS groups (DeviceID =
+        output base + RID - input base) and to the GIC MSI targets become its
+        ``msi_map``, or its ``msi_parent`` when one non-ITS controller takes them all;
+        with none, the first GICv2m frame is (IORT has no GICv2m node; Linux's ACPI
+        GICv2m code takes every PCI host bridge).  Named components become
+        ``board.platform_devices`` (``\\_SB_.DMA0`` describes platform device ``dma0``).
+        ACPI cannot say whether the GIC implements LPIs: a MADT with GICv2m frames, no
+        ITS and no Direct LPI route is built without them (``lpis=False``, as
+        ``gicv2m.dts``), so that the frames are the MSI controller.  An MCFG gives
+        segment 0's ECAM window (one host bridge: other segments, or buses not
+        starting at 0, are refused); without one it is QEMU virt's.  ``memory_map``
+        is the UEFI memory map's RAM as (base, size) ranges (default: QEMU virt's);
+        the PCI memory window is QEMU virt's (the host bridge's _CRS in the DSDT is
+        not modelled).  Keyword options are the
         hardware options of :meth:`bare` (``lpi_id_bits``, ``direct_lpi``, ``lpis``...)
         and override the above.  Raises :class:`FirmwareError` naming what is wrong (an IORT route
         to a GIC ITS ID the MADT does not describe, too).
         """
-        from directlpi.firmware.acpi import read_iort, v2m_hardware
-        from directlpi.hw.its import DEVICE_ID_BITS
-        from directlpi.kernel.fwdesc import MsiRoute
+        from directlpi.firmware.acpi import Iort, read_iort, v2m_hardware
+        from directlpi.kernel.fwdesc import MsiRoute, PlatformDeviceDescription
 
         described = parse_madt(_table_bytes(madt, "MADT"))
-        raw_iort = _table_bytes(iort, "IORT") if iort is not None else None
-        routes = parse_iort(raw_iort) if raw_iort is not None else ()
-        its_routes = read_iort(raw_iort).its if raw_iort is not None else ()
+        table = read_iort(_table_bytes(iort, "IORT")) if iort is not None else Iort()
         its_by_id = {i.translation_id: i for i in described.its}
-        for r in its_routes:
-            where = f"IORT: segment {r.segment} RIDs {r.rid_base:#x}+{r.count:#x}"
-            if r.its_id not in its_by_id:
-                raise FirmwareError(f"{where} route to GIC ITS {r.its_id}, which the MADT does "
+        for where, its_id, first, count in (
+                [(f"IORT: segment {r.segment} RIDs {r.rid_base:#x}+{r.count:#x}", r.its_id,
+                  r.output_base, r.count) for r in table.its]
+                + [(f"IORT: named component {c.path}", c.its_id, c.device_id, 1)
+                   for c in table.components if c.target == "its"]):
+            if its_id not in its_by_id:
+                raise FirmwareError(f"{where} route to GIC ITS {its_id}, which the MADT does "
                                     f"not describe (its GIC ITS IDs: {sorted(its_by_id)})")
-            if r.output_base + r.count > 1 << DEVICE_ID_BITS:
-                raise FirmwareError(f"{where}: DeviceIDs {r.output_base:#x}+{r.count:#x} do "
+            if first + count > 1 << DEVICE_ID_BITS:
+                raise FirmwareError(f"{where}: DeviceIDs {first:#x}+{count:#x} do "
                                     f"not fit the model's {DEVICE_ID_BITS}-bit DeviceIDs")
+        dlpi = bool(table.direct_lpi) or any(c.target == "direct-lpi" for c in table.components)
         regions = []
         for base, size in described.redist_regions:
             if size % GICR_FRAME_PAIR:
@@ -272,41 +279,62 @@ class Platform:
                               "mpidrs": described.cpus, "lpi_id_bits": 16,
                               "its": tuple(i.base for i in described.its),
                               "v2m_frames": v2m_hardware(described.v2m_frames)}
-        if described.v2m_frames and not described.its and not routes:
+        if memory_map is not None:
+            hw["ram"] = _memory_map(memory_map)
+        if described.v2m_frames and not described.its and not dlpi:
             hw["lpis"] = False
         hw.update(options)
         try:
             machine = Machine(cls._config(len(described.cpus), **hw))
         except ConfigError as e:
+            if memory_map is not None and str(e).startswith("hardware option ram:"):
+                raise FirmwareError(f"memory map: {str(e).split(': ', 1)[1]}",
+                                    e.errno) from None
             raise FirmwareError(f"APIC: the hardware it describes cannot be built: {e}",
                                 e.errno) from None
-        # The QEMU-virt PCI host bridge, and a description naming Direct LPI when the
-        # IORT does (ACPI has no MBI description: msi_controller stays False).
-        virt = describe(machine.config)
-        ecam = VIRT_PCIE_ECAM
-        if mcfg is not None:
-            ecam = _mcfg_ecam(parse_mcfg(_table_bytes(mcfg, "MCFG")), machine.config)
+        config = machine.config
+        last_spi = 32 + config.spis - 1
+        for first, count in table.mbi_ranges:
+            if first + count - 1 > last_spi or not config.mbis:
+                why = ("the GIC has no MBIs (mbis=False)" if not config.mbis else
+                       f"the GIC's SPIs end at {last_spi}")
+                raise FirmwareError(f"IORT: GIC MSI target SPIs {first}+{count}: {why}")
+        # The host bridge the MCFG places (QEMU virt's without one), and a description
+        # naming Direct LPI and MBIs when the IORT does.
+        virt = describe(config)
+        ecam = (_mcfg_ecam(parse_mcfg(_table_bytes(mcfg, "MCFG")), config) if mcfg is not None
+                else _ecam_clear(VIRT_PCIE_ECAM, config, "QEMU virt's ECAM (no MCFG)"))
         host = PciHostBridge(ecam_base=ecam[0], ecam_size=ecam[1],
                              mem_base=VIRT_PCIE_MMIO[0], mem_size=VIRT_PCIE_MMIO[1])
         gic = GicDescription(dist_base=virt.gic.dist_base,
                              redist_regions=virt.gic.redist_regions,
-                             redist_stride=virt.gic.redist_stride, direct_lpi=bool(routes),
+                             redist_stride=virt.gic.redist_stride, direct_lpi=dlpi,
+                             msi_controller=bool(table.mbi_ranges),
+                             mbi_ranges=table.mbi_ranges,
                              its=described.its, v2m_frames=described.v2m_frames)
         msi_map = sorted([MsiRoute(r.rid_base, r.count, its_by_id[r.its_id].fwnode,
-                                   r.output_base) for r in its_routes if r.segment == 0]
+                                   r.output_base) for r in table.its if r.segment == 0]
                          + [MsiRoute(r.rid_base, r.count, gic.direct_lpi_fwnode)
-                            for r in routes if r.segment == 0], key=lambda m: m.rid_base)
+                            for r in table.direct_lpi if r.segment == 0]
+                         + [MsiRoute(r.rid_base, r.count, gic.fwnode)
+                            for r in table.mbi if r.segment == 0], key=lambda m: m.rid_base)
         msi_parent = None
-        if msi_map and not any(r.segment == 0 for r in its_routes):
-            msi_parent, msi_map = gic.direct_lpi_fwnode, []
+        parents = {id(m.parent) for m in msi_map}
+        if len(parents) == 1 and msi_map[0].parent in (gic.direct_lpi_fwnode, gic.fwnode):
+            msi_parent, msi_map = msi_map[0].parent, []      # one MSI controller, no DeviceID
         elif not msi_map and described.v2m_frames:
             msi_parent = described.v2m_frames[0].fwnode
         pci = PciHostDescription(ecam_base=host.ecam_base, ecam_size=host.ecam_size,
                                  mem_base=host.mem_base, mem_size=host.mem_size,
                                  bus_start=0, bus_end=host.bus_end - 1,
                                  msi_parent=msi_parent, msi_map=tuple(msi_map))
+        parent_of = {"direct-lpi": gic.direct_lpi_fwnode, "mbi": gic.fwnode}
+        devices = tuple(PlatformDeviceDescription(
+            c.name, its_by_id[c.its_id].fwnode if c.target == "its" else parent_of[c.target],
+            c.device_id if c.target == "its" else None) for c in table.components)
         board = BoardDescription(cpus=virt.cpus, memory=virt.memory, gic=gic, pci_hosts=(pci,),
-                                 name=f"ACPI board ({len(described.cpus)} CPUs)")
+                                 name=f"ACPI board ({len(described.cpus)} CPUs)",
+                                 platform_devices=devices)
         return cls(machine, board, host)
 
     @classmethod
@@ -573,12 +601,16 @@ class Platform:
         """A non-PCI device with ``slots`` MSI slots its driver programs.
 
         ``device_id`` is its DeviceID at the ITS (what firmware would give as its
-        msi-parent specifier); by default a platform device gets the lowest free one from
-        0x10000 up, above every PCI requester ID.  The device record carries it as
-        ``msi_device_id``.
+        msi-parent specifier); by default the one firmware gives (an IORT named component
+        mapped to an ITS group), else the lowest free one from 0x10000 up, above every PCI
+        requester ID.  A device firmware describes signals to the MSI controller it names.
+        The device record carries the DeviceID as ``msi_device_id``.
         """
         if name in self.platform_devices or name in self.pci_devices:
             raise ConfigError(f"a device named {name!r} already exists", errno.EEXIST)
+        described = self.board.platform_device(name)
+        if device_id is None and described is not None:
+            device_id = described.device_id          # an IORT named component's, at an ITS
         if device_id is None:
             taken = set(self._platform_device_ids.values())
             device_id = next(i for i in range(PLATFORM_DEVICE_ID_BASE, 1 << DEVICE_ID_BITS)
@@ -759,16 +791,45 @@ def _mcfg_ecam(entries: tuple[McfgEntry, ...], config: MachineConfig) -> tuple[i
     if e.bus_start != 0:
         raise FirmwareError(f"MCFG: segment 0 starts at bus {e.bus_start}: the model's host "
                             "bridge starts at bus 0")
-    base, size = e.window
+    return _ecam_clear(e.window, config, "MCFG: ECAM")
+
+
+def _ecam_clear(window: tuple[int, int], config: MachineConfig, what: str
+                ) -> tuple[int, int]:
+    """``window`` (an ECAM window), checked not to overlap what the machine puts
+    anywhere (RAM included) or the PCI memory window."""
+    base, size = window
     spans = [(b, s, name if name.startswith("RAM") else f"the {name}")
              for b, s, name, _option in config.address_map()]
     spans.append((VIRT_PCIE_MMIO[0], VIRT_PCIE_MMIO[1], "the PCI memory window (QEMU virt's)"))
-    for b, s, what in spans:
+    for b, s, other in spans:
         assert isinstance(b, int)                   # the config is validated already
         if base < b + s and b < base + size:
-            raise FirmwareError(f"MCFG: ECAM @{base:#x}+{size:#x} overlaps {what} "
+            raise FirmwareError(f"{what} @{base:#x}+{size:#x} overlaps {other} "
                                 f"@{b:#x}+{s:#x}")
     return base, size
+
+
+def _memory_map(entries: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """The RAM of a UEFI memory map (its EfiConventionalMemory ranges, as (base, size)):
+    4 KiB pages, no two overlapping.  Where the GIC's frames and ECAM are is checked when
+    the hardware is built."""
+    try:
+        ram = tuple((int(b), int(n)) for b, n in entries)
+    except (TypeError, ValueError):
+        raise FirmwareError("memory map: entries are (base, size) pairs of integers") from None
+    if not ram:
+        raise FirmwareError("memory map: no RAM")
+    for b, n in ram:
+        if n <= 0 or b < 0 or (b | n) & 0xFFF:
+            raise FirmwareError(f"memory map: RAM @{b:#x}+{n:#x} is not a run of whole 4 KiB "
+                                "pages")
+    spans = sorted(ram)
+    for (b1, n1), (b2, n2) in itertools.pairwise(spans):
+        if b2 < b1 + n1:
+            raise FirmwareError(f"memory map: RAM @{b1:#x}+{n1:#x} and @{b2:#x}+{n2:#x} "
+                                "overlap")
+    return ram
 
 
 def _table_bytes(table: bytes | str | Path, what: str) -> bytes:

@@ -150,7 +150,7 @@ def test_an_iort_without_the_proposed_node_routes_nothing() -> None:
 
 def test_a_cleared_direct_lpi_flag_is_refused() -> None:
     raw = _rewrite(build_iort(_ROUTES), 48 + 16, "<I", 0)
-    with pytest.raises(FirmwareError, match=re.escape("IORT: offset 0x30 (Direct LPI node) "
+    with pytest.raises(FirmwareError, match=re.escape("IORT: offset 0x30 (GIC MSI target) "
                                                       "Flags at +16: 0x0, bit 0")):
         parse_iort(raw)
 
@@ -163,7 +163,7 @@ def test_a_mapping_to_an_its_group_is_an_its_route_not_direct_lpi() -> None:
 
 
 def test_a_dangling_output_reference_is_refused() -> None:
-    raw = _rewrite(build_iort(_ROUTES), 48 + 24 + 36 + 12, "<I", 0x31)
+    raw = _rewrite(build_iort(_ROUTES), 48 + 28 + 36 + 12, "<I", 0x31)
     with pytest.raises(FirmwareError, match="Output Reference: 0x31 is not the offset"):
         parse_iort(raw)
 

@@ -85,3 +85,53 @@ def test_the_schemas_catch_what_the_binding_forbids(tmp_path: Path) -> None:
     assert out.returncode == 0                         # (dt-validate's exit status says nothing)
     assert {d["message"] for d in json.loads(report.read_text())} >= {
         "0 was expected", "'mbi-ranges' is a dependency of 'msi-controller'"}
+
+
+# -- the kernel's own arm,gic-v3.yaml, with the proposal applied on the fly ---------------------
+
+def _kernel_bindings() -> Path:
+    from directlpi.firmware.schema import SchemaUnavailable, kernel_bindings_dir
+
+    try:
+        return kernel_bindings_dir()
+    except SchemaUnavailable as e:                # a failure that says what to do, not a skip
+        pytest.fail(str(e))
+
+
+@pytest.mark.parametrize("board", board_files(), ids=lambda p: p.name)
+def test_every_board_validates_against_the_kernels_binding_with_the_proposal(board: Path
+                                                                             ) -> None:
+    from directlpi.firmware.schema import kernel_schema_problems
+
+    assert kernel_schema_problems(fdt_bytes(board), _kernel_bindings()) == []
+
+
+def test_the_kernels_binding_alone_rejects_exactly_what_the_proposal_adds() -> None:
+    """Without the change the kernel's schema refuses the Direct LPI child and the GICv2m
+    frames under a GICv3 -- so the boards above validate because of the proposal, and
+    against the kernel's rules for everything else."""
+    from directlpi.firmware.boards import BOARDS_DIR
+    from directlpi.firmware.schema import kernel_schema_problems
+
+    bindings = _kernel_bindings()
+    for name, child in (("default.dts", "direct-lpi"), ("gicv2m.dts", "v2m@8020000")):
+        problems = kernel_schema_problems(fdt_bytes(BOARDS_DIR / name), bindings,
+                                          proposal=False)
+        assert problems and all(child in p and "arm,gic-v3.yaml" in p for p in problems), \
+            problems
+    assert kernel_schema_problems(fdt_bytes(BOARDS_DIR / "its.dts"), bindings,
+                                  proposal=False) == []
+
+
+def test_the_proposal_adds_two_keys_to_the_kernels_binding_and_changes_nothing_else() -> None:
+    from ruamel.yaml import YAML
+
+    from directlpi.firmware.schema import KERNEL_GIC_V3, apply_proposal
+
+    text = (_kernel_bindings() / KERNEL_GIC_V3).read_text()
+    before, after = YAML().load(text), YAML().load(apply_proposal(text))
+    assert set(after["properties"]) - set(before["properties"]) == {"direct-lpi"}
+    assert set(after["patternProperties"]) - set(before["patternProperties"]) == {
+        "^v2m@[0-9a-f]+$"}
+    del after["properties"]["direct-lpi"], after["patternProperties"]["^v2m@[0-9a-f]+$"]
+    assert after == before

@@ -62,3 +62,24 @@ def test_iasl_decodes_redistributors_described_in_each_gicc(tmp_path: Path) -> N
     rds = [int(v, 16) for v in _fields(dsl, "Redistributor Base Address")]
     assert rds[:2] == [0x080A_0000, 0x080C_0000] and rds[123] == 0x40_0000_0000
     assert len(rds) == 256
+
+
+def test_iasl_decodes_every_node_of_the_second_draft(tmp_path: Path) -> None:
+    """Both modes of the proposed GIC MSI target, an ITS group, a root complex choosing
+    per range, and two named components: iasl's only complaint is the proposed node type
+    (once per node), and it reads every revision, name and mapping where we put them."""
+    from directlpi.firmware.acpi import ComponentRoute, ItsRoute, MbiRoute
+
+    dsl = _disassemble(tmp_path, "iort", build_iort((
+        DirectLpiRoute(0, 0, 0x100), MbiRoute(0, 0x100, 0x100, 256, 64),
+        ItsRoute(0, 0x200, 0x10, its_id=3), ComponentRoute("\\_SB_.DMA0", "direct-lpi"),
+        ComponentRoute("\\_SB_.UART", "its", its_id=3, device_id=0x1000))))
+    assert re.findall(r"\*\*\*\* .*", dsl) == ["**** Unknown IORT node type 0x80"] * 2
+    assert _fields(dsl, "Type") == ["80", "80", "00", "02", "01", "01"]
+    assert _fields(dsl, "Revision") == ["00", "01", "01", "00", "01", "02", "02"]  # table first
+    assert _fields(dsl, "Device Name") == ['"\\_SB_.DMA0"', '"\\_SB_.UART"']
+    assert _fields(dsl, "Output Reference") == ["00000030", "0000004C", "00000068",
+                                                "00000030", "00000068"]
+    assert _fields(dsl, "Output Base") == ["00000000"] * 4 + ["00001000"]
+    assert re.findall(r"Single Mapping : (\d)", dsl) == ["0", "0", "0", "1", "1"]
+    assert _fields(dsl, "Memory Size Limit") == ["30"] * 3       # the RC's, each component's

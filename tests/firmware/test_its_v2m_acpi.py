@@ -195,7 +195,8 @@ def test_a_board_without_routes_gets_a_root_complex_node_with_no_mapping() -> No
 
 @pytest.mark.parametrize(("routes", "kwargs", "message"), [
     (_ITS_ROUTES[1:], {"its_ids": [0]}, "route to GIC ITS 7, which has no ITS group"),
-    ((DirectLpiRoute(0, 0, 1),), {"direct_lpi_node": False}, "the table has no Direct LPI node"),
+    ((DirectLpiRoute(0, 0, 1),), {"direct_lpi_node": False},
+     "route to Direct LPI, which has no GIC MSI target node"),
 ])
 def test_a_route_to_a_node_the_table_lacks_cannot_be_written(routes, kwargs,  # type: ignore[no-untyped-def]
                                                              message) -> None:

@@ -366,39 +366,65 @@ def _check_block_overlaps(gicd: int, regions: list[tuple[int, int]],
             widest = span
 
 
-# -- IORT: ITS groups, and the proposed Direct LPI node ------------------------------------------
+# -- IORT: ITS groups, named components, and the proposed GIC MSI target node -----------------
 #
-# IORT (Arm DEN 0049; table revision 0, as iasl 20200925 knows it) routes the
-# requester IDs of root complexes and named components to ITS groups only.  An ITS
-# group node (type 0) lists GIC ITS IDs of the MADT; a root complex ID mapping to it
-# gives the DeviceID of its first requester ID (Output Base).  Its layout is the same
-# in every issue of the specification (issue E.b renames the node header's Reserved
-# field Identifier and numbers the node revision 1); the writer keeps revision 0
-# throughout, matching the table's revision 0.  We PROPOSE one more node
-# type, "GIC redistributor MSI target", to which an ID mapping can point: it says
-# that the MSIs of those requester IDs are memory writes of an LPI INTID to the
-# GICR_SETLPIR register of any redistributor the MADT describes (Direct LPI).
-# It is NOT part of any IORT revision; its type number is taken from the top of
-# the unused range so that it cannot be mistaken for a future standard node.
+# IORT (Arm DEN 0049) routes the requester IDs of root complexes, and the MSIs of named
+# components, to ITS groups only.  We write table revision 0 with the node revisions
+# whose fields we fill -- the layout edk2's DynamicTablesPkg writes below table revision
+# 5: ITS group revision 0, named component revision 2, root complex revision 1, the
+# revision that defines Memory Address Size Limit (Linux's rc_dma_get_range ignores the
+# field below it).  At table revision 0 the node header's word at +4 is Reserved (0);
+# from table revision 3 (issue E.b) it is the node's Identifier, unique in the table,
+# and the reader refuses two nodes that share one.  Revision 0 is also the newest that
+# the Debian iasl (20200925) decodes field by field.
+#
+# We PROPOSE one more node type, the "GIC MSI target" (docs/firmware.md has the
+# normative wording), to which an ID mapping can point.  It is NOT part of any IORT
+# revision; its type number is taken from the top of the unused range.  Revision 1 of
+# the node says one of two things about the MSIs mapped to it:
+#   Direct LPI -- a 32-bit write of an LPI INTID to GICR_SETLPIR of any redistributor
+#                 the MADT describes;
+#   MBI        -- a 32-bit write of an SPI INTID in [First SPI, First SPI + Number of
+#                 SPIs) to GICD_SETSPI_NSR (ACPI has no other MBI description).
+# A mapping to it has Output Base 0: neither takes a DeviceID.
 
 IORT_REVISION = 0
+IORT_IDENTIFIER_REVISION = 3         # table revision from which +4 is the node Identifier
 IORT_FIXED_LEN = 48
 IORT_NODE_ITS_GROUP = 0x00
+IORT_NODE_NAMED_COMPONENT = 0x01
 IORT_NODE_ROOT_COMPLEX = 0x02
-IORT_NODE_DIRECT_LPI = 0x80          # PROPOSED, not standard
+IORT_NODE_SMMU_V1V2 = 0x03
+IORT_NODE_SMMU_V3 = 0x04
+IORT_NODE_GIC_MSI_TARGET = 0x80      # PROPOSED, not standard
+IORT_NODE_DIRECT_LPI = IORT_NODE_GIC_MSI_TARGET
 ITS_GROUP_NODE_LEN = 24              # one GIC ITS ID per group (Linux uses only the first)
 ITS_GROUP_REVISION = 0
-DIRECT_LPI_NODE_LEN = 24
+NAMED_COMPONENT_REVISION = 2
+ROOT_COMPLEX_REVISION = 1            # defines Memory Address Size Limit
+GIC_MSI_TARGET_REVISION = 1
+GIC_MSI_TARGET_LEN = 28
+DIRECT_LPI_NODE_LEN = GIC_MSI_TARGET_LEN
 DIRECT_LPI_FLAG = 1 << 0             # MSIs target GICR_SETLPIR of any RD
+MBI_FLAG = 1 << 1                    # MSIs target GICD_SETSPI_NSR, SPIs of the node's range
 RC_NODE_LEN = 36                     # root complex node (with the address size limit)
+NC_FIXED_LEN = 29                    # named component node before its object name
 ID_MAPPING_LEN = 20
+ID_SINGLE_MAPPING = 1 << 0           # ID mapping flags: the component's one ID
 
-_NODE = struct.Struct("<BHBIII")      # type, length, revision, reserved, #mappings, mapping ref
+_NODE = struct.Struct("<BHBIII")      # type, length, revision, identifier, #mappings, mapping ref
 _MAPPING = struct.Struct("<IIIII")    # input base, ID count - 1, output base, output ref, flags
 # coherent, alloc hints, reserved, mem flags, ATS, segment, memory address size limit, reserved
 _RC_TAIL = struct.Struct("<IBHBIIB3s")
+_NC_TAIL = struct.Struct("<IIBHBB")   # flags, coherent, alloc hints, reserved, mem flags, limit
+_TARGET_TAIL = struct.Struct("<III")  # flags, first SPI, number of SPIs
 assert _NODE.size == 16 and _MAPPING.size == ID_MAPPING_LEN
-assert 16 + _RC_TAIL.size == RC_NODE_LEN
+assert 16 + _RC_TAIL.size == RC_NODE_LEN and 16 + _NC_TAIL.size == NC_FIXED_LEN
+assert 16 + _TARGET_TAIL.size == GIC_MSI_TARGET_LEN
+_NODE_NAMES = {IORT_NODE_ITS_GROUP: "ITS group", IORT_NODE_NAMED_COMPONENT: "named component",
+               IORT_NODE_ROOT_COMPLEX: "root complex", IORT_NODE_SMMU_V1V2: "SMMUv1/v2",
+               IORT_NODE_SMMU_V3: "SMMUv3", 0x05: "PMCG", 0x06: "RMR",
+               IORT_NODE_GIC_MSI_TARGET: "GIC MSI target"}
 
 
 @dataclass(frozen=True)
@@ -409,6 +435,19 @@ class DirectLpiRoute:
     segment: int
     rid_base: int
     count: int
+
+
+@dataclass(frozen=True)
+class MbiRoute:
+    """Requester IDs ``rid_base .. rid_base + count - 1`` of PCI segment ``segment`` signal
+    their MSIs as MBIs, SPIs ``spi_base .. spi_base + spi_count - 1`` (a GIC MSI target
+    node in MBI mode)."""
+
+    segment: int
+    rid_base: int
+    count: int
+    spi_base: int
+    spi_count: int
 
 
 @dataclass(frozen=True)
@@ -425,29 +464,72 @@ class ItsRoute:
 
 
 @dataclass(frozen=True)
+class ComponentRoute:
+    """Named component ``path`` (the ACPI full path of its device object, as Linux's
+    ``iort_match_node_callback`` compares it) signals its MSIs to ``target``:
+    ``"direct-lpi"``, ``"mbi"`` (SPIs ``spis`` = (first, count)) or ``"its"`` (GIC ITS
+    ``its_id``, as DeviceID ``device_id``).  One single mapping (flag bit 0)."""
+
+    path: str
+    target: str
+    its_id: int = 0
+    device_id: int = 0
+    spis: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        if self.target not in ("direct-lpi", "mbi", "its"):
+            raise FirmwareError(f"IORT: named component {self.path}: target {self.target!r} "
+                                "is none of direct-lpi, mbi, its", errno.EINVAL)
+
+    @property
+    def name(self) -> str:
+        """The device's own name: the last segment of the path, lower-cased, trailing
+        underscores dropped (``\\_SB_.DMA0`` -> ``dma0``), as the model names devices."""
+        return self.path.rsplit(".", 1)[-1].lstrip("\\").rstrip("_").lower()
+
+
+Route = DirectLpiRoute | MbiRoute | ItsRoute | ComponentRoute
+
+
+@dataclass(frozen=True)
 class Iort:
-    """What an IORT says about MSIs: its Direct LPI and ITS routes, and the GIC ITS IDs of
-    each ITS group node (in table order)."""
+    """What an IORT says about MSIs: its Direct LPI, MBI and ITS routes of root complexes,
+    its named components' routes, the GIC ITS IDs of each ITS group node and the SPI
+    ranges of the MBI targets (in table order)."""
 
     direct_lpi: tuple[DirectLpiRoute, ...] = ()
     its: tuple[ItsRoute, ...] = ()
     its_groups: tuple[tuple[int, ...], ...] = ()
+    mbi: tuple[MbiRoute, ...] = ()
+    components: tuple[ComponentRoute, ...] = ()
+    mbi_ranges: tuple[tuple[int, int], ...] = ()
+    revision: int = IORT_REVISION
 
 
 def direct_lpi_routes(board: BoardDescription) -> tuple[tuple[DirectLpiRoute, ...], list[str]]:
-    """The IORT routes that say what ``board``'s PCI host bridges say about Direct LPI,
-    and a line for every requester-ID range ACPI cannot say (MBI has no IORT form)."""
+    """The IORT routes that say what ``board``'s PCI host bridges say about Direct LPI
+    (and lines for what these routes leave out: none since MBI has its proposed form,
+    :func:`mbi_routes`)."""
     routes: list[DirectLpiRoute] = []
-    left_out: list[str] = []
-    dlpi, mbi = board.gic.direct_lpi_fwnode, board.gic.fwnode
+    dlpi = board.gic.direct_lpi_fwnode
     for host in board.pci_hosts:
         for r in host.msi_routes():
             if r.parent is dlpi and board.gic.direct_lpi:
                 routes.append(DirectLpiRoute(host.segment, r.rid_base, r.count))
-            elif r.parent is mbi:
-                left_out.append(f"segment {host.segment} RIDs {r.rid_base:#x}+{r.count:#x} use "
-                                "MBI: ACPI has no MBI description, left out of the IORT")
-    return tuple(routes), left_out
+    return tuple(routes), []
+
+
+def mbi_routes(board: BoardDescription) -> tuple[MbiRoute, ...]:
+    """The IORT routes (root complex -> GIC MSI target in MBI mode) of ``board``'s PCI
+    host bridges' requester IDs that signal MBIs: each to the GIC's first MBI range (the
+    range Linux's MBI driver allocates from first)."""
+    gic = board.gic
+    if not (gic.msi_controller and gic.mbi_ranges):
+        return ()
+    first, count = gic.mbi_ranges[0]
+    return tuple(MbiRoute(host.segment, r.rid_base, r.count, first, count)
+                 for host in board.pci_hosts for r in host.msi_routes()
+                 if r.parent is gic.fwnode)
 
 
 def its_routes(board: BoardDescription) -> tuple[tuple[ItsRoute, ...], list[str]]:
@@ -471,116 +553,226 @@ def its_routes(board: BoardDescription) -> tuple[tuple[ItsRoute, ...], list[str]
     return tuple(routes), left_out
 
 
-def build_iort(routes: Sequence[DirectLpiRoute | ItsRoute], *,
-               its_ids: Sequence[int] | None = None, direct_lpi_node: bool = True,
-               segments: Sequence[int] = ()) -> bytes:
-    """An IORT with the proposed Direct LPI node (unless ``direct_lpi_node`` is False), an
-    ITS group node per GIC ITS ID in ``its_ids`` (default: those ``routes`` name, in order)
-    and a root complex node per segment whose requester IDs ``routes`` map, and per segment
-    of ``segments`` (with no ID mapping if no route names it).
+def build_iort(routes: Sequence[Route], *, its_ids: Sequence[int] | None = None,
+               direct_lpi_node: bool = True, segments: Sequence[int] = ()) -> bytes:
+    """An IORT with the proposed GIC MSI target node in Direct LPI mode (unless
+    ``direct_lpi_node`` is False), one in MBI mode per SPI range ``routes`` name, an ITS
+    group node per GIC ITS ID in ``its_ids`` (default: those ``routes`` name, in order), a
+    root complex node per segment whose requester IDs ``routes`` map, and per segment of
+    ``segments`` (with no ID mapping if no route names it), and a named component node
+    per :class:`ComponentRoute`.
 
-    Raises FirmwareError (EINVAL) for a route to a node the table would not have."""
-    ids = list(dict.fromkeys(r.its_id for r in routes if isinstance(r, ItsRoute))) \
+    Raises FirmwareError (EINVAL) for a route to a node the table would not have, or a
+    named component whose path is not an ACPI name path."""
+    ids = list(dict.fromkeys(
+        r.its_id for r in routes
+        if isinstance(r, ItsRoute) or (isinstance(r, ComponentRoute) and r.target == "its"))) \
         if its_ids is None else list(its_ids)
+    spis = list(dict.fromkeys(
+        [(r.spi_base, r.spi_count) for r in routes if isinstance(r, MbiRoute)]
+        + [r.spis for r in routes if isinstance(r, ComponentRoute) and r.target == "mbi"]))
     nodes = bytearray()
+    targets: dict[object, int] = {}           # "direct-lpi" | ("mbi", range) | ITS ID -> offset
     if direct_lpi_node:
-        nodes += _NODE.pack(IORT_NODE_DIRECT_LPI, DIRECT_LPI_NODE_LEN, 0, 0, 0, 0)
-        nodes += struct.pack("<II", DIRECT_LPI_FLAG, 0)
-    groups: dict[int, int] = {}              # GIC ITS ID -> ITS group node offset
+        targets["direct-lpi"] = IORT_FIXED_LEN
+        nodes += _gic_msi_target(DIRECT_LPI_FLAG, 0, 0)
+    for first, count in spis:
+        targets[("mbi", first, count)] = IORT_FIXED_LEN + len(nodes)
+        nodes += _gic_msi_target(MBI_FLAG, first, count)
     for its_id in ids:
-        groups[its_id] = IORT_FIXED_LEN + len(nodes)
+        targets[its_id] = IORT_FIXED_LEN + len(nodes)
         nodes += _NODE.pack(IORT_NODE_ITS_GROUP, ITS_GROUP_NODE_LEN, ITS_GROUP_REVISION, 0, 0,
                             0)
         nodes += struct.pack("<II", 1, its_id)
-    per_segment: dict[int, list[DirectLpiRoute | ItsRoute]] = {s: [] for s in segments}
+    per_segment: dict[int, list[Route]] = {s: [] for s in segments}
     for r in routes:
-        per_segment.setdefault(r.segment, []).append(r)
+        if not isinstance(r, ComponentRoute):
+            per_segment.setdefault(r.segment, []).append(r)
     for segment, maps in per_segment.items():
         length = RC_NODE_LEN + ID_MAPPING_LEN * len(maps)
-        nodes += _NODE.pack(IORT_NODE_ROOT_COMPLEX, length, 0, 0, len(maps),
+        nodes += _NODE.pack(IORT_NODE_ROOT_COMPLEX, length, ROOT_COMPLEX_REVISION, 0, len(maps),
                             RC_NODE_LEN if maps else 0)
         nodes += _RC_TAIL.pack(1, 0, 0, 0, 0, segment, 48, b"\0\0\0")
         for m in maps:
-            nodes += _MAPPING.pack(m.rid_base, m.count - 1, *_mapping_target(m, groups,
-                                                                           direct_lpi_node), 0)
-    body = struct.pack("<III", len(groups) + len(per_segment) + int(direct_lpi_node),
-                       IORT_FIXED_LEN, 0) + nodes
+            assert not isinstance(m, ComponentRoute)
+            nodes += _MAPPING.pack(m.rid_base, m.count - 1, *_mapping_target(m, targets), 0)
+    components = [r for r in routes if isinstance(r, ComponentRoute)]
+    for c in components:
+        name = _acpi_path(c.path)
+        ref = NC_FIXED_LEN + len(name)
+        nodes += _NODE.pack(IORT_NODE_NAMED_COMPONENT, ref + ID_MAPPING_LEN,
+                            NAMED_COMPONENT_REVISION, 0, 1, ref)
+        nodes += _NC_TAIL.pack(0, 1, 0, 0, 0, 48) + name
+        nodes += _MAPPING.pack(0, 0, *_mapping_target(c, targets), ID_SINGLE_MAPPING)
+    count = len(ids) + len(spis) + len(per_segment) + len(components) + int(direct_lpi_node)
+    body = struct.pack("<III", count, IORT_FIXED_LEN, 0) + nodes
     table = bytearray(_header(b"IORT", IORT_REVISION, len(body)) + body)
     checksum_fix(table)
     return bytes(table)
 
 
-def _mapping_target(m: DirectLpiRoute | ItsRoute, groups: dict[int, int],
-                    direct_lpi_node: bool) -> tuple[int, int]:
-    """(output base, output reference) of an ID mapping for route ``m``."""
-    if isinstance(m, DirectLpiRoute):
-        if not direct_lpi_node:
-            raise FirmwareError(f"IORT: segment {m.segment} RIDs {m.rid_base:#x}+{m.count:#x} "
-                                "route to Direct LPI, but the table has no Direct LPI node",
-                                errno.EINVAL)
-        return 0, IORT_FIXED_LEN
-    if m.its_id not in groups:
-        raise FirmwareError(f"IORT: segment {m.segment} RIDs {m.rid_base:#x}+{m.count:#x} "
-                            f"route to GIC ITS {m.its_id}, which has no ITS group in the table",
+def _gic_msi_target(flags: int, first: int, count: int) -> bytes:
+    return (_NODE.pack(IORT_NODE_GIC_MSI_TARGET, GIC_MSI_TARGET_LEN, GIC_MSI_TARGET_REVISION,
+                       0, 0, 0) + _TARGET_TAIL.pack(flags, first, count))
+
+
+def _acpi_path(path: str) -> bytes:
+    """``path`` as a named component's Device Object Name: NUL-terminated ASCII, padded
+    to a 4-byte boundary.  A path is ``\\`` then 4-character name segments joined by
+    dots (A-Z, 0-9, _; not starting with a digit)."""
+    segs = path[1:].split(".") if path.startswith("\\") else []
+    if not segs or not all(len(s) == 4 and s[0] not in "0123456789"
+                           and all(ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_" for ch in s)
+                           for s in segs):
+        raise FirmwareError(f"IORT: named component {path!r}: not an absolute ACPI name "
+                            "path (\\ then 4-character segments A-Z 0-9 _, e.g. \\_SB_.DMA0)",
                             errno.EINVAL)
-    return m.output_base, groups[m.its_id]
+    raw = path.encode("ascii") + b"\0"
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def component_path(name: str) -> str:
+    """The ACPI path the IORT writer gives a model platform device ``name``: ``\\_SB_.``
+    and its name upper-cased, padded with ``_`` to 4 characters.  FirmwareError if
+    ``name`` cannot be a name segment."""
+    seg = name.upper().ljust(4, "_")
+    path = f"\\_SB_.{seg}"
+    if len(seg) != 4:
+        raise FirmwareError(f"IORT: platform device {name!r}: an ACPI name segment has at "
+                            "most 4 characters", errno.EINVAL)
+    _acpi_path(path)
+    return path
+
+
+def _mapping_target(m: Route, targets: dict[object, int]) -> tuple[int, int]:
+    """(output base, output reference) of an ID mapping for route ``m``."""
+    what = (f"named component {m.path}" if isinstance(m, ComponentRoute) else
+            f"segment {m.segment} RIDs {m.rid_base:#x}+{m.count:#x}")
+    key: object
+    if isinstance(m, DirectLpiRoute) or (isinstance(m, ComponentRoute)
+                                         and m.target == "direct-lpi"):
+        key, base, name = "direct-lpi", 0, "Direct LPI, which has no GIC MSI target node"
+    elif isinstance(m, MbiRoute):
+        key, base = ("mbi", m.spi_base, m.spi_count), 0
+        name = f"MBI SPIs {m.spi_base}+{m.spi_count}, which have no GIC MSI target node"
+    elif isinstance(m, ComponentRoute) and m.target == "mbi":
+        key, base = ("mbi", *m.spis), 0
+        name = f"MBI SPIs {m.spis[0]}+{m.spis[1]}, which have no GIC MSI target node"
+    elif isinstance(m, ItsRoute):
+        key, base, name = m.its_id, m.output_base, f"GIC ITS {m.its_id}, which has no ITS group"
+    else:
+        key, base, name = m.its_id, m.device_id, f"GIC ITS {m.its_id}, which has no ITS group"
+    if key not in targets:
+        raise FirmwareError(f"IORT: {what} route to {name} in the table", errno.EINVAL)
+    return base, targets[key]
 
 
 def parse_iort(data: bytes) -> tuple[DirectLpiRoute, ...]:
     """The requester-ID ranges an IORT routes to a Direct LPI node (:func:`read_iort` has
-    the ITS routes too); raise FirmwareError naming the offset and field of a problem."""
+    the other routes too); raise FirmwareError naming the offset and field of a problem."""
     return read_iort(data).direct_lpi
 
 
 def read_iort(data: bytes) -> Iort:
-    """Every route an IORT's root complex nodes give: to the proposed Direct LPI node, or
-    to an ITS group (the group's first GIC ITS ID, as Linux's ``iort_dev_find_its_id``
-    takes it).  Other node types (SMMU, PMCG, named components) are passed over.  Raise
-    FirmwareError naming the offset and field of the first problem."""
-    parse_header(data, b"IORT")
+    """Every route an IORT gives: root complex ID mappings and named components' to the
+    proposed GIC MSI target nodes (Direct LPI, MBI) or to an ITS group (the group's first
+    GIC ITS ID, as Linux's ``iort_dev_find_its_id`` takes it).  A mapping that reaches
+    one of them through an SMMU is refused (the model has no SMMU, and a Direct LPI
+    doorbell behind one needs an IOMMU mapping per redistributor: docs/firmware.md).
+    PMCG and RMR nodes are passed over.  Raise FirmwareError naming the offset and field
+    of the first problem."""
+    header = parse_header(data, b"IORT")
     if len(data) < IORT_FIXED_LEN:
         raise FirmwareError(f"IORT: {len(data)} bytes, shorter than the {IORT_FIXED_LEN}-byte "
                             "IORT header")
     count, first, _ = struct.unpack_from("<III", data, HEADER_LEN)
     nodes: dict[int, tuple[int, int]] = {}       # offset -> (type, length)
+    identifiers: dict[int, int] = {}             # identifier -> offset (revision >= 3)
     off = first
     for i in range(count):
         if off < IORT_FIXED_LEN or off + _NODE.size > len(data):
             raise FirmwareError(f"IORT: node {i} at offset {off:#x} lies outside the table "
                                 f"({len(data)} bytes)")
-        kind, length, _, _, _, _ = _NODE.unpack_from(data, off)
+        kind, length, _, ident, _, _ = _NODE.unpack_from(data, off)
         if length < _NODE.size or off + length > len(data):
             raise FirmwareError(f"IORT: offset {off:#x} (node {i}, type {kind:#04x}) Length: "
                                 f"{length} does not fit the table")
+        if header.revision >= IORT_IDENTIFIER_REVISION:
+            if ident in identifiers:
+                raise FirmwareError(f"IORT: offset {off:#x} (node {i}) Identifier: {ident:#x} "
+                                    f"is also the node's at {identifiers[ident]:#x}; from "
+                                    f"table revision {IORT_IDENTIFIER_REVISION} node "
+                                    "identifiers are unique")
+            identifiers[ident] = off
         nodes[off] = (kind, length)
         off += length
     groups: dict[int, tuple[int, ...]] = {}
+    targets: dict[int, tuple[int, int, int]] = {}     # offset -> (flags, first SPI, count)
     for off, (kind, length) in nodes.items():
-        if kind == IORT_NODE_DIRECT_LPI:
-            _check_direct_lpi_node(data, off, length)
+        if kind == IORT_NODE_GIC_MSI_TARGET:
+            targets[off] = _gic_msi_target_node(data, off, length, targets)
         elif kind == IORT_NODE_ITS_GROUP:
             groups[off] = _its_group(data, off, length)
+    walk = _MappingWalk(data, nodes, groups, targets)
     dlpi: list[DirectLpiRoute] = []
+    mbi: list[MbiRoute] = []
     its: list[ItsRoute] = []
+    components: list[ComponentRoute] = []
     for off, (kind, length) in nodes.items():
         if kind == IORT_NODE_ROOT_COMPLEX:
-            for route in _root_complex_routes(data, off, length, nodes, groups):
+            for route in walk.root_complex(off, length):
                 if isinstance(route, ItsRoute):
                     its.append(route)
+                elif isinstance(route, MbiRoute):
+                    mbi.append(route)
                 else:
                     dlpi.append(route)
-    return Iort(tuple(dlpi), tuple(its), tuple(groups.values()))
+        elif kind == IORT_NODE_NAMED_COMPONENT:
+            c = walk.named_component(off, length)
+            if c is not None:
+                components.append(c)
+    ranges = tuple((f, n) for flags, f, n in targets.values() if flags == MBI_FLAG)
+    return Iort(tuple(dlpi), tuple(its), tuple(groups.values()), tuple(mbi), tuple(components),
+                ranges, header.revision)
 
 
-def _check_direct_lpi_node(data: bytes, off: int, length: int) -> None:
-    where = f"IORT: offset {off:#x} (Direct LPI node)"
-    if length < DIRECT_LPI_NODE_LEN:
-        raise FirmwareError(f"{where} Length: {length}, expected {DIRECT_LPI_NODE_LEN}")
-    (flags,) = struct.unpack_from("<I", data, off + 16)
-    if not flags & DIRECT_LPI_FLAG:
-        raise FirmwareError(f"{where} Flags at +16: {flags:#x}, bit 0 (Direct LPI) is clear")
-    if flags & ~DIRECT_LPI_FLAG:
+def _gic_msi_target_node(data: bytes, off: int, length: int,
+                         seen: dict[int, tuple[int, int, int]]) -> tuple[int, int, int]:
+    where = f"IORT: offset {off:#x} (GIC MSI target)"
+    _, _, revision, _, nmaps, _ = _NODE.unpack_from(data, off)
+    if revision != GIC_MSI_TARGET_REVISION:
+        raise FirmwareError(f"{where} Revision: {revision}, this reader knows revision "
+                            f"{GIC_MSI_TARGET_REVISION} of the proposed node")
+    if length < GIC_MSI_TARGET_LEN:
+        raise FirmwareError(f"{where} Length: {length}, expected {GIC_MSI_TARGET_LEN}")
+    if nmaps:
+        raise FirmwareError(f"{where} Number of ID mappings: {nmaps}: a GIC MSI target is "
+                            "where mappings end, it maps nothing")
+    flags, spi, n = _TARGET_TAIL.unpack_from(data, off + 16)
+    if flags & ~(DIRECT_LPI_FLAG | MBI_FLAG):
         raise FirmwareError(f"{where} Flags at +16: {flags:#x}, reserved bits set")
+    if flags == DIRECT_LPI_FLAG:
+        if spi or n:
+            raise FirmwareError(f"{where} First SPI / Number of SPIs at +20: {spi}, {n}: "
+                                "must be 0 for Direct LPI")
+        other = [o for o, t in seen.items() if t[0] == DIRECT_LPI_FLAG]
+        if other:
+            raise FirmwareError(f"{where}: a second Direct LPI target (the first is at "
+                                f"{other[0]:#x}): there is one set of redistributors")
+    elif flags == MBI_FLAG:
+        if n == 0 or spi < 32 or spi + n - 1 > MAX_SPI:
+            raise FirmwareError(f"{where} First SPI / Number of SPIs at +20: {spi}, {n}: not "
+                                f"a range of SPIs (32..{MAX_SPI})")
+        for o, (f2, s2, n2) in seen.items():
+            if f2 == MBI_FLAG and spi < s2 + n2 and s2 < spi + n:
+                raise FirmwareError(f"{where} SPIs {spi}+{n} overlap the MBI target's at "
+                                    f"{o:#x} ({s2}+{n2})")
+    else:
+        raise FirmwareError(f"{where} Flags at +16: {flags:#x}, "
+                            + ("bit 0 (Direct LPI) and bit 1 (MBI) are both set" if flags
+                               else "bit 0 (Direct LPI) is clear, and bit 1 (MBI) too")
+                            + ": exactly one is")
+    return flags, spi, n
 
 
 def _its_group(data: bytes, off: int, length: int) -> tuple[int, ...]:
@@ -596,32 +788,112 @@ def _its_group(data: bytes, off: int, length: int) -> tuple[int, ...]:
     return struct.unpack_from(f"<{n}I", data, off + 20)
 
 
-def _root_complex_routes(data: bytes, off: int, length: int, nodes: dict[int, tuple[int, int]],
-                         groups: dict[int, tuple[int, ...]]) -> list[DirectLpiRoute | ItsRoute]:
-    where = f"IORT: offset {off:#x} (root complex)"
-    if length < RC_NODE_LEN:
-        raise FirmwareError(f"{where} Length: {length}, expected at least {RC_NODE_LEN}")
-    _, _, _, _, nmaps, ref = _NODE.unpack_from(data, off)
-    segment = _RC_TAIL.unpack_from(data, off + 16)[5]
-    if ref + nmaps * ID_MAPPING_LEN > length or (nmaps and ref < RC_NODE_LEN):
-        raise FirmwareError(f"{where} ID mappings: {nmaps} at +{ref:#x} do not fit the "
-                            f"{length}-byte node")
-    routes: list[DirectLpiRoute | ItsRoute] = []
-    for j in range(nmaps):
-        m_off = off + ref + j * ID_MAPPING_LEN
-        in_base, span, out_base, out_ref, _ = _MAPPING.unpack_from(data, m_off)
-        target = nodes.get(out_ref)
-        if target is None:
-            raise FirmwareError(f"{where} ID mapping {j} Output Reference: {out_ref:#x} is "
-                                "not the offset of a node")
-        if target[0] == IORT_NODE_ITS_GROUP:
-            if out_base + span >= 1 << 32:
-                raise FirmwareError(f"{where} ID mapping {j} Output Base: {out_base:#x} + "
-                                    f"{span:#x} IDs run past 32-bit DeviceIDs")
-            routes.append(ItsRoute(segment, in_base, span + 1, groups[out_ref][0], out_base))
-        elif target[0] == IORT_NODE_DIRECT_LPI:
-            routes.append(DirectLpiRoute(segment, in_base, span + 1))
-    return routes
+class _MappingWalk:
+    """Follows ID mappings from root complexes and named components to their MSI
+    controller node."""
+
+    def __init__(self, data: bytes, nodes: dict[int, tuple[int, int]],
+                 groups: dict[int, tuple[int, ...]],
+                 targets: dict[int, tuple[int, int, int]]) -> None:
+        self.data, self.nodes, self.groups, self.targets = data, nodes, groups, targets
+
+    def _mappings(self, where: str, off: int, length: int, fixed: int
+                  ) -> list[tuple[int, int, int, int, int, int]]:
+        """(index, input base, span, output base, output ref, flags) of a node's ID
+        mappings, each checked to fit the node and to reference a node."""
+        _, _, _, _, nmaps, ref = _NODE.unpack_from(self.data, off)
+        if ref + nmaps * ID_MAPPING_LEN > length or (nmaps and ref < fixed):
+            raise FirmwareError(f"{where} ID mappings: {nmaps} at +{ref:#x} do not fit the "
+                                f"{length}-byte node")
+        out = []
+        for j in range(nmaps):
+            in_base, span, out_base, out_ref, flags = _MAPPING.unpack_from(
+                self.data, off + ref + j * ID_MAPPING_LEN)
+            if out_ref not in self.nodes:
+                raise FirmwareError(f"{where} ID mapping {j} Output Reference: {out_ref:#x} is "
+                                    "not the offset of a node")
+            if flags & ~ID_SINGLE_MAPPING:
+                raise FirmwareError(f"{where} ID mapping {j} Flags: {flags:#x}, reserved bits "
+                                    "set")
+            kind = self.nodes[out_ref][0]
+            if kind in (IORT_NODE_SMMU_V1V2, IORT_NODE_SMMU_V3):
+                self._behind_smmu(where, j, out_ref)
+            if kind == IORT_NODE_GIC_MSI_TARGET and out_base:
+                raise FirmwareError(f"{where} ID mapping {j} Output Base: {out_base:#x}, must "
+                                    "be 0: a GIC MSI target takes no DeviceID (the MSI's data "
+                                    "is the INTID)")
+            out.append((j, in_base, span, out_base, out_ref, flags))
+        return out
+
+    def _behind_smmu(self, where: str, j: int, smmu: int) -> None:
+        kind, length = self.nodes[smmu]
+        name = _NODE_NAMES[kind]
+        _, _, _, _, nmaps, ref = _NODE.unpack_from(self.data, smmu)
+        reach = sorted({_NODE_NAMES.get(self.nodes.get(o, (-1, 0))[0], "node") + f" at {o:#x}"
+                        for k in range(nmaps) if ref + (k + 1) * ID_MAPPING_LEN <= length
+                        for o in [_MAPPING.unpack_from(self.data,
+                                                       smmu + ref + k * ID_MAPPING_LEN)[3]]})
+        raise FirmwareError(f"{where} ID mapping {j} goes through the {name} at {smmu:#x}"
+                            + (f" to {', '.join(reach)}" if reach else "")
+                            + ": the model has no SMMU (a Direct LPI doorbell behind one "
+                            "needs an IOMMU mapping of every redistributor's GICR_SETLPIR "
+                            "page: docs/firmware.md)")
+
+    def root_complex(self, off: int, length: int
+                     ) -> list[DirectLpiRoute | MbiRoute | ItsRoute]:
+        where = f"IORT: offset {off:#x} (root complex)"
+        if length < RC_NODE_LEN:
+            raise FirmwareError(f"{where} Length: {length}, expected at least {RC_NODE_LEN}")
+        segment = _RC_TAIL.unpack_from(self.data, off + 16)[5]
+        routes: list[DirectLpiRoute | MbiRoute | ItsRoute] = []
+        for j, in_base, span, out_base, out_ref, flags in self._mappings(where, off, length,
+                                                                         RC_NODE_LEN):
+            if flags & ID_SINGLE_MAPPING:
+                raise FirmwareError(f"{where} ID mapping {j} Flags: single mapping: this "
+                                    "reader takes requester-ID ranges from a root complex")
+            kind = self.nodes[out_ref][0]
+            if kind == IORT_NODE_ITS_GROUP:
+                if out_base + span >= 1 << 32:
+                    raise FirmwareError(f"{where} ID mapping {j} Output Base: {out_base:#x} + "
+                                        f"{span:#x} IDs run past 32-bit DeviceIDs")
+                routes.append(ItsRoute(segment, in_base, span + 1, self.groups[out_ref][0],
+                                       out_base))
+            elif kind == IORT_NODE_GIC_MSI_TARGET:
+                tflags, spi, n = self.targets[out_ref]
+                routes.append(DirectLpiRoute(segment, in_base, span + 1)
+                              if tflags == DIRECT_LPI_FLAG else
+                              MbiRoute(segment, in_base, span + 1, spi, n))
+        return routes
+
+    def named_component(self, off: int, length: int) -> ComponentRoute | None:
+        where = f"IORT: offset {off:#x} (named component)"
+        if length < NC_FIXED_LEN + 1:
+            raise FirmwareError(f"{where} Length: {length}, expected at least "
+                                f"{NC_FIXED_LEN + 1}")
+        raw = self.data[off + NC_FIXED_LEN:off + length]
+        end = raw.find(b"\0")
+        try:
+            path = raw[:end].decode("ascii") if end > 0 else ""
+            _acpi_path(path)
+        except (UnicodeDecodeError, FirmwareError):
+            raise FirmwareError(f"{where} Device Object Name at +{NC_FIXED_LEN:#x}: "
+                                f"{raw[:max(end, 0) or 16]!r} is not a NUL-terminated ACPI "
+                                "name path") from None
+        maps = self._mappings(f"{where} {path}", off, length, NC_FIXED_LEN + end + 1)
+        msi = [m for m in maps if self.nodes[m[4]][0] in (IORT_NODE_ITS_GROUP,
+                                                            IORT_NODE_GIC_MSI_TARGET)]
+        if not msi:
+            return None
+        if len(msi) > 1 or not msi[0][5] & ID_SINGLE_MAPPING:
+            raise FirmwareError(f"{where} {path}: {len(msi)} ID mappings to MSI controllers; "
+                                "a named component's MSIs are one single mapping (flag bit 0)")
+        _j, _in, _span, out_base, out_ref, _f = msi[0]
+        if self.nodes[out_ref][0] == IORT_NODE_ITS_GROUP:
+            return ComponentRoute(path, "its", its_id=self.groups[out_ref][0],
+                                  device_id=out_base)
+        tflags, spi, n = self.targets[out_ref]
+        return (ComponentRoute(path, "direct-lpi") if tflags == DIRECT_LPI_FLAG else
+                ComponentRoute(path, "mbi", spis=(spi, n)))
 
 
 # -- MCFG: where each PCI segment's ECAM is (PCI Firmware Specification 3.x, 4.1.2) ------------

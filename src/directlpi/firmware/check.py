@@ -57,11 +57,19 @@ def _describe_iort(path: Path, iort: Iort) -> str:
         spans = ", ".join(f"segment {r.segment} RIDs {r.rid_base:#x}+{r.count:#x}"
                           for r in iort.direct_lpi)
         parts.append(f"Direct LPI (PROPOSED node) for {spans}")
+    for m in iort.mbi:
+        parts.append(f"MBI (PROPOSED node, SPIs {m.spi_base}+{m.spi_count}) for segment "
+                     f"{m.segment} RIDs {m.rid_base:#x}+{m.count:#x}")
     for r in iort.its:
         parts.append(f"ITS {r.its_id} for segment {r.segment} RIDs {r.rid_base:#x}+"
                      f"{r.count:#x} (DeviceIDs from {r.output_base:#x})")
+    for c in iort.components:
+        to = {"direct-lpi": "Direct LPI (PROPOSED node)",
+              "mbi": f"MBI (PROPOSED node, SPIs {c.spis[0]}+{c.spis[1]})",
+              "its": f"ITS {c.its_id} (DeviceID {c.device_id:#x})"}[c.target]
+        parts.append(f"{to} for named component {c.path}")
     if not parts:
-        return f"{path}: IORT: no requester ID is routed to Direct LPI or an ITS"
+        return f"{path}: IORT: no requester ID or named component is routed to an MSI controller"
     return f"{path}: IORT: " + "; ".join(parts)
 
 

@@ -138,8 +138,20 @@ class VmbusDescription:
 
 
 @dataclass(frozen=True)
+class PlatformDeviceDescription:
+    """A non-PCI device firmware describes (an IORT named component): the MSI controller
+    its MSIs go to (``msi_parent``: the GIC for MBI, the GIC's Direct LPI node, an ITS)
+    and, at an ITS, its DeviceID."""
+
+    name: str
+    msi_parent: Fwnode = field(compare=False)
+    device_id: int | None = None
+
+
+@dataclass(frozen=True)
 class BoardDescription:
-    """CPUs (by MPIDR, logical CPU i = entry i), RAM, the interrupt controller, PCI."""
+    """CPUs (by MPIDR, logical CPU i = entry i), RAM, the interrupt controller, PCI, and
+    the platform devices firmware describes."""
 
     cpus: tuple[int, ...]
     memory: tuple[tuple[int, int], ...]
@@ -147,3 +159,8 @@ class BoardDescription:
     name: str = "board"
     pci_hosts: tuple[PciHostDescription, ...] = ()
     vmbus: VmbusDescription | None = None
+    platform_devices: tuple[PlatformDeviceDescription, ...] = ()
+
+    def platform_device(self, name: str) -> PlatformDeviceDescription | None:
+        """The description of platform device ``name``, if firmware gives one."""
+        return next((d for d in self.platform_devices if d.name == name), None)

@@ -26,6 +26,7 @@ from directlpi.kernel.irq.core import IrqAffinityDesc, IrqCore
 from directlpi.kernel.irq.desc import IRQD_ACTIVATED, Cpumask, Handler, IrqDesc
 from directlpi.kernel.irq.domain import (
     IRQ_DOMAIN_FLAG_ISOLATED_MSI,
+    DomainBusToken,
     Fwnode,
     IrqDomain,
     IrqFwspec,
@@ -587,9 +588,19 @@ class Kernel:
         """Disable MSI/MSI-X and free the vectors (free_irq each one first: else EBUSY)."""
         self.pci.free_irq_vectors(self._bdf(dev))
 
-    def _platform_msi_domain(self) -> MsiDomain:
-        """Direct LPI's platform-MSI domain, else the ITS's, MBI's, GICv2m's (platform
-        devices are not in the devicetree, so there is no msi-parent to choose by)."""
+    def _platform_msi_domain(self, name: str | None = None) -> MsiDomain:
+        """The platform-MSI domain of the MSI controller firmware names for platform
+        device ``name`` (an IORT named component: ``platform_msi_get_host_data`` finds it
+        by the device's fwnode); for a device firmware does not describe, Direct LPI's,
+        else the ITS's, MBI's, GICv2m's."""
+        described = self.board.platform_device(name) if name is not None else None
+        if described is not None:
+            parent = described.msi_parent
+            dom = self.irq.irq_find_matching_fwnode(parent, DomainBusToken.PLATFORM_MSI)
+            if dom is None or not isinstance(dom.host_data, MsiDomain):
+                raise KernelError(f"firmware routes its MSIs to {parent.name}, which has no "
+                                  "platform-MSI domain: see the kernel log", errno.ENODEV)
+            return dom.host_data
         provider = self.direct_lpi or self.rfc_v1 or self.its or self.mbi or self.v2m
         if provider is None:
             why = ("no MSI provider was registered" if self.hv is None else
@@ -608,7 +619,7 @@ class Kernel:
         if name in self._platform_irqs:
             raise KernelError(f"{name}: platform MSIs already allocated", errno.EINVAL)
         try:
-            domain = self._platform_msi_domain()
+            domain = self._platform_msi_domain(str(name))
         except KernelError as exc:
             raise KernelError(f"platform device {name}: {exc}", exc.errno) from None
         descs = msi_alloc_descs(name, nvec, write_msg)
@@ -672,7 +683,7 @@ class Kernel:
         try:
             if isinstance(dev, str) or hasattr(dev, "bdf"):
                 return self.pci.msi_domain(self.pci.get(self._bdf(dev))).domain
-            return self._platform_msi_domain().domain
+            return self._platform_msi_domain(str(getattr(dev, "name", dev))).domain
         except KernelError:
             return None
 
