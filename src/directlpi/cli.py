@@ -45,6 +45,7 @@ import os  # noqa: E402 (after the start-up Ctrl-C handler)
 import traceback  # noqa: E402 (after the start-up Ctrl-C handler)
 from collections.abc import Sequence  # noqa: E402 (after the start-up Ctrl-C handler)
 from pathlib import Path  # noqa: E402 (after the start-up Ctrl-C handler)
+from typing import Any  # noqa: E402 (after the start-up Ctrl-C handler)
 
 from directlpi.errors import DirectLPIError  # noqa: E402 (after the start-up Ctrl-C handler)
 
@@ -79,9 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="add the kernel log (dmesg) to the text report")
-    run.add_argument("--trace", type=Path, default=None,
-                     help="write every hardware event (MMIO excepted) to this file "
-                          "('-': standard output)")
+    _add_trace_options(run)
     walk = sub.add_parser("walkthrough", help="one Direct LPI, register by register")
     walk.add_argument("--cpus", type=int, default=8, help="number of PEs (default 8)")
     walk.add_argument("--cpu", type=int, default=1,
@@ -102,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--cpus", type=int, default=None,
                      help="every route's board with this many CPUs (default 8; 2..512)")
     cmp.add_argument("--json", action="store_true", help="print one JSON object")
+    cmp.add_argument("--plot", type=Path, default=None, metavar="DIR",
+                     help="write the per-operation cost bars (PNG and SVG) into DIR "
+                          "(needs the 'plot' extra)")
+    _add_simulate_parsers(sub)
     check = sub.add_parser("check", help="validate firmware descriptions (DTS/DTB, ACPI "
                            "MADT and IORT)")
     check.add_argument("files", type=Path, nargs="+", metavar="FILE")
@@ -120,6 +123,170 @@ def _parser() -> argparse.ArgumentParser:
                       help="directory for apic.dat, iort.dat and mcfg.dat, created if missing "
                            "(default: .)")
     return p
+
+
+def _add_simulate_parsers(sub: Any) -> None:
+    sim = sub.add_parser("simulate", help="timed simulation: latency and load per route "
+                         "(docs/simulate.md)")
+    sim.add_argument("--routes", default=None, metavar="A,B,...",
+                     help="routes to simulate (default: direct-lpi,mbi,gicv2m,its,spi-pv)")
+    sim.add_argument("--workload", default=None, metavar="NAME|FILE",
+                     help="poisson, burst, nic-rss, storage, mixed (default) or a TOML file")
+    sim.add_argument("--rate", type=float, default=None, metavar="R",
+                     help="MSIs per second of simulated time, whole workload (default 200000)")
+    sim.add_argument("--duration", default=None, metavar="T",
+                     help="simulated time: 10ms (default), 250us, 1s ...")
+    sim.add_argument("--cpus", type=int, default=None, help="CPUs of every board (default 8)")
+    sim.add_argument("--costs", type=Path, default=None, metavar="FILE",
+                     help="cost model overrides (TOML; the defaults: directlpi "
+                          "simulate --show-costs)")
+    sim.add_argument("--show-costs", action="store_true",
+                     help="print the shipped cost model, with its sources, and stop")
+    sim.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.add_argument("--plot", type=Path, default=None, metavar="DIR",
+                     help="write latency CDF and per-CPU heat map (PNG, SVG) into DIR "
+                          "(needs the 'plot' extra)")
+    _add_trace_options(sim)
+    sw = sub.add_parser("sweep", help="a Cartesian sweep of simulate over routes, CPUs, "
+                        "rates and cost models (docs/simulate.md)")
+    sw.add_argument("config", type=Path, metavar="CONFIG.toml")
+    sw.add_argument("--executor", choices=("local", "dask"), default="local",
+                    help="local: a process pool (default); dask: a dask.distributed cluster")
+    sw.add_argument("--workers", type=int, default=None,
+                    help="parallel points (default: the CPU count)")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="with --executor dask: the scheduler to connect to (default: a "
+                         "LocalCluster started here)")
+    sw.add_argument("--out", type=Path, default=Path("sweep-out"), metavar="DIR",
+                    help="where sweep.csv, sweep.json and plots go (default sweep-out)")
+    sw.add_argument("--json", action="store_true", help="print the table as JSON too")
+
+
+def _progress() -> Any:
+    """A rich progress display on a terminal (standard error), else None."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+        "{task.percentage:>3.0f}%"), TimeElapsedColumn(), transient=True,
+        console=_stderr_console())
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from directlpi.sim.compare import EXPECTED_TO_FAIL, parse_routes
+    from directlpi.sim.costs import default_costs_text
+    from directlpi.sim.timed import (
+        DEFAULT_DURATION_NS,
+        DEFAULT_RATE,
+        DEFAULT_ROUTES,
+        render,
+        simulate,
+        strip_samples,
+    )
+    from directlpi.sim.workload import parse_duration
+
+    if args.show_costs:
+        print(default_costs_text(), end="")
+        return EXIT_OK
+    routes = DEFAULT_ROUTES if args.routes is None else parse_routes(args.routes)
+    cpus = 8 if args.cpus is None else args.cpus
+    if not 2 <= cpus <= 512:
+        raise DirectLPIError(f"--cpus {cpus}: simulate takes 2..512 CPUs")
+    _check_trace_args(args)
+    if args.trace == "-" and len(routes) > 1:
+        raise DirectLPIError("--trace -: one route's trace only (--routes NAME), or a file "
+                             "(one per route)")
+    plot = _plot_module(args.plot)
+    duration = DEFAULT_DURATION_NS if args.duration is None else parse_duration(args.duration)
+    rate = DEFAULT_RATE if args.rate is None else args.rate
+    done: dict[str, Any] = {}
+    bar = _progress()
+    status = EXIT_OK
+    try:
+        if bar is None:
+            simulate(routes, args.workload, rate=rate,
+                     duration_ns=duration, cpus=cpus, costs=args.costs, seed=args.seed,
+                     trace=args.trace, trace_events=args.trace_events, done=done)
+        else:
+            with bar:
+                tasks = {r: bar.add_task(f"simulate {r}", total=duration) for r in routes}
+                simulate(routes, args.workload, rate=rate,
+                         duration_ns=duration, cpus=cpus, costs=args.costs, seed=args.seed,
+                         trace=args.trace, trace_events=args.trace_events, done=done,
+                         progress=lambda r, ns: bar.update(tasks[r], completed=ns))
+    except KeyboardInterrupt:
+        if not done.get("routes"):
+            raise
+        print("directlpi: interrupted: the routes finished so far follow", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    if plot is not None:
+        for path in plot.simulate_plots(done, args.plot):
+            print(f"{path}", file=sys.stderr)
+    result = strip_samples(done)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result))
+    if status != EXIT_OK:
+        return status
+    bad = [r for r, v in result["routes"].items()
+           if not v["invariants"]["ok"] and r not in EXPECTED_TO_FAIL]
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def _plot_module(directory: Path | None) -> Any:
+    """:mod:`directlpi.sim.plots` when ``--plot DIR`` is asked for (DirectLPIError when
+    matplotlib, the 'plot' extra, is missing), else None."""
+    if directory is None:
+        return None
+    from directlpi.sim import plots
+
+    plots.require()
+    return plots
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from directlpi.sim.sweep import load_sweep, run_sweep, write_results
+
+    config = load_sweep(args.config)
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise DirectLPIError(f"--workers {args.workers}: 1..256")
+    if args.scheduler is not None and args.executor != "dask":
+        raise DirectLPIError("--scheduler ADDRESS is for --executor dask")
+    bar = _progress()
+    rows: list[dict[str, Any]] = []
+    status = EXIT_OK
+    try:
+        if bar is None:
+            run_sweep(config, executor=args.executor, workers=args.workers,
+                      scheduler=args.scheduler, rows=rows)
+        else:
+            with bar:
+                task = bar.add_task("sweep", total=len(config.points()))
+                run_sweep(config, executor=args.executor, workers=args.workers,
+                          scheduler=args.scheduler, rows=rows,
+                          progress=lambda: bar.advance(task))
+    except KeyboardInterrupt:
+        print(f"directlpi: interrupted: {len(rows)} point(s) finished, written",
+              file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    for path in write_results(rows, args.out):
+        print(path, file=sys.stderr)
+    if args.json:
+        print(json.dumps({"schema_version": 1, "points": rows}, indent=2))
+    else:
+        print(f"directlpi sweep: {len(rows)} point(s) -> {args.out}")
+    if status != EXIT_OK:
+        return status
+    return EXIT_OK if all(r["invariants_ok"] for r in rows) else EXIT_FAILED
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -247,31 +414,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
                              f"{', '.join(MSI_PROVIDERS)})")
     if args.cpus is not None and not 1 <= args.cpus <= 512:
         raise DirectLPIError(f"--cpus {args.cpus}: the platform takes 1..512 CPUs")
-    trace = None
-    to_stdout = args.trace is not None and str(args.trace) == "-"
-    if to_stdout and args.json:
-        raise DirectLPIError("--trace - and --json both write standard output: give the "
-                             "trace a file")
-    try:
-        if to_stdout:
-            trace = sys.stdout
-        elif args.trace is not None:
-            try:
-                trace = args.trace.open("w")
-            except OSError as exc:
-                raise DirectLPIError(f"--trace {args.trace}: {exc.strerror}",
-                                     exc.errno or 2) from None
-        report = ScenarioRun(scenario, cpus=args.cpus, trace=trace, platform=args.platform,
-                             posted_writes=True if args.posted_writes else None,
-                             provider=args.provider).run()
-    finally:
-        if trace is not None and not to_stdout:
-            trace.close()
+    _check_trace_args(args)
+    report = ScenarioRun(scenario, cpus=args.cpus, trace=args.trace, platform=args.platform,
+                         posted_writes=True if args.posted_writes else None,
+                         provider=args.provider, trace_events=args.trace_events).run()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(report.render(verbose=args.verbose))
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _check_trace_args(args: argparse.Namespace) -> None:
+    """``--trace`` / ``--trace-events``: the format known, standard output not shared."""
+    from directlpi.sim.trace import trace_format
+
+    if args.trace is None:
+        if args.trace_events is not None:
+            raise DirectLPIError("--trace-events filters a trace: give --trace FILE too")
+        return
+    trace_format(args.trace)
+    if str(args.trace) == "-" and args.json:
+        raise DirectLPIError("--trace - and --json both write standard output: give the "
+                             "trace a file")
+
+
+def _add_trace_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--trace", default=None, metavar="FILE",
+                     help="write a trace, its format by suffix: .txt ftrace text, .json "
+                          "Chrome trace events (Perfetto), .vcd value-change dump "
+                          "(GTKWave); '-': ftrace text on standard output (docs/traces.md)")
+    cmd.add_argument("--trace-events", default=None, metavar="PATTERNS",
+                     help="trace only events matching these comma-separated fnmatch "
+                          "patterns, case ignored (e.g. 'irq_*,*lpi*')")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -283,7 +458,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         render,
     )
 
+    plot = _plot_module(args.plot)
     result = compare(parse_routes(args.routes), parse_cpus(args.cpus))
+    if plot is not None:
+        for path in plot.compare_plots(result, args.plot):
+            print(path, file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -373,7 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _parser().print_help()
             return EXIT_USAGE
         handlers = {"run": _cmd_run, "walkthrough": _cmd_walkthrough, "bench": _cmd_bench,
-                    "check": _cmd_check, "acpi": _cmd_acpi, "compare": _cmd_compare}
+                    "check": _cmd_check, "acpi": _cmd_acpi, "compare": _cmd_compare,
+                    "simulate": _cmd_simulate, "sweep": _cmd_sweep}
         status = handlers[args.command](args)
         sys.stdout.flush()               # a closed pipe shows up here, not at exit
         return status

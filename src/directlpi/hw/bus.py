@@ -312,6 +312,15 @@ class Bus:
         self._land_next(busy[self._rng.randrange(len(busy))])
         return True
 
+    def land_oldest(self, master: str) -> bool:
+        """Land ``master``'s oldest write in flight -- when a timed run's scheduler says it
+        reaches its target.  False if it has none in flight (a read from the device landed
+        them), or one of its writes is landing now (the later one must not act first)."""
+        if master in self._mid or not self._queues.get(master):
+            return False
+        self._land_next(master)
+        return True
+
     def flush(self, master: str) -> None:
         """Land, in issue order, every write of ``master`` in flight now.
 

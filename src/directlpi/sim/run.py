@@ -18,13 +18,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from directlpi.devices.pci import PciFunction
 from directlpi.devices.platform_msi import PlatformMsiDevice
 from directlpi.errors import DirectLPIError
 from directlpi.firmware.devicetree import DtBoard, load_board
-from directlpi.hw.events import Event, EventKind
 from directlpi.kernel.irq.affinity import IrqAffinity
 from directlpi.kernel.irq.chip import IRQCHIP_STATE_PENDING
 from directlpi.kernel.irq.desc import IRQ_HANDLED
@@ -50,6 +49,9 @@ from directlpi.sim.scenario import (
     load_scenario,
     parse_scenario,
 )
+
+if TYPE_CHECKING:
+    from directlpi.sim.trace import Tracer
 
 _FLAGS = {"msi": PCI_IRQ_MSI, "msix": PCI_IRQ_MSIX, "affinity": PCI_IRQ_AFFINITY}
 
@@ -84,15 +86,23 @@ class ScenarioRun:
     """One run of a scenario: platform, kernel, drivers, checker, outcomes."""
 
     def __init__(self, scenario: Scenario, cpus: int | None = None,
-                 trace: TextIO | None = None, platform: Path | DtBoard | None = None,
-                 posted_writes: bool | None = None, provider: str | None = None) -> None:
+                 trace: str | Path | None = None, platform: Path | DtBoard | None = None,
+                 posted_writes: bool | None = None, provider: str | None = None,
+                 trace_events: str | None = None) -> None:
         """``provider``: the LPI MSI provider to boot with ("direct-lpi", "rfc-v1": the
         2021 RFC replayed, see :mod:`directlpi.sim.review`); None: what firmware describes.
         ``platform``: a devicetree (``.dts``/``.dtb``, or a board already read) to run on
         instead of the default board; it then says how many CPUs there are (``cpus`` must
         be None) and what the silicon is (the scenario's ``lpi_id_bits`` applies unless its
         ``directlpi,hardware-model`` node sets them).  ``posted_writes`` overrides the
-        scenario's ``[platform] posted_writes``."""
+        scenario's ``[platform] posted_writes``.  ``trace``: a trace file, its format
+        chosen by its suffix (``-``: ftrace text on standard output; docs/traces.md),
+        ``trace_events`` the ``--trace-events`` patterns; written when :meth:`run` ends."""
+        from directlpi.sim.trace import parse_filter, trace_format
+
+        if trace is not None:
+            trace_format(trace)                  # an unknown suffix: before any work
+        wanted = parse_filter(trace_events)
         self.scenario = scenario
         board = scenario.platform
         silicon: dict[str, Any] = {
@@ -124,8 +134,10 @@ class ScenarioRun:
                 dev = self.plat.add_platform_device(spec.name, spec.slots)
             self.drivers[spec.name] = Driver(spec.name, dev, spec)
         self.kern: Kernel = boot_with_provider(self.plat, provider)
+        self.tracer: Tracer | None = None
         if trace is not None:
-            self._trace(trace)
+            from directlpi.sim.trace import Tracer, open_sink
+            self.tracer = Tracer(self.plat, open_sink(trace, self.plat), wanted=wanted)
         self.checker = InvariantChecker(self.plat)
         #: The review's objections, as the run shows them (docs/rfc-v1.md).
         self.review = ReviewWatch(self.plat, self.checker, self.drivers)
@@ -187,14 +199,18 @@ class ScenarioRun:
         by_tick: dict[int, list[tuple[int, Any]]] = defaultdict(list)
         for i, step in enumerate(self.scenario.steps):
             by_tick[step.at].append((i, step))
-        self.plat.run_until_idle()
-        for tick in sorted(by_tick):
-            for i, step in by_tick[tick]:
-                self._play(i, step)
+        try:
             self.plat.run_until_idle()
-            self.checker.check()          # at every idle point, not only at the end
-            self.review.idle()
-        self.review.finish()
+            for tick in sorted(by_tick):
+                for i, step in by_tick[tick]:
+                    self._play(i, step)
+                self.plat.run_until_idle()
+                self.checker.check()          # at every idle point, not only at the end
+                self.review.idle()
+            self.review.finish()
+        finally:
+            if self.tracer is not None:       # what was traced is kept, even on Ctrl-C
+                self.tracer.close()
         return RunReport(self)
 
     def _play(self, i: int, step: Any) -> None:
@@ -275,17 +291,6 @@ class ScenarioRun:
                                     "victim_virq": self._virq(victim, step.victim_vector),
                                     "address": address, "data": msg.data})
         return f"wrote {msg.data} to {address:#x}"
-
-    # -- tracing -----------------------------------------------------------------------------------
-
-    def _trace(self, out: TextIO) -> None:
-        kinds = [k for k in EventKind if k not in (EventKind.MMIO_READ, EventKind.MMIO_WRITE)]
-        counter = [0]
-
-        def write(ev: Event) -> None:
-            counter[0] += 1
-            out.write(f"{counter[0]:>8}  {ev}\n")
-        self.plat.observe(write, kinds)
 
 
 def _describe(step: Any) -> str:

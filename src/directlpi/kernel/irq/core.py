@@ -11,7 +11,7 @@ import errno
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from directlpi.kernel.context import ExecContext
 from directlpi.kernel.errors import KernelError
@@ -30,6 +30,15 @@ from directlpi.kernel.irq.domain import (
     IrqFwspec,
 )
 from directlpi.kernel.printk import Log
+
+
+class IrqTracer(Protocol):
+    """What Linux's ``irq_handler_entry`` and ``irq_handler_exit`` tracepoints record
+    (``include/trace/events/irq.h``): one call each side of every action's handler."""
+
+    def handler_entry(self, irq: int, name: str) -> None: ...
+    def handler_exit(self, irq: int, ret: int) -> None: ...
+
 
 NR_IRQS = 1 << 16
 """Linux interrupt numbers available (virq 0 is never used)."""
@@ -67,6 +76,8 @@ class IrqCore:
         self.spurious_count = 0
         #: Called with the descriptor before its handlers run (observers; empty: free).
         self.handler_hooks: list[Callable[[IrqDesc], None]] = []
+        #: The irq_handler_entry / irq_handler_exit tracepoints (None: off, and free).
+        self.tracer: IrqTracer | None = None
 
     @property
     def this_cpu(self) -> int:

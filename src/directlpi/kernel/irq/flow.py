@@ -37,6 +37,7 @@ from directlpi.kernel.irq.desc import (
 from directlpi.kernel.irq.domain import irq_domain_activate_irq, irq_domain_deactivate_irq
 
 if TYPE_CHECKING:
+    from directlpi.kernel.irq.core import IrqTracer
     from directlpi.kernel.irq.desc import Cpumask, IrqData
 
 # -- mask / unmask / enable / disable ------------------------------------------------------------
@@ -204,14 +205,30 @@ def handle_irq_event(desc: IrqDesc) -> int:
     ctx.unlock(lock)
     result = IRQ_NONE
     irq = desc.irq
+    tracer = desc.core.tracer
     try:
-        for action in desc.actions:
-            result |= action.handler(irq, action.dev_id)
+        if tracer is None:
+            for action in desc.actions:
+                result |= action.handler(irq, action.dev_id)
+        else:
+            result = _traced_actions(desc, tracer)
     finally:
         ctx.lock(lock)
         common.state &= ~IRQD_IRQ_INPROGRESS
     if result == IRQ_NONE:
         note_unhandled(desc)
+    return result
+
+
+def _traced_actions(desc: IrqDesc, tracer: IrqTracer) -> int:
+    """The actions of ``desc`` between the irq_handler_entry/exit tracepoints."""
+    result = IRQ_NONE
+    irq = desc.irq
+    for action in desc.actions:
+        tracer.handler_entry(irq, action.name)
+        ret = action.handler(irq, action.dev_id)
+        tracer.handler_exit(irq, ret)
+        result |= ret
     return result
 
 
@@ -284,9 +301,13 @@ def handle_percpu_devid_irq(desc: IrqDesc) -> None:
     if hooks:
         for hook in hooks:
             hook(desc)
-    result = IRQ_NONE
-    for action in desc.actions:
-        result |= action.handler(desc.irq, action.dev_id)
+    tracer = desc.core.tracer
+    if tracer is None:
+        result = IRQ_NONE
+        for action in desc.actions:
+            result |= action.handler(desc.irq, action.dev_id)
+    else:
+        result = _traced_actions(desc, tracer)
     if result == IRQ_NONE:
         note_unhandled(desc)
     if chip.irq_eoi is not None:
