@@ -14,7 +14,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,21 +62,28 @@ def run_benchmarks(bench_dir: Path, quick: bool = False,
 
     Raises DirectLPIError (ENOENT) when the directory is missing.
     """
+    return [f for _done, _total, _name, found in iter_benchmarks(bench_dir, quick, only)
+            for f in found]
+
+
+def iter_benchmarks(bench_dir: Path, quick: bool = False,
+                    only: Callable[[str], bool] | None = None
+                    ) -> Iterator[tuple[int, int, str, list[Figure]]]:
+    """:func:`run_benchmarks` one module at a time: (modules done, modules selected, the
+    module's name, its figures) after each, for progress and for keeping what was
+    measured when the user stops."""
     if not bench_dir.is_dir():
         raise DirectLPIError(
             f"no benchmark directory at {bench_dir}: `directlpi bench` runs from a source "
             "checkout (pip install -e .); pass --bench-dir to point elsewhere", 2)
-    figures: list[Figure] = []
-    for path in sorted(bench_dir.glob("bench_*.py")):
-        if only is not None and not only(path.stem):
-            continue
+    paths = [p for p in sorted(bench_dir.glob("bench_*.py")) if only is None or only(p.stem)]
+    for done, path in enumerate(paths, 1):
         spec = importlib.util.spec_from_file_location(f"directlpi_bench_{path.stem}", path)
         if spec is None or spec.loader is None:
             raise DirectLPIError(f"cannot load benchmark module {path}", 2)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        figures.extend(module.run(quick))
-    return figures
+        yield done, len(paths), path.stem, list(module.run(quick))
 
 
 def load_baseline(path: Path) -> dict[str, float]:

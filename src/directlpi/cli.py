@@ -39,6 +39,7 @@ if sys.argv and sys.argv[0].rsplit("/", 1)[-1] in ("directlpi", "__main__.py"):
     signal.signal(signal.SIGINT, _interrupted_at_start)
 
 import argparse  # noqa: E402 (after the start-up Ctrl-C handler)
+import contextlib  # noqa: E402 (after the start-up Ctrl-C handler)
 import errno  # noqa: E402 (after the start-up Ctrl-C handler)
 import json  # noqa: E402 (after the start-up Ctrl-C handler)
 import os  # noqa: E402 (after the start-up Ctrl-C handler)
@@ -415,9 +416,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.cpus is not None and not 1 <= args.cpus <= 512:
         raise DirectLPIError(f"--cpus {args.cpus}: the platform takes 1..512 CPUs")
     _check_trace_args(args)
-    report = ScenarioRun(scenario, cpus=args.cpus, trace=args.trace, platform=args.platform,
-                         posted_writes=True if args.posted_writes else None,
-                         provider=args.provider, trace_events=args.trace_events).run()
+    play = ScenarioRun(scenario, cpus=args.cpus, trace=args.trace, platform=args.platform,
+                       posted_writes=True if args.posted_writes else None,
+                       provider=args.provider, trace_events=args.trace_events)
+    progress = _progress()
+    if progress is None:
+        report = play.run()
+    else:
+        with progress:
+            task = progress.add_task("run", total=None)
+            report = play.run(lambda done, total: progress.update(
+                task, completed=done, total=total, description=f"run: tick {done}/{total}"))
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -487,15 +496,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from directlpi.benchkit import (
         compare_figures,
         default_bench_dir,
+        iter_benchmarks,
         load_baseline,
-        run_benchmarks,
     )
 
     baseline = load_baseline(args.compare) if args.compare is not None else None
     only = set(args.only)
     bench_dir = args.bench_dir or default_bench_dir()
-    figures = run_benchmarks(bench_dir, quick=args.quick,
-                             only=(lambda name: name in only) if only else None)
+    select = (lambda name: name in only) if only else None
+    progress = _progress()
+    figures: list[Any] = []
+    try:
+        with progress if progress is not None else contextlib.nullcontext():
+            task = progress.add_task("bench", total=None) if progress is not None else None
+            for done, total, name, found in iter_benchmarks(bench_dir, args.quick, select):
+                figures += found
+                if progress is not None:
+                    progress.update(task, completed=done, total=total,
+                                    description=f"bench: {name} ({done}/{total})")
+    except KeyboardInterrupt:                 # keep what was measured
+        _print_figures(figures)
+        print("directlpi: interrupted: the figures above were measured", file=sys.stderr)
+        return 130
     if not figures:
         what = f"no bench module named {', '.join(sorted(only))}" if only else \
             "no bench_*.py module"
@@ -521,9 +543,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({f.key: f.value for f in figures}, indent=2))
     else:
-        for f in figures:
-            print(f"{f.key:<{width}}  {f.value:>14,.3f} {f.unit:<10} {f.what}")
+        _print_figures(figures)
     return EXIT_OK
+
+
+def _print_figures(figures: list[Any]) -> None:
+    width = max((len(f.key) for f in figures), default=10)
+    for f in figures:
+        print(f"{f.key:<{width}}  {f.value:>14,.3f} {f.unit:<10} {f.what}")
 
 
 def _failure_status(exc: DirectLPIError) -> int:

@@ -195,18 +195,21 @@ class ScenarioRun:
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def run(self) -> RunReport:
+    def run(self, on_tick: Callable[[int, int], None] | None = None) -> RunReport:
+        """Play the scenario; ``on_tick(done, total)`` after each of its ticks (progress)."""
         by_tick: dict[int, list[tuple[int, Any]]] = defaultdict(list)
         for i, step in enumerate(self.scenario.steps):
             by_tick[step.at].append((i, step))
         try:
             self.plat.run_until_idle()
-            for tick in sorted(by_tick):
+            for n, tick in enumerate(sorted(by_tick), 1):
                 for i, step in by_tick[tick]:
                     self._play(i, step)
                 self.plat.run_until_idle()
                 self.checker.check()          # at every idle point, not only at the end
                 self.review.idle()
+                if on_tick is not None:
+                    on_tick(n, len(by_tick))
             self.review.finish()
         finally:
             if self.tracer is not None:       # what was traced is kept, even on Ctrl-C
