@@ -1,14 +1,13 @@
-"""The long hunt: millions of random whole-stack operations against the invariant checker.
+"""The long hunt: now a thin wrapper over ``directlpi soak --parts stack``.
 
 Not a benchmark (``directlpi bench`` runs only ``bench_*.py``) and not a test (far too
-long): a soak run of :class:`directlpi.sim.stress.StackExerciser` -- the operations of
-the hypothesis state machine, drawn from a seeded RNG -- on every board variant: Direct
-LPI, MBI, ITS and GICv2m, posted writes off and on, EnableLPIs clearable or not.  Each variant runs
-in chunks of a fresh platform (so a finding is reproducible from its seed and chunk)
-until the operation budget is spent.  A finding (an invariant violated, an undocumented
-refusal, an exception) is printed with its seed, chunk, and the last operations.
+long).  It runs the soak campaign's whole-stack part (:mod:`directlpi.sim.soak`):
+:class:`directlpi.sim.stress.StackExerciser` on every board (Direct LPI, MBI, ITS, GICv2m,
+the Hyper-V SPI route), posted writes, EnableLPIs clearable or not and the injected faults
+switched on at random, ``--ops`` shared among the boards.  A finding is shrunk and written
+as a reproducer (``directlpi soak --replay FILE`` plays it again).
 
-    .venv/bin/python bench/hunt_direct_lpi.py --ops 1000000 [--seed 0] [--json]
+    .venv/bin/python bench/hunt_direct_lpi.py --ops 1000000 [--seed 0] [--jobs 2] [--json]
 
 Exit status 0 when nothing was found, 1 otherwise.
 """
@@ -17,90 +16,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
-import time
-from collections import Counter
-from typing import Any
+from pathlib import Path
 
-from directlpi.sim.stress import StackExerciser
-
-VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("direct-lpi", {}),
-    ("direct-lpi+posted", {"posted": True}),
-    ("direct-lpi+posted+ces", {"posted": True, "clearable": True}),
-    ("mbi", {"board": "mbi"}),
-    ("mbi+posted", {"board": "mbi", "posted": True}),
-    ("its", {"board": "its"}),
-    ("its+posted", {"board": "its", "posted": True}),
-    ("gicv2m+posted", {"board": "gicv2m", "posted": True}),
-    ("spi-pv+posted", {"board": "spi-pv", "posted": True}),
-)
-CHUNK = 5_000
-"""Operations per fresh platform."""
-
-
-def hunt_variant(name: str, options: dict[str, Any], ops: int, seed: int
-                 ) -> dict[str, Any]:
-    done = 0
-    chunk = 0
-    findings: list[dict[str, Any]] = []
-    kinds: Counter[str] = Counter()
-    refusals: Counter[str] = Counter()
-    t0 = time.perf_counter()
-    while done < ops:
-        chunk_seed = seed * 1_000_003 + chunk
-        rng = random.Random(chunk_seed)
-        x = StackExerciser(options.get("board", "direct-lpi"), cpus=4, seed=chunk_seed,
-                           posted=options.get("posted", False),
-                           clearable=options.get("clearable", False))
-        last: list[str] = []
-        n = min(CHUNK, ops - done)
-        try:
-            for _ in range(n):
-                op = x.random_op(rng)
-                kinds[op] += 1
-                last.append(op)
-                del last[:-12]
-            x.run()
-        except Exception as exc:                       # a finding, whatever it is
-            findings.append({"variant": name, "seed": chunk_seed, "chunk": chunk,
-                             "error": f"{type(exc).__name__}: {exc}", "last_ops": last})
-        for (op, err), count in x.refused.counts.items():
-            refusals[f"{op}:{err}"] += count
-        done += n
-        chunk += 1
-    seconds = time.perf_counter() - t0
-    return {"variant": name, "operations": done, "platforms": chunk, "seconds": seconds,
-            "ops_per_s": done / seconds, "findings": findings, "operation_mix": dict(kinds),
-            "documented_refusals": dict(refusals)}
+from directlpi.sim.soak import BOARDS, Campaign, run_campaign
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ops", type=int, default=1_000_000,
-                    help="operations in all, shared among the variants")
+                    help="operations in all, shared among the boards")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", default=None, help="run only this variant")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("soak-findings"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    variants = [v for v in VARIANTS if args.only in (None, v[0])]
-    if not variants:
-        ap.error(f"no variant named {args.only!r}; known: {', '.join(v[0] for v in VARIANTS)}")
-    results = [hunt_variant(name, opts, args.ops // len(variants), args.seed)
-               for name, opts in variants]
+    summary = run_campaign(Campaign(parts=("stack",), seed=args.seed, jobs=args.jobs,
+                                    ops={"stack": max(1, args.ops // len(BOARDS))},
+                                    out=args.out))
     if args.json:
-        print(json.dumps(results, indent=1))
+        print(json.dumps(summary, indent=1))
     else:
-        for r in results:
-            print(f"{r['variant']:<24} {r['operations']:>9,} ops on {r['platforms']:>4} "
-                  f"platforms in {r['seconds']:7.1f} s ({r['ops_per_s']:,.0f} ops/s): "
-                  f"{len(r['findings'])} finding(s)")
-            for f in r["findings"][:5]:
-                print(f"    seed {f['seed']} chunk {f['chunk']}: {f['error']}")
-                print(f"      last ops: {', '.join(f['last_ops'])}")
-            print(f"    documented refusals: {r['documented_refusals']}")
-    return 1 if any(r["findings"] for r in results) else 0
+        for board, r in summary["results"]["stack"]["boards"].items():
+            print(f"{board:<12} {r['ops']:>9,} ops on {r['platforms']:>5} platforms "
+                  f"({r['per_s']:,.0f} ops/s per process)")
+        for f in summary["findings"]:
+            print(f"FINDING {f['board']} seed {f['seed']}: {f['error']}\n    {f['file']}")
+    return 0 if summary["ok"] else 1
 
 
 if __name__ == "__main__":

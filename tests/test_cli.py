@@ -131,7 +131,8 @@ def test_run_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> No
     assert doc["platform"] == {"cpus": 4, "msi_provider": "direct-lpi+mbi", "lpi_id_bits": 16,
                                "its": False, "board": "directlpi default board (4 CPUs)"}
     assert set(doc["totals"]) == {"msis_written", "handled", "lost", "spurious", "coalesced",
-                                  "dropped_by_platform"}
+                                  "dropped_by_platform", "stale_by_fault",
+                                  "stale_runs_by_fault", "held_by_fault"}
     assert doc["totals"]["lost"] == doc["totals"]["spurious"] == 0
     assert doc["violations"] == []
     irq = doc["irqs"][0]

@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="write the per-operation cost bars (PNG and SVG) into DIR "
                           "(needs the 'plot' extra)")
     _add_simulate_parsers(sub)
+    _add_soak_parser(sub)
     check = sub.add_parser("check", help="validate firmware descriptions (DTS/DTB, ACPI "
                            "MADT and IORT)")
     check.add_argument("files", type=Path, nargs="+", metavar="FILE")
@@ -288,6 +289,106 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if status != EXIT_OK:
         return status
     return EXIT_OK if all(r["invariants_ok"] for r in rows) else EXIT_FAILED
+
+
+def _add_soak_parser(sub: Any) -> None:
+    soak = sub.add_parser("soak", help="the reliability campaign: fuzzed MMIO, mutated "
+                          "firmware, whole-stack operations with faults (docs/reliability.md)")
+    soak.add_argument("--parts", default="mmio,firmware,stack",
+                      help="comma-separated parts (default mmio,firmware,stack)")
+    limit = soak.add_mutually_exclusive_group()
+    limit.add_argument("--ops", default=None, metavar="N|PART=N,...",
+                       help="operations per part (stack: per board), e.g. 10000 or "
+                            "mmio=1000000,firmware=200000,stack=1000000")
+    limit.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                       help="wall time, shared among the parts (default 60 without --ops)")
+    soak.add_argument("--seed", type=int, default=0, help="the campaign's seed (default 0)")
+    soak.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    soak.add_argument("--out", type=Path, default=Path("soak-findings"), metavar="DIR",
+                      help="where reproducers of findings go (default soak-findings)")
+    soak.add_argument("--replay", type=Path, default=None, metavar="FILE",
+                      help="play a reproducer again instead (exit 1 if it still fails)")
+    soak.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _soak_ops(text: str, parts: tuple[str, ...]) -> dict[str, int]:
+    """``--ops``: one count for every part, or ``part=N`` pairs."""
+    from directlpi.sim.soak import PARTS
+
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        name, _, num = item.rpartition("=")
+        if name and name not in PARTS:
+            raise ValueError(f"--ops: {name!r} is not a part ({', '.join(PARTS)})")
+        if not num.isdigit():
+            raise ValueError(f"--ops: {num!r} is not a count of operations")
+        for part in [name] if name else parts:
+            out[part] = int(num)
+    return out
+
+
+def _cmd_soak(args: argparse.Namespace) -> int:
+    from directlpi.sim import soak
+
+    if args.replay is not None:
+        failed, what = soak.replay(args.replay)
+        print(f"{args.replay}: {'reproduced' if failed else 'not reproduced'}: {what}")
+        return EXIT_FAILED if failed else EXIT_OK
+    parts = tuple(p for p in args.parts.split(",") if p)
+    bad = [p for p in parts if p not in soak.PARTS]
+    try:
+        if bad or not parts:
+            raise ValueError(f"--parts: {', '.join(bad) or 'none'}: the parts are "
+                             f"{', '.join(soak.PARTS)}")
+        if args.jobs < 1 or (args.budget is not None and args.budget <= 0):
+            raise ValueError("--jobs must be at least 1 and --budget positive")
+        ops = _soak_ops(args.ops, parts) if args.ops is not None else None
+    except ValueError as exc:
+        return _error(args, str(exc), "input", EXIT_USAGE)
+    budget = args.budget if args.budget is not None or ops is not None else 60.0
+    c = soak.Campaign(parts=parts, seed=args.seed, ops=ops, budget=budget, jobs=args.jobs,
+                      out=args.out)
+    print(f"directlpi soak: seed {c.seed}, parts {','.join(parts)}, jobs {c.jobs}",
+          file=sys.stderr)
+    progress = _progress()
+    if progress is None:
+        summary = soak.run_campaign(c)
+    else:
+        with progress:
+            task = progress.add_task("soak", total=None)
+
+            def show(done: dict[str, int], elapsed: float) -> None:
+                text = "  ".join(f"{k} {v:,}" for k, v in sorted(done.items()))
+                progress.update(task, description=f"soak {elapsed:5.0f} s  {text}")
+            summary = soak.run_campaign(c, show)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        _print_soak(summary)
+    return EXIT_OK if summary["ok"] else EXIT_FAILED
+
+
+def _print_soak(summary: dict[str, Any]) -> None:
+    r = summary["results"]
+    print(f"soak: seed {summary['seed']}, {summary['seconds']:.0f} s, jobs {summary['jobs']}")
+    if "mmio" in r:
+        m = r["mmio"]
+        print(f"  mmio      {m['accesses']:>11,} accesses on {m['platforms']:,} platforms "
+              f"({m['per_s']:,.0f}/s per process), {m['bursts']:,} state checks")
+    if "firmware" in r:
+        f = r["firmware"]
+        print(f"  firmware  {f['dtbs']:>11,} DTBs, {f['acpi_sets']:,} ACPI sets: "
+              f"{f['documented_errors']:,} documented errors, {f['platforms']:,} platforms, "
+              f"{f['booted']:,} booted ({f['per_s']:,.0f}/s per process)")
+    for board, b in r.get("stack", {}).get("boards", {}).items():
+        ck = b["checker"]
+        print(f"  stack     {b['ops']:>11,} ops on {board:<10} ({b['per_s']:,.0f}/s per "
+              f"process): lost {ck.get('lost', 0)}, spurious {ck.get('spurious', 0)}, "
+              f"spoofs flagged {b['spoofs_flagged']:,}/{b['spoofs_sent']:,}")
+    for f in summary["findings"]:
+        print(f"  FINDING {f['part']} {f['board']} seed {f['seed']}: {f['error']}")
+        print(f"          {f['ops_before']} -> {f['ops_after']} operations: {f['file']}")
+    print(f"  {len(summary['findings'])} finding(s)")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -580,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         handlers = {"run": _cmd_run, "walkthrough": _cmd_walkthrough, "bench": _cmd_bench,
                     "check": _cmd_check, "acpi": _cmd_acpi, "compare": _cmd_compare,
-                    "simulate": _cmd_simulate, "sweep": _cmd_sweep}
+                    "simulate": _cmd_simulate, "sweep": _cmd_sweep, "soak": _cmd_soak}
         status = handlers[args.command](args)
         sys.stdout.flush()               # a closed pipe shows up here, not at exit
         return status

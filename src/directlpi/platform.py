@@ -59,6 +59,10 @@ from directlpi.kernel.fwdesc import (
 from directlpi.kernel.irq.domain import Fwnode
 from directlpi.kernel.kernel import BootParams, Kernel
 
+#: How the audit's reason starts for a write the ``stale_msi`` fault made (the device
+#: wrote its previous message after being reprogrammed): the platform's, not an attacker's.
+FAULT_STALE = "injected fault stale_msi"
+
 #: DeviceIDs of platform MSI devices start above every PCI requester ID.
 PLATFORM_DEVICE_ID_BASE = 0x1_0000
 
@@ -368,8 +372,16 @@ class Platform:
         ``redist_regions``, ``redist_stride``, ``ram``, ``mpidrs``) and the other MSI
         blocks: ``its`` (ITS bases), ``its_pta``, ``v2m_frames`` ((base, first SPI, count)
         per GICv2m frame), ``hv_vpci`` (a Hyper-V-style host: :mod:`directlpi.hw.hv_vpci`);
-        and faults: ``dma_drop`` (the probability that the interconnect drops an issued
-        DMA write, recorded as ``DMA_DROPPED``) drawn from ``fault_seed``.
+        and faults, drawn from ``fault_seed``: ``dma_drop`` (the probability that the
+        interconnect drops an issued DMA write, recorded as ``DMA_DROPPED``),
+        ``syncr_stuck`` (GICR_SYNCR.Busy stays 1 for N extra reads, -1 for ever) with
+        ``syncr_stuck_rate``, ``cache_refill`` (an RD drops its configuration cache at
+        random), ``stale_msi`` (a reprogrammed device writes its previous message N more
+        times), ``its_cmd_error`` (an ITS command fails with its architected error);
+        docs/hardware-model.md, "Injected faults".  IMPLEMENTATION DEFINED choices, to
+        build a board as a peer does (QEMU's in docs/hardware-model.md, "Differential test
+        against QEMU"): ``dist_priority_bits``, ``cpuif_id_bits``, ``no1n``, ``iidr``,
+        ``common_lpi_aff``, ``busy_reads`` (:class:`~directlpi.hw.machine.MachineConfig`).
 
         Raises :class:`~directlpi.errors.ConfigError` (EINVAL) naming the option
         that is out of range.
@@ -390,7 +402,10 @@ class Platform:
         if isinstance(direct_lpi, list):
             direct_lpi = tuple(direct_lpi)
         allowed = {"gicd_base", "redist_regions", "redist_stride", "ram", "mpidrs", "its",
-                   "its_pta", "v2m_frames", "hv_vpci", "dma_drop", "fault_seed"}
+                   "its_pta", "v2m_frames", "hv_vpci", "dma_drop", "fault_seed",
+                   "syncr_stuck", "syncr_stuck_rate", "cache_refill", "stale_msi",
+                   "its_cmd_error", "dist_priority_bits", "cpuif_id_bits", "no1n", "iidr",
+                   "common_lpi_aff", "busy_reads"}
         unknown = sorted(set(layout) - allowed)
         if unknown:
             raise ConfigError(f"unknown hardware option(s) {', '.join(unknown)}; known: "
@@ -591,6 +606,7 @@ class Platform:
         fn = PciFunction(bdf, msi_vectors=msi_vectors, msix_vectors=msix_vectors,
                          msi_64bit=msi_64bit, msi_per_vector_mask=msi_per_vector_mask, **ids)
         self.pci_host.attach(fn, self.machine.bus.write, self.machine.bus.flush)
+        fn.stale_writes = self.machine.config.stale_msi
         self.pci_devices[bdf] = fn
         self._device_id_cache.clear()
         self._start_audit()
@@ -625,6 +641,7 @@ class Platform:
         self._platform_device_ids[name] = device_id
         self._device_id_cache.clear()
         dev.msi_device_id = device_id
+        dev.stale_writes = self.machine.config.stale_msi
         dev.dma_write = self.machine.bus.write
         bus = self.machine.bus
         dev.flush = lambda: bus.flush(name)       # a read of its registers completes after
@@ -649,6 +666,9 @@ class Platform:
         reason = self.classify_msi(addr, value, master)
         if reason is None:
             return
+        dev = self.device(master)
+        if dev is not None and dev.sending_stale:
+            reason = f"{FAULT_STALE}: {reason}"
         if its:
             bell = "GITS_TRANSLATER"
             lpi = self.its_lpi(addr, value, master)

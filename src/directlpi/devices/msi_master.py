@@ -9,6 +9,12 @@ as spoofed (a replay).
 With posted writes (PCIe ordering), a device's MSIs may still be in flight on
 the bus; a read that completes from the device lands them first.  ``flush`` is
 how the device asks the bus to do so: whoever wires ``dma_write`` sets it too.
+
+**The stale_msi fault** (``stale_writes`` = N > 0, set by the platform from the machine
+option): once a vector's message is reprogrammed, the device goes on writing the message
+it had before for that vector's next N signals (a device that latched its message, or
+ignores the rewrite for a while).  While it writes one, ``sending_stale`` is True, so
+that the platform's audit and the invariant checker attribute it to the fault.
 """
 
 from __future__ import annotations
@@ -34,6 +40,44 @@ class MsiMaster:
         self.dropped = 0
         #: MSIs sent on the bus.
         self.sent = 0
+        #: The stale_msi fault: signals per vector that still use the previous message.
+        self.stale_writes = 0
+        #: Vector -> [previous address, previous data, signals left] (the fault's state).
+        self._stale: dict[int, list[int]] = {}
+        #: True while the device writes a stale message (the fault), for the observers.
+        self.sending_stale = False
+        #: Stale messages written so far.
+        self.stale_sent = 0
+
+    def reprogrammed(self, i: int, old: tuple[int, int]) -> None:
+        """Vector ``i``'s message changed from ``old``: with the stale_msi fault the device
+        goes on writing the message it had before (the oldest not yet given up)."""
+        if not self.stale_writes or not old[0]:
+            return
+        cur = self._stale.get(i)
+        if cur is None:
+            self._stale[i] = [old[0], old[1], self.stale_writes]
+        else:
+            cur[2] = self.stale_writes
+
+    def _signal(self, i: int, address: int, data: int) -> bool:
+        """Send vector ``i``'s message (address, data) -- or, under the stale_msi fault, the
+        previous one."""
+        st = self._stale.get(i) if self._stale else None
+        if st is None:
+            return self._send(address, data)
+        st[2] -= 1
+        if st[2] <= 0:
+            del self._stale[i]
+        if (st[0], st[1]) == (address, data):
+            return self._send(address, data)
+        self.sending_stale = True
+        try:
+            sent = self._send(st[0], st[1])
+        finally:
+            self.sending_stale = False
+        self.stale_sent += sent
+        return sent
 
     def _send(self, address: int, data: int) -> bool:
         if not self._master or self.dma_write is None:

@@ -243,6 +243,12 @@ class PciFunction(MsiMaster):
             self._msi_base = (*self._msi_regs(), self.msi_enabled_vectors)
 
     def _config_changed(self) -> None:
+        if self.stale_writes and self.msi_vectors:
+            old = self._msi_base
+            self._refresh()
+            if old[:2] != self._msi_base[:2]:
+                for i in range(old[2]):
+                    self.reprogrammed(i, (old[0], (old[1] & ~(old[2] - 1)) | i))
         self._refresh()
         self.bar0_base = self._get(PCI_BASE_ADDRESS_0, 4) & 0xFFFFFFF0
         if self.msi_vectors:
@@ -317,7 +323,7 @@ class PciFunction(MsiMaster):
                 self.msix_pba[i // 8] |= 1 << (i % 8)
                 return False
             address, data = self._msix_msg[i]
-            return self._send(address, data)
+            return self._signal(i, address, data)
         if self._msi_on:
             address, data, n = self._msi_base
             if not 0 <= i < n or i >= self.msi_vectors:
@@ -327,7 +333,7 @@ class PciFunction(MsiMaster):
                 self._put(self._msi_mask_off + 4, self._get(self._msi_mask_off + 4, 4)
                           | 1 << i, 4)
                 return False
-            return self._send(address, (data & ~(n - 1)) | i)
+            return self._signal(i, address, (data & ~(n - 1)) | i)
         self._check_vector(i, max(self.msi_vectors, self.msix_vectors), "MSI")
         self.dropped += 1
         return False
@@ -341,7 +347,7 @@ class PciFunction(MsiMaster):
             if ready >> i & 1:
                 self._put(self._msi_mask_off + 4, self._get(self._msi_mask_off + 4, 4)
                           & ~(1 << i), 4)
-                self._send(*self.msi_message(i))
+                self._signal(i, *self.msi_message(i))
 
     def _flush_msix_pending(self) -> None:
         if not self.msix_enabled:
@@ -353,7 +359,7 @@ class PciFunction(MsiMaster):
                     self._entry_get(i, PCI_MSIX_ENTRY_VECTOR_CTRL)
                     & PCI_MSIX_ENTRY_CTRL_MASKBIT):
                 self.msix_pba[i // 8] &= ~(1 << (i % 8))
-                self._send(*self.msi_message(i))
+                self._signal(i, *self.msi_message(i))
 
     def sends(self, address: int, data: int) -> bool:
         """Whether (address, data) is a message the function is programmed to send now.
@@ -403,7 +409,10 @@ class PciFunction(MsiMaster):
             new &= PCI_MSIX_ENTRY_CTRL_MASKBIT
         self._entry_put(entry, field & ~3, new)
         if field & ~3 != PCI_MSIX_ENTRY_VECTOR_CTRL:
+            old = self._msix_msg[entry]
             self._msix_msg[entry] = self.msi_message_entry(entry)
+            if self.stale_writes and old != self._msix_msg[entry]:
+                self.reprogrammed(entry, old)
         else:
             self._msix_vmask[entry] = bool(new & PCI_MSIX_ENTRY_CTRL_MASKBIT)
             self._flush_msix_pending()

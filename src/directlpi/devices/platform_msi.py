@@ -37,7 +37,10 @@ class PlatformMsiDevice(MsiMaster):
     def program_slot(self, i: int, address: int, data: int) -> None:
         """What the driver's write-message callback does: store a slot's message."""
         self._check(i)
+        old = self.slots[i]
         self.slots[i] = (address, data)
+        if self.stale_writes and old != (address, data):
+            self.reprogrammed(i, old)
 
     def msi_message(self, i: int) -> tuple[int, int]:
         self._check(i)
@@ -62,7 +65,7 @@ class PlatformMsiDevice(MsiMaster):
         if not address:
             self.dropped += 1
             return False
-        return self._send(address, data)
+        return self._signal(i, address, data)
 
     def _check(self, i: int) -> None:
         if not isinstance(i, int) or not 0 <= i < len(self.slots):

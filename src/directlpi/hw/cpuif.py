@@ -8,7 +8,14 @@ Choices this module makes where the architecture allows several:
   one key ``priority << 24 | INTID``, so the lowest INTID wins.
 * **Priority bits.**  ``priority_bits`` (default 5, as many Cortex-A cores)
   bits are implemented, for priorities and for preemption (PREbits = PRIbits):
-  unimplemented low bits of PMR, IPRIORITYR and LPI priorities read as zero.
+  unimplemented low bits of PMR read as zero, and so do those of IPRIORITYR and LPI
+  priorities unless the Distributor and Redistributors implement more
+  (``dist_priority_bits``, as QEMU's 8): the highest priority pending interrupt is
+  then chosen on all the bits they hold, and PMR, BPR and the active priorities
+  compare with this interface's bits.
+* **INTID bits** (ICC_CTLR_EL1.IDbits): 16 when the GIC's INTIDs fit in 16 bits,
+  else 24; the machine option ``cpuif_id_bits`` names 16 or 24 (QEMU: 24 with a
+  16-bit Distributor).
 * **Group enables at the CPU interface filter candidates.**  The highest
   priority pending interrupt is chosen among interrupts whose group is enabled
   both in GICD_CTLR and in ICC_IGRPEN<n>_EL1; HPPIR1 and IAR1 return 1023 when
@@ -60,9 +67,9 @@ class CPUInterface:
     """The GIC CPU interface of PE ``cpu`` (AArch64 system registers)."""
 
     __slots__ = (
-        "_active", "_ap_shift", "_bpr0", "_bpr1", "_ctlr", "_dist", "_gic", "_hub", "_igrpen",
-        "_min_bpr0", "_on", "_rd", "_readers", "_sgi", "_writers", "cpu", "id_bits",
-        "mpidr", "pmr", "prio_mask", "priority_bits",
+        "_active", "_ap_shift", "_bpr0", "_bpr1", "_ctlr", "_ctlr_idbits", "_dist", "_gic",
+        "_hub", "_igrpen", "_min_bpr0", "_on", "_rd", "_readers", "_sgi", "_writers", "cpu",
+        "id_bits", "mpidr", "pmr", "prio_mask", "priority_bits",
     )
 
     def __init__(self, gic: GIC, hub: EventHub, *, cpu: int, mpidr: int, rd: Redistributor,
@@ -78,6 +85,7 @@ class CPUInterface:
         self.priority_bits = priority_bits
         self.id_bits = id_bits
         self.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
+        self._ctlr_idbits = ICC.CTLR.IDbits.put(0 if id_bits <= 16 else 1)
         self._min_bpr0 = 7 - priority_bits
         self.pmr = 0
         self._bpr0 = self._min_bpr0
@@ -125,6 +133,11 @@ class CPUInterface:
                 name = f"ICC_AP{g}R{n}_EL1"
                 self._readers[name] = partial(self._read_apr, g, n)
                 self._writers[name] = partial(self._write_apr, g, n)
+
+    def set_implementation(self, *, id_bits: int | None) -> None:
+        """The machine option ``cpuif_id_bits`` (None: follow the GIC's INTID bits)."""
+        if id_bits is not None:
+            self._ctlr_idbits = ICC.CTLR.IDbits.put(0 if id_bits <= 16 else 1)
 
     # -- the public accessors -------------------------------------------------------
 
@@ -362,7 +375,7 @@ class CPUInterface:
         return (
             self._ctlr
             | ICC.CTLR.PRIbits.put(self.priority_bits - 1)
-            | ICC.CTLR.IDbits.put(0 if self.id_bits <= 16 else 1)
+            | self._ctlr_idbits
             | ICC.CTLR.A3V.put(1)
         )
 

@@ -10,9 +10,15 @@ Choices this module makes where the architecture allows several:
   are RAZ/WI (SGIs and PPIs live in the redistributors).
 * **1 of N routing** (IROUTER.Interrupt_Routing_Mode = 1) is supported: the SPI is
   offered to every PE whose redistributor is awake and whose CPU interface has
-  the SPI's group enabled; the first PE to acknowledge it takes it.
+  the SPI's group enabled; the first PE to acknowledge it takes it.  With the
+  machine option ``no1n`` (GICD_TYPER.No1N = 1, as QEMU) it is not: IRM is RAZ/WI
+  ("might be RAZ/WI" in implementations without 1 of N distribution), so the SPI
+  goes to the PE its affinity fields name.
 * **RWP** reads 1 exactly once after a write to GICD_CTLR or GICD_ICENABLER<n>,
-  so a driver that never polls it is visible in a trace.
+  so a driver that never polls it is visible in a trace (machine option
+  ``busy_reads``: that many reads; 0 completes at once, as QEMU).
+* **Identification** (machine option ``iidr``): GICD_IIDR reads IIDR_VALUE unless a
+  board names another value (QEMU: 0x43B).
 * **Message-based SPIs** (GICD_TYPER.MBIS): GICD_SETSPI_NSR makes an edge SPI
   pending (a latch, cleared by acknowledge, ICPENDR or CLRSPI) and asserts a
   level SPI (pending until GICD_CLRSPI_NSR).  Without MBIS both are reserved.
@@ -64,8 +70,11 @@ class Distributor(MmioFrame):
     REGISTERS = GICD
 
     __slots__ = (
+        "_busy_reads",
         "_ctlr",
         "_gic",
+        "_iidr",
+        "_irouter_writable",
         "_mbis",
         "_rwp",
         "_spi_end",
@@ -129,6 +138,20 @@ class Distributor(MmioFrame):
         self.where = [NOT_READY] * n
         self.ready: list[set[int]] = [set() for _ in range(gic.num_cpus)]
         self.ready_any: set[int] = set()
+        self._iidr = IIDR_VALUE
+        self._busy_reads = 1
+        self._irouter_writable = _IROUTER_WRITABLE
+
+    def set_implementation(self, *, no1n: bool, iidr: int, busy_reads: int,
+                           priority_bits: int) -> None:
+        """The IMPLEMENTATION DEFINED choices of a board (machine options of the same names,
+        applied at reset; see the module docstring).  ``priority_bits``: the bits of
+        GICD_IPRIORITYR<n> implemented (``dist_priority_bits``)."""
+        self.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
+        self._typer = GICD.TYPER.No1N.replace(self._typer, int(no1n))
+        self._irouter_writable = _IROUTER_WRITABLE & ~_IRM if no1n else _IROUTER_WRITABLE
+        self._iidr = iidr
+        self._busy_reads = busy_reads
 
     # -- configuration of the dispatch tables --------------------------------
 
@@ -263,14 +286,14 @@ class Distributor(MmioFrame):
     def _w_CTLR(self, value: int) -> None:
         self._ctlr = _CTLR_FIXED | (value & (_GRP0 | _GRP1))
         self.en_grp = (1 if value & _GRP0 else 0) | (2 if value & _GRP1 else 0)
-        self._rwp = 1
+        self._rwp = self._busy_reads
         self._gic.kick_all()
 
     def _r_TYPER(self) -> int:
         return self._typer
 
     def _r_IIDR(self) -> int:
-        return IIDR_VALUE
+        return self._iidr
 
     def _r_TYPER2(self) -> int:
         return 0
@@ -365,7 +388,7 @@ class Distributor(MmioFrame):
         for i in self._spis_in(n, value):
             self.enabled[i] = 0
             self._update(i)
-        self._rwp = 1
+        self._rwp = self._busy_reads
 
     def _r_ISPENDR(self, n: int) -> int:
         base = 32 * n
@@ -439,7 +462,7 @@ class Distributor(MmioFrame):
         return self.route[n]
 
     def _w_IROUTER(self, n: int, value: int) -> None:
-        value &= _IROUTER_WRITABLE
+        value &= self._irouter_writable
         self.route[n] = value
         self.target[n] = self._route_target(value)
         self._update(n)

@@ -52,6 +52,13 @@ after a MOVI, goes unseen):
   0x07 unmapped interrupt, 0x09 unmapped collection.  An unknown command number, and
   a SYNC naming no RD (no error number exists for it), are UNPREDICTABLE: recorded
   and skipped.
+* **Injected command errors** (machine option ``its_cmd_error``, a probability drawn
+  from the ITS's own generator seeded from ``fault_seed``): a command other than SYNC
+  (which has no error number) fails as the hardware had detected an error -- no effect,
+  ``ITS_COMMAND_ERROR`` with reason ``fault-its-command-error`` and the command's
+  architected error number for the first cause it can report (DeviceID out of range for
+  MAPD and MOVALL, ICID out of range for MAPC and INVALL, unmapped device for the
+  others), and the queue stalls as for any error.  A retry draws again.
 * **MAPTI/MAPI of an EventID already mapped** is UNPREDICTABLE: recorded, ignored.
 * **UNPREDICTABLE writes are ignored and recorded:** CBASER or BASER<n> while Enabled
   is 1, a CWRITER offset beyond the queue.  Writing CBASER resets CREADR to 0; a
@@ -68,6 +75,7 @@ after a MOVI, goes unseen):
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -150,15 +158,20 @@ class Its(MmioFrame):
 
     REGISTERS = GITS
 
-    __slots__ = ("_baser", "_cbaser", "_coherent", "_creadr", "_cwriter", "_enabled", "_gic",
-                 "_is_ram", "_memory", "_rd_bases", "_stalled", "_tables", "_typer", "base",
-                 "device_id_of", "index", "pta", "translation")
+    __slots__ = ("_baser", "_cbaser", "_cmd_error", "_coherent", "_creadr", "_cwriter",
+                 "_enabled", "_fault_rng", "_gic", "_is_ram", "_memory", "_rd_bases",
+                 "_stalled", "_tables", "_typer", "base", "device_id_of", "index", "pta",
+                 "translation")
 
     def __init__(self, gic: GIC, hub: EventHub, memory: PhysicalMemory, *, index: int, base: int,
                  pta: bool = False, coherent: bool = True,
                  rd_bases: Sequence[int] = (),
-                 is_ram: Callable[[int, int], bool] | None = None) -> None:
+                 is_ram: Callable[[int, int], bool] | None = None,
+                 cmd_error: float = 0.0, fault_seed: int = 0) -> None:
         super().__init__(f"ITS{index}", hub)
+        #: The its_cmd_error fault: the probability that a command fails, and its generator.
+        self._cmd_error = cmd_error
+        self._fault_rng = random.Random(fault_seed)
         self._gic = gic
         self._memory = memory
         self.index = index
@@ -366,6 +379,15 @@ class Its(MmioFrame):
                                    detail=f"command number {op:#04x} is not a physical ITS "
                                           "command: skipped"))
             return True
+        if self._cmd_error and op != SYNC and self._fault_rng.random() < self._cmd_error:
+            cause = _INJECTED_CAUSE.get(op, UNMAPPED_DEVICE)
+            code = command_error(op, cause)
+            self._hub.report(Event(EventKind.ITS_COMMAND_ERROR, self.frame_name, value=code,
+                                   addr=(self._cbaser & _CB_PA) + self._creadr,
+                                   reason="fault-its-command-error",
+                                   detail=f"{name} failed with error {code:#08x} (injected "
+                                          "fault): no effect, the queue stalls"))
+            return False
         cause = _HANDLERS[op](self, dw)
         if cause:
             code = command_error(op, cause)
@@ -649,6 +671,11 @@ _HANDLERS: dict[int, Callable[[Its, list[int]], int]] = {
     CLEAR: Its._cmd_clear, DISCARD: Its._cmd_discard, MOVI: Its._cmd_movi,
     MOVALL: Its._cmd_movall,
 }
+
+
+#: The cause an injected error reports, per command (the others: unmapped device).
+_INJECTED_CAUSE = {MAPD: DEVICE_OOR, MOVALL: DEVICE_OOR, MAPC: COLLECTION_OOR,
+                   INVALL: COLLECTION_OOR}
 
 
 class ItsTranslationFrame(MmioFrame):

@@ -17,7 +17,7 @@ SGIs to reach every PE).
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from directlpi.errors import ConfigError
@@ -36,6 +36,7 @@ from directlpi.hw.regs import (
     GICR_STRIDE,
     HV_HYPERCALL_BASE,
     HV_MSI_BASE,
+    IIDR_VALUE,
     ITS_SIZE,
     ITS_TRANSLATION_OFFSET,
     SGI_BASE_OFFSET,
@@ -74,6 +75,27 @@ class MachineConfig:
     """Whether GICR_CTLR.EnableLPIs can be cleared once set (the strict choice is no)."""
     priority_bits: int = 5
     """Implemented priority bits (4..8)."""
+    # IMPLEMENTATION DEFINED choices a board can make like a peer (docs/hardware-model.md,
+    # "Differential test against QEMU"); the defaults are the model's own choices.
+    dist_priority_bits: int | None = None
+    """Priority bits the Distributor and Redistributors hold (GICD_IPRIORITYR,
+    GICR_IPRIORITYR, LPI priorities, which have 6 at most): priority_bits..8; None: as
+    the CPU interface (priority_bits).  QEMU holds 8 whatever its CPU interface has."""
+    cpuif_id_bits: int | None = None
+    """ICC_CTLR_EL1.IDbits: 16 or 24 INTID bits at the CPU interface; None: 16 when the
+    GIC's INTIDs fit in 16 bits, else 24.  QEMU reports 24."""
+    no1n: bool = False
+    """GICD_TYPER.No1N: 1 of N SPI distribution not supported, GICD_IROUTER.IRM is then
+    RAZ/WI (QEMU: True)."""
+    iidr: int = IIDR_VALUE
+    """GICD_IIDR and GICR_IIDR (QEMU: 0x43B, Arm r0p0, ProductID 0)."""
+    common_lpi_aff: int = 0
+    """GICR_TYPER.CommonLPIAff (0..3): which RDs must share a configuration table -- 0
+    all, n > 0 those whose PEs share affinity levels 3 down to 4 - n (QEMU: 1)."""
+    busy_reads: int = 1
+    """How many reads of GICD_CTLR.RWP, GICR_CTLR.RWP and GICR_WAKER.ChildrenAsleep see an
+    operation still in progress (1: a driver that never polls is visible; 0: done at
+    once, as QEMU)."""
     gicd_base: int = VIRT_GICD_BASE
     redist_regions: tuple[tuple[int, int], ...] = VIRT_GICR_REGIONS
     """GICR regions as (base, capacity in RDs); PEs fill them in order."""
@@ -105,6 +127,25 @@ class MachineConfig:
     """Fault injection: the probability that the interconnect drops a DMA write after its
     issue (``DMA_DROPPED``; it never lands), drawn from ``fault_seed``."""
     fault_seed: int = 0
+    """Seed of every injected fault's choices (each block draws from its own generator,
+    seeded from this and the block's index, so one fault does not perturb another)."""
+    syncr_stuck: int = 0
+    """Fault injection: after a GICR_CLRLPIR, INVLPIR or INVALLR that the fault hits,
+    GICR_SYNCR.Busy reads 1 for this many extra reads (N > 0), or for ever (-1: the
+    redistributor never reports completion again).  0: no fault."""
+    syncr_stuck_rate: float = 1.0
+    """The probability that one such operation is hit by ``syncr_stuck``."""
+    cache_refill: float = 0.0
+    """Fault injection: the probability, at each LPI made pending and at each GICR_SYNCR
+    read, that the redistributor drops its LPI configuration cache and refills it from the
+    property table (legal at any time; a driver that relies on a stale copy is caught)."""
+    stale_msi: int = 0
+    """Fault injection: after a device's message for a vector is reprogrammed, the device
+    writes its previous message for its next this-many signals of that vector."""
+    its_cmd_error: float = 0.0
+    """Fault injection: the probability that an ITS command (other than SYNC) fails with its
+    architected error number: the queue stalls (GITS_CREADR.Stalled) until a retry
+    (GITS_CWRITER.Retry), which executes it again (and may fail again)."""
     hv_vpci: bool = False
     """A Hyper-V-style host (:mod:`~directlpi.hw.hv_vpci`): its hypercall frame at
     HV_HYPERCALL_BASE and its MSI doorbell at HV_MSI_BASE; vPCI functions' MSIs become
@@ -130,6 +171,7 @@ class MachineConfig:
             self._fail("spis", f"{self.spis!r} is not a multiple of 32 up to 960, or 988")
         if not is_int(self.priority_bits) or not 4 <= self.priority_bits <= 8:
             self._fail("priority_bits", f"{self.priority_bits!r} is not in 4..8")
+        self._validate_implementation(is_int)
         for name in ("mbis", "lpis", "lpis_clearable", "strict"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, f"{getattr(self, name)!r} is not a bool")
@@ -167,6 +209,15 @@ class MachineConfig:
             self._fail("dma_drop", f"{self.dma_drop!r} is not a probability in 0..1")
         if not is_int(self.fault_seed) or self.fault_seed < 0:
             self._fail("fault_seed", f"{self.fault_seed!r} is not a non-negative int")
+        for name in ("syncr_stuck_rate", "cache_refill", "its_cmd_error"):
+            p = getattr(self, name)
+            if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+                self._fail(name, f"{p!r} is not a probability in 0..1")
+        if not is_int(self.syncr_stuck) or self.syncr_stuck < -1:
+            self._fail("syncr_stuck", f"{self.syncr_stuck!r} is not a count of extra busy "
+                       "reads (N >= 0, or -1: busy for ever)")
+        if not is_int(self.stale_msi) or self.stale_msi < 0:
+            self._fail("stale_msi", f"{self.stale_msi!r} is not a count of stale writes >= 0")
         if not isinstance(self.rd_coherent, bool):
             self._fail("rd_coherent", f"{self.rd_coherent!r} is not a bool")
         if not isinstance(self.posted_writes, bool):
@@ -195,6 +246,27 @@ class MachineConfig:
             self._fail("redist_stride", f"{self.redist_stride!r} is not a multiple of 64 KiB "
                        "of at least 128 KiB (RD_base + SGI_base)")
         self._validate_map()
+
+    def _validate_implementation(self, is_int: Callable[[object], bool]) -> None:
+        dpb = self.dist_priority_bits
+        if dpb is not None and (not is_int(dpb) or not self.priority_bits <= dpb <= 8):
+            self._fail("dist_priority_bits", f"{dpb!r} is not in priority_bits..8 "
+                       f"({self.priority_bits}..8): the Distributor holds at least the bits "
+                       "the CPU interface compares")
+        cib = self.cpuif_id_bits
+        if cib is not None and (isinstance(cib, bool) or cib not in (16, 24)):
+            self._fail("cpuif_id_bits", f"{cib!r} is not 16, 24 or None")
+        if self.cpuif_id_bits == 16 and self.lpi_id_bits > 16:
+            self._fail("cpuif_id_bits", f"16 INTID bits at the CPU interface cannot name the "
+                       f"{self.lpi_id_bits}-bit INTIDs of the GIC (lpi_id_bits)")
+        if not isinstance(self.no1n, bool):
+            self._fail("no1n", f"{self.no1n!r} is not a bool")
+        if not is_int(self.iidr) or not 0 <= self.iidr <= 0xFFFFFFFF:
+            self._fail("iidr", f"{self.iidr!r} is not a 32-bit register value")
+        if not is_int(self.common_lpi_aff) or not 0 <= self.common_lpi_aff <= 3:
+            self._fail("common_lpi_aff", f"{self.common_lpi_aff!r} is not in 0..3")
+        if not is_int(self.busy_reads) or not 0 <= self.busy_reads <= 1000:
+            self._fail("busy_reads", f"{self.busy_reads!r} is not a read count in 0..1000")
 
     def address_map(self) -> list[tuple[object, int, str, str]]:
         """What the machine puts where: (base, size, name, the option that places it) for
@@ -284,6 +356,18 @@ class Machine:
             lpi_id_bits=config.lpi_id_bits, lpis=config.lpis, mbis=config.mbis,
             lpis_clearable=config.lpis_clearable, priority_bits=config.priority_bits,
             rd_coherent=config.rd_coherent)
+        dist_bits = config.dist_priority_bits or config.priority_bits
+        self.gic.dist.set_implementation(no1n=config.no1n, iidr=config.iidr,
+                                         busy_reads=config.busy_reads, priority_bits=dist_bits)
+        for cpuif in self.gic.cpuifs:
+            cpuif.set_implementation(id_bits=config.cpuif_id_bits)
+        for rd in self.gic.redists:
+            rd.set_implementation(iidr=config.iidr, common_lpi_aff=config.common_lpi_aff,
+                                  busy_reads=config.busy_reads, priority_bits=dist_bits)
+            rd.inject_faults(syncr_stuck=config.syncr_stuck,
+                             syncr_stuck_rate=float(config.syncr_stuck_rate),
+                             cache_refill=float(config.cache_refill),
+                             seed=config.fault_seed * 1_000_003 + rd.cpu + 1)
         self._cpu_memory: PhysicalMemory | CpuDataCache = (
             self.memory if config.rd_coherent else CpuDataCache(self.memory))
         self.bus.map_frame(config.gicd_base, self.gic.dist)
@@ -294,7 +378,8 @@ class Machine:
         #: The ITSes, in configuration order.
         self.its = [Its(self.gic, self.hub, self.memory, index=k, base=base,
                         pta=config.its_pta, coherent=config.rd_coherent, rd_bases=bases,
-                        is_ram=self.bus.is_ram)
+                        is_ram=self.bus.is_ram, cmd_error=float(config.its_cmd_error),
+                        fault_seed=config.fault_seed * 1_000_003 + 0x10000 + k)
                     for k, base in enumerate(config.its)]
         for its in self.its:
             self.bus.map_frame(its.base, its)

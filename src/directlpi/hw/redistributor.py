@@ -27,7 +27,23 @@ chosen so that a driver bug shows up instead of hiding):
   EnableLPIs is 1 or RWP is 1; setting EnableLPIs while RWP is 1, while
   PROPBASER or PENDBASER still hold their UNKNOWN reset value, or with a
   PROPBASER that differs from another enabled RD's (GICR_TYPER.CommonLPIAff = 0:
-  all RDs share one configuration table).
+  all RDs share one configuration table; machine option ``common_lpi_aff`` = n > 0:
+  the RDs whose PEs share affinity levels 3..4-n do, as QEMU's CommonLPIAff = 1).
+* **Busy flags** (machine option ``busy_reads``, default 1): GICR_CTLR.RWP after a
+  clear of EnableLPIs and GICR_WAKER.ChildrenAsleep after a ProcessorSleep change
+  read "in progress" that many times; 0 completes at once, as QEMU.  GICR_IIDR reads
+  the machine option ``iidr``.
+* **Injected faults** (machine options, off by default, drawn from the RD's own
+  generator seeded from ``fault_seed``): ``syncr_stuck`` keeps SYNCR.Busy at 1 for N
+  extra reads after an operation it hits (``syncr_stuck_rate``), or for ever (-1) -- the
+  operation has still taken effect, only its completion is never reported, so a driver
+  must give up (ETIMEDOUT) and cannot tell whether it took; ``cache_refill`` makes the RD
+  drop its configuration cache and reload it from the property table, at an LPI made
+  pending or a SYNCR read (a refill the architecture allows at any time: a driver that
+  relies on a stale cached copy is caught, and one that forgot an invalidation may be
+  hidden, so the strict default has it off).  The architecture defines no error
+  reporting for redistributor registers (no GICR error record exists in IHI 0069; RAS
+  error records are IMPLEMENTATION DEFINED), so no "RD command error" is injected.
 * **GICR_WAKER.ChildrenAsleep** follows ProcessorSleep after one read, so the
   handshake has to be polled.  While ProcessorSleep is 1 nothing is forwarded
   to the CPU interface.
@@ -51,6 +67,7 @@ O(log n) whatever the number pending; ties go to the lowest INTID.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Hashable
 from heapq import heapify, heappop, heappush
@@ -99,13 +116,17 @@ class Redistributor(MmioFrame):
     REGISTERS = GICR
 
     __slots__ = (
+        "_busy_reads",
         "_cfg",
         "_clearable",
         "_direct",
         "_enabled",
+        "_fault_rng",
         "_gic",
         "_heap",
+        "_iidr",
         "_kicked",
+        "_lpi_domain",
         "_lpi_limit",
         "_memory",
         "_pend_pa",
@@ -118,10 +139,13 @@ class Redistributor(MmioFrame):
         "_prop_writable",
         "_propbaser",
         "_ptz",
+        "_refill",
         "_rwp",
         "_sleep",
         "_sync_busy",
         "_sync_owed",
+        "_syncr_rate",
+        "_syncr_stuck",
         "_typer",
         "_waker_busy",
         "cpu",
@@ -175,7 +199,36 @@ class Redistributor(MmioFrame):
         self._sync_owed = False
         self._sleep = True
         self._waker_busy = 0
+        self._iidr = IIDR_VALUE
+        self._busy_reads = 1
+        self._lpi_domain = 0
+        # Injected faults (inject_faults): none by default.
+        self._syncr_stuck = 0
+        self._syncr_rate = 0.0
+        self._refill = 0.0
+        self._fault_rng = random.Random(0)
         self.sgi = SgiFrame(self, hub, priority_bits)
+
+    def set_implementation(self, *, iidr: int, common_lpi_aff: int, busy_reads: int,
+                           priority_bits: int) -> None:
+        """The IMPLEMENTATION DEFINED choices of a board (machine options of the same names,
+        applied at reset; see the module docstring).  ``priority_bits``: the bits of LPI
+        priorities and of GICR_IPRIORITYR<n> implemented (``dist_priority_bits``)."""
+        self._iidr = iidr
+        self._busy_reads = busy_reads
+        self._typer = GICR.TYPER.CommonLPIAff.replace(self._typer, common_lpi_aff)
+        affinity = GICR.TYPER.Affinity_Value.get(self._typer)
+        self._lpi_domain = affinity >> (32 - 8 * common_lpi_aff) if common_lpi_aff else 0
+        self.prio_mask = (0xFF << (8 - priority_bits)) & LPI_CFG_PRIORITY
+        self.sgi.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
+
+    def inject_faults(self, *, syncr_stuck: int = 0, syncr_stuck_rate: float = 1.0,
+                      cache_refill: float = 0.0, seed: int = 0) -> None:
+        """Switch the injected faults of this RD on (see the module docstring)."""
+        self._syncr_stuck = syncr_stuck
+        self._syncr_rate = syncr_stuck_rate if syncr_stuck else 0.0
+        self._refill = cache_refill
+        self._fault_rng = random.Random(seed)
 
     # -- dispatch configuration -----------------------------------------------
 
@@ -209,14 +262,14 @@ class Redistributor(MmioFrame):
 
     # -- LPI state machine --------------------------------------------------------
 
-    def _load_config(self, intid: int) -> int:
+    def _load_config(self, intid: int, why: str = "") -> int:
         """Read ``intid``'s configuration byte from memory into the cache."""
         c = self._memory.read_u8(self._prop_pa + intid - LPI_BASE)
         self._cfg[intid] = c
         hub = self._hub
         if hub.on[EventKind.CONFIG_LOAD]:
             hub.emit(Event(EventKind.CONFIG_LOAD, self.frame_name, cpu=self.cpu, intid=intid,
-                           addr=self._prop_pa + intid - LPI_BASE, value=c))
+                           addr=self._prop_pa + intid - LPI_BASE, value=c, reason=why))
         if not c & LPI_CFG_RES1:
             hub.report(Event(EventKind.UNPREDICTABLE, self.frame_name, cpu=self.cpu,
                              intid=intid, value=c, reason="lpi-config-res1",
@@ -233,6 +286,8 @@ class Redistributor(MmioFrame):
         if not self._enabled or not LPI_BASE <= intid < self._lpi_limit:
             self._setlpir_ignored(intid, via)
             return False
+        if self._refill:
+            self._maybe_refill()
         pend = self.lpi_pending
         if intid in pend:
             hub = self._hub
@@ -269,6 +324,17 @@ class Redistributor(MmioFrame):
                                register="GICR_SETLPIR" if via == "setlpir" else via,
                                detail=(f"SETLPIR {intid} ignored: {why}" if via == "setlpir"
                                        else f"LPI {intid} from the {via} ignored: {why}")))
+
+    def _maybe_refill(self) -> None:
+        """The ``cache_refill`` fault: perhaps drop the configuration cache now, keeping (by
+        reloading them from the property table) the bytes of the LPIs pending."""
+        if not self._enabled or self._fault_rng.random() >= self._refill:
+            return
+        self._cfg.clear()
+        for intid in self.lpi_pending:
+            self._load_config(intid, "fault-cache-refill")
+        self._rebuild_heap()
+        self._kicked.add(self.cpu)
 
     def best_lpi_key(self) -> int:
         """``priority << 24 | INTID`` of the highest priority pending enabled LPI, or NO_PENDING."""
@@ -356,14 +422,16 @@ class Redistributor(MmioFrame):
             which = "GICR_PROPBASER" if self._prop_unknown else "GICR_PENDBASER"
             problem = f"EnableLPIs set while {which} still holds its UNKNOWN reset value"
         else:
-            used = next((pb for pb in self._gic.enabled_propbasers if pb != self._propbaser),
-                        None)
-            if used is not None:
-                other = next(rd for rd in self._gic.redists
-                             if rd._enabled and rd._propbaser == used)
+            other = None
+            if any(pb != self._propbaser for pb in self._gic.enabled_propbasers):
+                other = next((rd for rd in self._gic.redists
+                              if rd._enabled and rd._propbaser != self._propbaser
+                              and rd._lpi_domain == self._lpi_domain), None)
+            if other is not None:
+                aff = GICR.TYPER.CommonLPIAff.get(self._typer)
                 problem = (f"EnableLPIs set with PROPBASER {self._propbaser:#x} while GICR"
-                           f"{other.cpu} uses {used:#x} (CommonLPIAff = 0: all "
-                           "RDs must share one configuration table)")
+                           f"{other.cpu} uses {other._propbaser:#x} (CommonLPIAff = {aff}: "
+                           "these RDs must share one configuration table)")
         if problem is not None:
             self._hub.report(Event(EventKind.UNPREDICTABLE, self.frame_name, cpu=self.cpu,
                                    reason="enable-lpis", detail=problem + "; write ignored"))
@@ -436,13 +504,18 @@ class Redistributor(MmioFrame):
         self._heap = []
         self._enabled = False
         self._gic.enabled_propbasers -= Counter({self._propbaser: 1})
-        self._rwp = 1
+        self._rwp = self._busy_reads
         if self._hub.on[EventKind.LPIS_DISABLED]:
             self._hub.emit(Event(EventKind.LPIS_DISABLED, self.frame_name, cpu=self.cpu))
 
     def _mark_busy(self) -> None:
+        if self._sync_busy < 0:
+            return                      # stuck for ever (the syncr_stuck fault)
         self._sync_busy = 1
         self._sync_owed = True
+        if self._syncr_rate and self._fault_rng.random() < self._syncr_rate:
+            stuck = self._syncr_stuck
+            self._sync_busy = -1 if stuck < 0 else 1 + stuck
 
     # -- RD_base register handlers ---------------------------------------------------
 
@@ -471,7 +544,7 @@ class Redistributor(MmioFrame):
                            "(GICR_CTLR.CES is 0)"))
 
     def _r_IIDR(self) -> int:
-        return IIDR_VALUE
+        return self._iidr
 
     def _r_TYPER(self) -> int:
         return self._typer
@@ -487,7 +560,7 @@ class Redistributor(MmioFrame):
         sleep = bool(value & _PROCESSOR_SLEEP)
         if sleep != self._sleep:
             self._sleep = sleep
-            self._waker_busy = 1
+            self._waker_busy = self._busy_reads
             self._kicked.add(self.cpu)
 
     def _w_SETLPIR(self, value: int) -> None:
@@ -563,8 +636,11 @@ class Redistributor(MmioFrame):
             self._hub.emit(Event(EventKind.INVALIDATE, self.frame_name, cpu=self.cpu))
 
     def _r_SYNCR(self) -> int:
+        if self._refill:
+            self._maybe_refill()
         if self._sync_busy:
-            self._sync_busy -= 1
+            if self._sync_busy > 0:
+                self._sync_busy -= 1
             return 1
         if self._sync_owed:
             self._sync_owed = False

@@ -34,6 +34,16 @@ handed out (wired SPIs are not tracked):
   vector's interrupt: sent by its device, it reaches the vector's INTID (its LPI,
   SPI, or the LPI its EventID maps to), not another one or none.
 
+Injected faults are the platform's, not the driver's: a write the interconnect drops
+(``dma_drop``) is owed nothing (``totals.dropped_by_platform``); a write of its previous
+message by a device just reprogrammed (``stale_msi``) is counted in
+``totals.stale_by_fault`` and is neither judged nor owed, and a handler run or an
+acknowledge of a masked interrupt that only such writes caused is counted in
+``totals.stale_runs_by_fault``, not reported as a violation; under ``syncr_stuck`` a
+move that timed out leaves its interrupt on the CPU it targeted (the kernel warns, as
+Linux does), so one owed on an offline CPU is held there until the CPU returns, counted
+in ``totals.held_by_fault`` rather than reported lost.
+
 Writes are judged when the device *issues* them (the platform's audit rule: a
 message it is programmed to send now, naming an INTID it owns now), and attributed
 when they *land* -- with posted writes in flight the two differ.
@@ -75,6 +85,11 @@ OWNED = "owned"          # the owner's device, or the kernel: owed a handler run
 EARLY = "early"          # before the interrupt was requested: may be delivered, not owed
 SPOOF = "spoof"          # not a message its writer was programmed to send, for an INTID it owns
 FORMER = "former"        # legitimate when issued, but the INTID changed hands in flight
+STALE = "stale"          # the device's previous message, written under the stale_msi fault
+
+#: The verdict recorded for a stale write at its issue (no audit verdict is a string
+#: like it: the audit's reasons are sentences).
+_FAULT_STALE = "fault-stale-msi"
 
 
 def _kind(intid: int) -> str:
@@ -209,6 +224,12 @@ class InvariantChecker:
         intid = self.plat.message_intid(addr, value, master)
         if intid is None:
             intid = -1                  # an EventID the writer's table does not map
+        dev = self.plat.device(master)
+        if dev is not None and dev.sending_stale:
+            # The stale_msi fault: the platform's, neither judged nor owed.
+            self.totals["stale_by_fault"] += 1
+            self._verdicts[master].append((_FAULT_STALE, self._epoch[intid]))
+            return
         self._verdicts[master].append((verdict, self._epoch[intid]))
         if verdict in _MISDIRECTED:
             self._misdirected(addr, value, master, intid)
@@ -274,7 +295,7 @@ class InvariantChecker:
         desc = self._desc(intid)
         if master is not None:
             if self._landing is not None:
-                return SPOOF
+                return STALE if self._landing == _FAULT_STALE else SPOOF
             epoch = self._landing_epoch
             if master != self._owner(desc) or (epoch is not None and epoch != self._epoch[intid]):
                 return FORMER
@@ -352,11 +373,13 @@ class InvariantChecker:
 
     def _carried(self, intid: int, master: str | None) -> set[str] | None:
         """A write by the kernel on a dying CPU carries what that CPU's RD held (acknowledged
-        there, or written back to its pending table): it keeps the kinds it carries."""
+        there, or written back to its pending table): it keeps the kinds it carries -- both
+        (an LPI acknowledged there and made pending again since is carried once), so that
+        nothing of it stays recorded as pending on the dying RD."""
         f = self.kern.ctx.current
         if master is not None or f is None or f.kind is not Kind.STOPPER:
             return None
-        return self._cause.pop(intid, None) or self._pend.pop((intid, f.cpu), set())
+        return self._cause.pop(intid, set()) | self._pend.pop((intid, f.cpu), set())
 
     def _on_ack(self, ev: Event, rd: int) -> None:
         cause = self._pend.pop((ev.intid, rd), set())
@@ -369,6 +392,9 @@ class InvariantChecker:
             return        # a dying CPU draining its RD to carry it: no handler runs here
         if cause == {SPOOF}:
             self._security(ev.intid, desc, ev.cpu, "delivered while masked")
+            return
+        if STALE in cause and cause <= {STALE, SPOOF}:
+            self.totals["stale_runs_by_fault"] += 1
             return
         self._violate("delivered-while-masked", ev.intid, ev.cpu,
                       f"{_kind(ev.intid)} {ev.intid} (IRQ {desc.irq}) acknowledged on "
@@ -396,6 +422,8 @@ class InvariantChecker:
                               "in flight when the INTID changed hands")
             elif SPOOF in cause:
                 self._security(intid, desc, cpu, "its handler ran")
+            elif STALE in cause:
+                self.totals["stale_runs_by_fault"] += 1
             else:
                 self._violate("spurious-handler-run", intid, cpu,
                               f"IRQ {desc.irq} ({_kind(intid)} {intid}) handled on CPU{cpu} "
@@ -447,6 +475,9 @@ class InvariantChecker:
                 continue
             if ("lost-interrupt", intid) in reported:
                 continue
+            if self._held_by_fault(desc):
+                self.totals["held_by_fault"] += 1
+                continue
             self._violate("lost-interrupt", intid, None,
                           f"{_kind(intid)} {intid} (IRQ {desc.irq}, {self._name(desc)}) was "
                           "written but no handler ran after the write, although it is enabled")
@@ -454,6 +485,14 @@ class InvariantChecker:
         self.totals["spurious"] = sum(1 for v in self.violations
                                       if v.invariant == "spurious-handler-run")
         return self.violations
+
+    def _held_by_fault(self, desc: IrqDesc) -> bool:
+        """Under the syncr_stuck fault, an interrupt left on an offline CPU (its migration
+        timed out) waits there for the CPU to return: not lost yet."""
+        if not self.plat.machine.config.syncr_stuck:
+            return False
+        routed = desc.irq_data.common.effective_affinity
+        return bool(routed) and not routed & self.kern.irq.online
 
     @staticmethod
     def _name(desc: IrqDesc) -> str:

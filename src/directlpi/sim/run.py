@@ -108,7 +108,7 @@ class ScenarioRun:
         silicon: dict[str, Any] = {
             "posted_writes": board.posted_writes if posted_writes is None else posted_writes,
             "posted_seed": board.seed, "lpis_clearable": board.lpis_clearable,
-            "dma_drop": scenario.faults.dma_drop, "fault_seed": scenario.faults.seed}
+            **scenario.faults.hardware()}
         if platform is not None:
             if cpus is not None:
                 raise ScenarioError("--cpus and --platform conflict: the board file says how "
@@ -377,7 +377,8 @@ class RunReport:
             "irqs": self.irqs(),
             "totals": {key: totals[key] for key in ("msis_written", "handled", "lost",
                                                     "spurious", "coalesced",
-                                                    "dropped_by_platform")},
+                                                    "dropped_by_platform", "stale_by_fault",
+                                                    "stale_runs_by_fault", "held_by_fault")},
             "violations": [{**v.as_dict(), "review": objection_of(v)} for v in self.violations],
             "review_findings": [f.as_dict() for f in self.findings],
             "security": {

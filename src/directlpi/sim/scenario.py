@@ -68,7 +68,30 @@ class FaultsSpec(_Strict):
     dma_drop: float = Field(0.0, ge=0.0, le=1.0)
     """The probability that the interconnect drops an issued DMA write (an MSI): recorded,
     so the report can tell "the platform lost it" from "the driver lost it"."""
+    syncr_stuck: int = Field(0, ge=-1)
+    """GICR_SYNCR.Busy stays 1 for this many extra reads after an operation it hits; -1:
+    for ever (the redistributor never reports completion again)."""
+    syncr_stuck_rate: float = Field(1.0, ge=0.0, le=1.0)
+    """The probability that one CLRLPIR/INVLPIR/INVALLR is hit by ``syncr_stuck``."""
+    cache_refill: float = Field(0.0, ge=0.0, le=1.0)
+    """The probability, at each LPI made pending and each GICR_SYNCR read, that the RD
+    drops its configuration cache and refills it from the property table."""
+    stale_msi: int = Field(0, ge=0)
+    """After a device's message is reprogrammed, it writes its previous one this many
+    more times (per vector)."""
+    its_cmd_error: float = Field(0.0, ge=0.0, le=1.0)
+    """The probability that an ITS command fails with its architected error (the queue
+    stalls until the driver retries)."""
     seed: int = Field(0, ge=0)
+
+    def hardware(self) -> dict[str, Any]:
+        """The faults as hardware options of :class:`~directlpi.platform.Platform`.
+        (EnableLPIs that cannot be cleared, GICR_CTLR.CES = 0, is the default silicon;
+        ``[platform] lpis_clearable`` chooses it.)"""
+        return {"dma_drop": self.dma_drop, "syncr_stuck": self.syncr_stuck,
+                "syncr_stuck_rate": self.syncr_stuck_rate, "cache_refill": self.cache_refill,
+                "stale_msi": self.stale_msi, "its_cmd_error": self.its_cmd_error,
+                "fault_seed": self.seed}
 
 
 class DriverSpec(_Strict):
@@ -311,6 +334,8 @@ def _keys(loc: tuple[int | str, ...]) -> list[str]:
     for i, part in enumerate(parts):
         if part == "platform" and model is Scenario:
             model = PlatformSpec
+        elif part == "faults" and model is Scenario:
+            model = FaultsSpec
         elif part == "driver":
             model = DriverSpec
         elif part in by_tag and i + 1 < len(parts):

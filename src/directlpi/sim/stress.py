@@ -16,14 +16,25 @@ set/clear pending, retrigger, CPU offline/online, stray writes to any INTID on a
 RD by an unknown bus master (any SPI into the MBI or GICv2m doorbell; any EventID into
 GITS_TRANSLATER or any handle into the host's doorbell, by an unknown master and by a
 known device), replays of a message a device held before, kexec with pending state left
-behind, and running the machine (the checker's end-of-run check).
+behind (with the old kernel's tables reserved, or not), and running the machine (the
+checker's end-of-run check).
+
+Injected faults (``faults``: the hardware options of docs/hardware-model.md, "Injected
+faults") may be switched on.  Then a GICR_SYNCR that never clears makes an operation
+fail with ETIMEDOUT -- a documented refusal, after which a move must have changed
+nothing -- and what the faults make the platform lose or repeat is the checker's to
+attribute, not a finding.
+
+Every operation is a tuple (its name, then its arguments: :data:`Op`), drawn by
+:meth:`StackExerciser.draw_op` and played by :meth:`StackExerciser.apply`, so that a
+seeded run can be recorded, replayed and shrunk (:mod:`directlpi.sim.soak`).
 """
 
 from __future__ import annotations
 
 import errno
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +48,12 @@ from directlpi.kernel.irq.desc import IRQ_HANDLED, IRQD_ACTIVATED, IRQD_MANAGED_
 from directlpi.kernel.kernel import Kernel
 from directlpi.kernel.msi import MsiDesc, MsiMsg
 from directlpi.kernel.pci import PCI_IRQ_AFFINITY, PCI_IRQ_MSI, PCI_IRQ_MSIX
-from directlpi.platform import Platform
+from directlpi.platform import FAULT_STALE, Platform
 from directlpi.sim.invariants import InvariantChecker, Violation
+
+Op = tuple[Any, ...]
+"""One operation: its name, then its arguments (JSON-serialisable: ints, strs, bools,
+lists)."""
 
 DEVICES = ("x", "m", "p", "d")
 #: Boards other than the default (Direct LPI) one, by name.
@@ -68,9 +83,13 @@ class StackExerciser:
     """A booted platform, four devices and their drivers, under a checker."""
 
     def __init__(self, board: str = "direct-lpi", *, cpus: int = 4, posted: bool = False,
-                 seed: int = 0, clearable: bool = False) -> None:
+                 seed: int = 0, clearable: bool = False,
+                 faults: Mapping[str, Any] | None = None) -> None:
         silicon: dict[str, Any] = {"posted_writes": posted, "posted_seed": seed,
-                                   "lpis_clearable": clearable}
+                                   "lpis_clearable": clearable, **(faults or {})}
+        #: Whether GICR_SYNCR may never clear (the syncr_stuck fault): ETIMEDOUT is then a
+        #: documented refusal.
+        self.timeouts = bool(silicon.get("syncr_stuck", 0))
         if board in BOARD_FILES:
             self.plat = Platform.from_devicetree(BOARDS_DIR / BOARD_FILES[board], **silicon)
         else:
@@ -91,6 +110,9 @@ class StackExerciser:
         self.refused = Refusals()
         self.ops = 0
         self.kexecs = 0
+        #: Doorbell writes made here that the platform's audit must flag (by an unknown
+        #: master, or not a message the writer is programmed to send now).
+        self.spoofs_sent = 0
         for name in DEVICES:
             self.bind(name)
 
@@ -112,14 +134,20 @@ class StackExerciser:
             if msg[0]:
                 self.history[name].add(msg)
 
+    def _timed_out(self, exc: DirectLPIError) -> bool:
+        """A GICR_SYNCR that never cleared, under the syncr_stuck fault."""
+        return (self.timeouts and exc.errno == errno.ETIMEDOUT
+                and "GICR_SYNCR stuck busy" in str(exc))
+
     def _expect(self, op: str, fn: Callable[[], object],
                 allowed: Callable[[DirectLPIError], bool]) -> bool:
-        """Run ``fn``; a refusal passes only if ``allowed`` says it is a documented one."""
+        """Run ``fn``; a refusal passes only if ``allowed`` says it is a documented one (or
+        it is the timeout the syncr_stuck fault makes)."""
         self.ops += 1
         try:
             fn()
         except DirectLPIError as exc:
-            if not allowed(exc):
+            if not allowed(exc) and not self._timed_out(exc):
                 raise
             self.refused.note(op, exc)
             return False
@@ -131,6 +159,24 @@ class StackExerciser:
         if bad:
             raise Finding(_describe(bad))
 
+    def audit(self) -> None:
+        """The spoofing audit: every doorbell write made here as a spoof was flagged by the
+        platform (writes the stale_msi fault made are the platform's, counted apart)."""
+        flagged = sum(1 for m in self.plat.spoofed_msis if not m.reason.startswith(FAULT_STALE))
+        if flagged != self.spoofs_sent:
+            raise Finding(f"spoofing audit: {self.spoofs_sent} spoofed doorbell write(s) made, "
+                          f"{flagged} flagged by the platform")
+
+    def _spoof(self, addr: int, data: int, master: str) -> None:
+        """Write (addr, data) on the bus as ``master``, noting whether the audit owes a flag:
+        an unknown master, or a pair that is not one of the writer's current messages."""
+        owner = next((n for n, f in self.fns.items() if f.requester == master), None)
+        current = set() if owner is None else {
+            self.fns[owner].msi_message(i) for i in range(len(self.virqs[owner]))}
+        if (addr, data) not in current:
+            self.spoofs_sent += 1
+        self.plat.bus.write(addr, data, 4, master=master)
+
     def _activated(self, virq: int) -> bool:
         desc = self.kern.irq_to_desc(virq)
         return desc is not None and desc.irq_data.has(IRQD_ACTIVATED)
@@ -140,6 +186,26 @@ class StackExerciser:
     def bind(self, name: str) -> None:
         if self.virqs[name]:
             return
+        try:
+            self._bind(name)
+        except DirectLPIError as exc:
+            # A kernel that came up without LPIs (kexec'd without reserved tables on a GIC
+            # whose EnableLPIs cannot be cleared) has no domain for an LPI route; or the
+            # syncr_stuck fault timed the allocation out.  Nothing may be left half-bound.
+            no_lpis = self.kern.lpi is None and (
+                (exc.errno == errno.ENOSPC and "no MSI domain" in str(exc))
+                or "no platform-MSI domain" in str(exc))
+            # Under the syncr_stuck fault a kexec'd kernel may have found an RD that never
+            # answers (it runs without LPIs there): nothing to target on it.
+            wedged = self.timeouts and exc.errno == errno.EINVAL and "LPIs are off" in str(exc)
+            if not (no_lpis or wedged or self._timed_out(exc)):
+                raise
+            self.refused.note("bind", exc)
+            if self.kern.msi_irqs_of(self.fns[name].requester):
+                raise Finding(f"a refused bind of {name} left IRQs allocated") from None
+        self._check_now()
+
+    def _bind(self, name: str) -> None:
         k, fn = self.kern, self.fns[name]
         self.ops += 1
         if isinstance(fn, PlatformMsiDevice):
@@ -159,7 +225,6 @@ class StackExerciser:
             k.request_irq(v, lambda irq, dev: IRQ_HANDLED, name=f"{name}{i}", dev_id=i)
         self.virqs[name] = virqs
         self._remember(name)
-        self._check_now()
 
     def unbind(self, name: str) -> None:
         if not self.virqs[name]:
@@ -190,7 +255,7 @@ class StackExerciser:
         old = sorted(self.history[name])
         if old:
             address, data = old[pick % len(old)]
-            self.fns[name].spoof_msi(address, data)
+            self._spoof(address, data, self.fns[name].requester)
 
     def stray(self, intid: int, cpu: int) -> None:
         """An unknown bus master writes any INTID into any RD (or any SPI into the
@@ -198,28 +263,22 @@ class StackExerciser:
         self.ops += 1
         p = self.plat
         if self.board == "mbi":
-            p.bus.write(p.gicd_base + GICD.SETSPI_NSR.offset, 32 + intid % 988, 4,
-                        master=STRANGER)
+            self._spoof(p.gicd_base + GICD.SETSPI_NSR.offset, 32 + intid % 988, STRANGER)
         elif self.board == "gicv2m":
             frame = p.machine.v2m[cpu % len(p.machine.v2m)]
             base = p.machine.config.v2m_frames[frame.index][0]
-            p.bus.write(base + V2M.MSI_SETSPI_NS.offset, 32 + intid % 988, 4, master=STRANGER)
-        elif self.board == "spi-pv":
-            # The host's doorbell, any handle: an unknown master's is dropped, a known
-            # device reaches only what the host granted it.
-            bell = next(iter(p.hv_doorbells))
-            p.bus.write(bell, intid % 64, 4, master=STRANGER)
-            p.bus.write(bell, intid % 64, 4, master=DEVICE_BDFS[cpu % len(DEVICE_BDFS)])
-        elif self.board == "its":
-            # No DeviceID: the ITS drops it.  And a known device writing any EventID: it
-            # can only reach its own table.
-            bell = next(iter(p.its_doorbells))
-            p.bus.write(bell, intid % 64, 4, master=STRANGER)
-            p.bus.write(bell, intid % 64, 4, master=DEVICE_BDFS[cpu % len(DEVICE_BDFS)])
+            self._spoof(base + V2M.MSI_SETSPI_NS.offset, 32 + intid % 988, STRANGER)
+        elif self.board in ("spi-pv", "its"):
+            # The host's doorbell (any handle) or GITS_TRANSLATER (any EventID): an unknown
+            # master's is dropped, a known device reaches only what the host granted it or
+            # its own table.
+            bell = next(iter(p.hv_doorbells if self.board == "spi-pv" else p.its_doorbells))
+            self._spoof(bell, intid % 64, STRANGER)
+            self._spoof(bell, intid % 64, DEVICE_BDFS[cpu % len(DEVICE_BDFS)])
         else:
             lpis = 1 << 16
-            p.bus.write(p.gicr_base(cpu % self.ncpus) + GICR.SETLPIR.offset,
-                        LPI_BASE + intid % (lpis - LPI_BASE), 4, master=STRANGER)
+            self._spoof(p.gicr_base(cpu % self.ncpus) + GICR.SETLPIR.offset,
+                        LPI_BASE + intid % (lpis - LPI_BASE), STRANGER)
 
     # -- kernel actions ---------------------------------------------------------------------------
 
@@ -307,16 +366,18 @@ class StackExerciser:
             return
         self._expect("online", lambda: k.cpu_online(cpu), lambda e: False)
 
-    def kexec(self) -> None:
+    def kexec(self, reserve: bool = True) -> None:
         """Drivers shut down (vectors freed), whatever is pending stays in the RDs, a new
-        kernel boots on the reserved tables and the drivers bind again."""
+        kernel boots -- on the reserved tables, or without them (then it must turn LPIs
+        off first, which a GIC whose EnableLPIs cannot be cleared refuses: it runs without
+        LPIs, and its drivers use what MSI route is left) -- and the drivers bind again."""
         self.ops += 1
         self.kexecs += 1
         self.run()
         for name in DEVICES:
             self.unbind(name)
         self.checker.detach()
-        self.kern = self.plat.kexec(reserve_tables=True)
+        self.kern = self.plat.kexec(reserve_tables=reserve)
         self.checker = InvariantChecker(self.plat)
         for name in DEVICES:
             self.bind(name)
@@ -332,41 +393,54 @@ class StackExerciser:
     # -- the random hunt -------------------------------------------------------------------------
 
     def random_op(self, rng: random.Random) -> str:
-        """One operation drawn from every kind the exerciser has."""
+        """One operation drawn from every kind the exerciser has, and played."""
+        op = self.draw_op(rng)
+        self.apply(op)
+        return str(op[0])
+
+    def draw_op(self, rng: random.Random) -> Op:
+        """One operation, drawn from every kind the exerciser has (not played)."""
         name = rng.choice(DEVICES)
         vec = rng.randrange(4)
         cpu = rng.randrange(self.ncpus)
         op = rng.choices(_OPS, _WEIGHTS)[0]
         if op == "traffic":
-            self.traffic(name, vec, rng.randint(1, 3))
-        elif op == "mask":
-            self.mask(name, vec, rng.random() < 0.5)
-        elif op == "disable":
-            self.disable(name, vec, rng.random() < 0.5)
-        elif op == "move":
-            cpus = {c for c in range(self.ncpus) if rng.random() < 0.4} or {cpu}
-            self.move(name, vec, cpus, force=rng.random() < 0.15)
-        elif op == "set_pending":
-            self.set_pending(name, vec, rng.random() < 0.6)
-        elif op == "retrigger":
-            self.retrigger(name, vec)
-        elif op == "offline":
-            self.offline(cpu)
-        elif op == "online":
-            self.online(cpu)
-        elif op == "bind":
-            self.bind(name)
-        elif op == "unbind":
-            self.unbind(name)
-        elif op == "stray":
-            self.stray(rng.randrange(1 << 16), cpu)
-        elif op == "replay":
-            self.replay(name, rng.randrange(64))
-        elif op == "kexec":
-            self.kexec()
-        else:
-            self.run()
-        return op
+            return (op, name, vec, rng.randint(1, 3))
+        if op in ("mask", "disable"):
+            return (op, name, vec, rng.random() < 0.5)
+        if op == "move":
+            cpus = sorted({c for c in range(self.ncpus) if rng.random() < 0.4} or {cpu})
+            return (op, name, vec, cpus, rng.random() < 0.15)
+        if op == "set_pending":
+            return (op, name, vec, rng.random() < 0.6)
+        if op == "retrigger":
+            return (op, name, vec)
+        if op in ("offline", "online"):
+            return (op, cpu)
+        if op in ("bind", "unbind"):
+            return (op, name)
+        if op == "stray":
+            return (op, rng.randrange(1 << 16), cpu)
+        if op == "replay":
+            return (op, name, rng.randrange(64))
+        if op == "kexec":
+            return (op, rng.random() < 0.85)
+        return ("run",)
+
+    def apply(self, op: Op) -> None:
+        """Play one operation (as :meth:`draw_op` makes them).  ValueError for one that is
+        not an operation of the exerciser."""
+        check_op(op)
+        self._PLAY[op[0]](self, *op[1:])
+
+    def _move_op(self, name: str, vec: int, cpus: list[int], force: bool) -> None:
+        self.move(name, vec, set(cpus), force)
+
+    _PLAY: dict[str, Callable[..., None]] = {
+        "traffic": traffic, "mask": mask, "disable": disable, "move": _move_op,
+        "set_pending": set_pending, "retrigger": retrigger, "offline": offline,
+        "online": online, "bind": bind, "unbind": unbind, "stray": stray, "replay": replay,
+        "kexec": kexec, "run": run}
 
 
 _OPS_WEIGHTED = (("traffic", 20), ("run", 14), ("mask", 10), ("move", 10), ("disable", 6),
@@ -374,6 +448,35 @@ _OPS_WEIGHTED = (("traffic", 20), ("run", 14), ("mask", 10), ("move", 10), ("dis
                  ("bind", 4), ("unbind", 3), ("stray", 5), ("replay", 5), ("kexec", 1))
 _OPS = tuple(o for o, _ in _OPS_WEIGHTED)
 _WEIGHTS = tuple(w for _, w in _OPS_WEIGHTED)
+
+
+#: Arguments of each operation: their types, in order.
+_ARGS: dict[str, tuple[type, ...]] = {
+    "traffic": (str, int, int), "mask": (str, int, bool), "disable": (str, int, bool),
+    "move": (str, int, list, bool), "set_pending": (str, int, bool), "retrigger": (str, int),
+    "offline": (int,), "online": (int,), "bind": (str,), "unbind": (str,),
+    "stray": (int, int), "replay": (str, int), "kexec": (bool,), "run": ()}
+
+
+def check_op(op: Op) -> None:
+    """ValueError unless ``op`` is an operation of the exerciser, its arguments typed
+    right (a device name of :data:`DEVICES`, ints, bools, a list of CPU numbers)."""
+    types = _ARGS.get(op[0]) if op and isinstance(op[0], str) else None
+    if types is None:
+        raise ValueError(f"{list(op)!r} is not an operation of the exerciser (one of "
+                         f"{', '.join(sorted(_ARGS))}, then its arguments)")
+    args = op[1:]
+    ok = len(args) == len(types) and all(
+        isinstance(a, t) and (t is not int or not isinstance(a, bool)) for a, t in zip(
+            args, types, strict=True))
+    if ok and types and types[0] is str:
+        ok = args[0] in DEVICES
+    if ok and op[0] == "move":
+        ok = all(isinstance(c, int) and not isinstance(c, bool) for c in args[2])
+    if not ok:
+        raise ValueError(f"operation {list(op)!r}: {op[0]} takes "
+                         f"({', '.join(t.__name__ for t in types)}), a device being one of "
+                         f"{', '.join(DEVICES)}")
 
 
 def _describe(violations: list[Violation]) -> str:

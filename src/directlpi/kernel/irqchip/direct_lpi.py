@@ -157,7 +157,15 @@ class DirectLpi:
 
     def mask(self, d: IrqData) -> None:
         g: LpiGroup = d.chip_data
-        self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, LPI_CFG_ENABLE, 0)
+        self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, LPI_CFG_ENABLE, 0,
+                                   partial(self._config_failed, d))
+
+    def _config_failed(self, d: IrqData, rd: int, exc: KernelError) -> None:
+        """irq_mask/irq_unmask cannot fail (void in Linux): an RD whose GICR_SYNCR never
+        clears is reported, and every other RD is still invalidated.  The property byte
+        says what the kernel recorded, so the next invalidation there makes it true."""
+        self.k.log.err(f"DirectLPI: LPI {d.hwirq}: {exc} on CPU{rd}'s redistributor: the "
+                       "configuration change may not have reached it")
 
     def unmask(self, d: IrqData) -> None:
         g: LpiGroup = d.chip_data
@@ -167,7 +175,8 @@ class DirectLpi:
             self.k.log.warn(f"DirectLPI: LPI {d.hwirq} is not activated: it targets no "
                             "redistributor; not unmasked")
             return
-        self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, 0, LPI_CFG_ENABLE)
+        self.lpi.lpi_update_config(sorted(g.rds), d.hwirq, 0, LPI_CFG_ENABLE,
+                                   partial(self._config_failed, d))
 
     def _pick(self, g: LpiGroup, mask: Cpumask, force: bool) -> int:
         """The first CPU of ``mask`` that is online (unless forced), whose RD takes LPIs,
@@ -365,10 +374,15 @@ class DirectLpi:
     def _deactivate(self, domain: IrqDomain, d: IrqData) -> None:
         """Discard what is pending on every RD that may hold it, as the ITS's DISCARD does:
         the MSI layer has already silenced the device and read it back, so nothing of it
-        is still in flight."""
+        is still in flight.  Deactivation cannot fail (void in Linux): an RD whose
+        GICR_SYNCR never clears is reported and the others are still cleared."""
         g: LpiGroup = d.chip_data
         for cpu in sorted(g.rds):
-            self.lpi.clear_pending(cpu, d.hwirq)
+            try:
+                self.lpi.clear_pending(cpu, d.hwirq)
+            except KernelError as exc:
+                self.k.log.err(f"DirectLPI: LPI {d.hwirq}: {exc} on CPU{cpu}'s "
+                               "redistributor: what is pending there may not be discarded")
         g.active.discard(d.irq)
         d.update_effective_affinity(frozenset())
         if not g.active:
@@ -442,7 +456,9 @@ class DirectLpi:
             for d in self._members(g):
                 if d.irq in g.active and not self.lpi.lpi_config(d.hwirq) & LPI_CFG_ENABLE:
                     shown.append((g, d))
-                    self.lpi.lpi_update_config((cpu,), d.hwirq, 0, LPI_CFG_ENABLE)
+                    # One RD that does not answer must not stop the drain of the others.
+                    self.lpi.lpi_update_config((cpu,), d.hwirq, 0, LPI_CFG_ENABLE,
+                                               partial(self._config_failed, d))
 
     def _carry(self, intid: int, cpu: int) -> None:
         virq = self.nexus.revmap.get(intid)

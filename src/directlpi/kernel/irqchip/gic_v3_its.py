@@ -42,7 +42,9 @@ Every command batch ends, where Linux's does, with a SYNC to the collection it
 concerns, and the driver polls GITS_CREADR until the ITS has consumed it
 (``its_wait_for_range_completion``).  A queue that does not drain -- a stalled ITS --
 is reported (``ITS queue timeout``) and the caller goes on, as Linux does: these paths
-cannot fail.
+cannot fail.  Unlike Linux, a queue stalled on a command error (GITS_CREADR.Stalled) is
+retried (GITS_CWRITER.Retry) a few times before that: a transient error (the model's
+``its_cmd_error`` fault) then costs nothing, a permanent one is reported as before.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ ITS_CMD_SIZE = 32
 ITS_ITT_ALIGN = 256
 ITS_QUEUE_POLLS = 1000
 """CREADR reads before a batch is declared timed out (Linux: 1 s of 1 us polls)."""
+ITS_STALL_RETRIES = 8
+"""Retries (GITS_CWRITER.Retry) of a command the ITS stalled on before giving up."""
 _PRIO_DEFAULT_DISABLED = 0xA0
 _BASER_TYPE_DEVICE, _BASER_TYPE_COLLECTION = 1, 4
 _PAGE_CODE = {SZ_4K: 0, 0x4000: 1, SZ_64K: 2}
@@ -322,9 +326,17 @@ class ItsNode:
         return self.k.readl(self.base + GITS.CREADR.offset) & GITS.CREADR.Offset.mask
 
     def _wait(self, done: Any, what: str) -> bool:
-        for _ in range(ITS_QUEUE_POLLS):
-            if done():
-                return True
+        k = self.k
+        for attempt in range(ITS_STALL_RETRIES + 1):
+            for _ in range(ITS_QUEUE_POLLS):
+                if done():
+                    return True
+            creadr = k.readq(self.base + GITS.CREADR.offset)
+            if not creadr & GITS.CREADR.Stalled.mask or attempt == ITS_STALL_RETRIES:
+                break
+            k.log.err(f"ITS@{self.base:#x}: command at {creadr & GITS.CREADR.Offset.mask:#x} "
+                      "failed (GITS_CREADR.Stalled): retrying it")
+            k.writeq(self.cmd_write | GITS.CWRITER.Retry.mask, self.base + GITS.CWRITER.offset)
         creadr = self.k.readq(self.base + GITS.CREADR.offset)
         stalled = " (stalled on a command error)" if creadr & GITS.CREADR.Stalled.mask else ""
         self.k.log.err(f"ITS@{self.base:#x}: ITS {what} ({creadr & ~1:#x} {self.cmd_write:#x})"
