@@ -9,6 +9,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.firmware.tables import rewrite as _rewrite
 
 from directlpi import Platform
 from directlpi.firmware.acpi import (
@@ -57,12 +58,6 @@ def test_layout_is_acpi_6_3() -> None:
     second = raw[MADT_FIXED_LEN + GICC_LEN:]
     assert struct.unpack_from("<Q", second, 68)[0] == 1          # Aff0 = 1
 
-
-def _rewrite(raw: bytes, off: int, fmt: str, value: int) -> bytes:
-    t = bytearray(raw)
-    struct.pack_into(fmt, t, off, value)
-    checksum_fix(t)
-    return bytes(t)
 
 
 def test_per_cpu_redistributors_are_read_from_the_giccs() -> None:

@@ -10,6 +10,7 @@ import re
 import struct
 
 import pytest
+from tests.firmware.tables import rewrite as _patched
 
 from directlpi import IRQ_HANDLED, PCI_IRQ_MSIX, KernelError, Platform
 from directlpi.firmware.acpi import (
@@ -44,12 +45,6 @@ def _nodes(raw: bytes) -> list[tuple[int, int, int, int]]:
         off += length
     return out
 
-
-def _patched(raw: bytes, off: int, fmt: str, value: int) -> bytes:
-    t = bytearray(raw)
-    struct.pack_into(fmt, t, off, value)
-    checksum_fix(t)
-    return bytes(t)
 
 
 # -- revisions -----------------------------------------------------------------------------------

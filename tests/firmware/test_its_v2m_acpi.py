@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tests.firmware.tables import rewrite as _rewrite
 
 from directlpi import Platform
 from directlpi.cli import main
@@ -50,12 +51,6 @@ def _subtables(madt: bytes, kind: int) -> list[int]:
         off += madt[off + 1]
     return out
 
-
-def _rewrite(raw: bytes, off: int, fmt: str, value: int) -> bytes:
-    t = bytearray(raw)
-    struct.pack_into(fmt, t, off, value)
-    checksum_fix(t)
-    return bytes(t)
 
 
 def _with_frame_override(board: BoardDescription, base: int, count: int) -> BoardDescription:
