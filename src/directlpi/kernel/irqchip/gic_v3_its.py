@@ -99,6 +99,7 @@ from directlpi.kernel.irq.domain import (
     irq_domain_set_hwirq_and_chip,
 )
 from directlpi.kernel.irqchip.gic_v3 import GIC_IRQ_TYPE_LPI
+from directlpi.kernel.irqchip.gic_v3_lpi import LPI_PROP_DEFAULT_PRIO
 from directlpi.kernel.irqchip.lpi_range import order_of
 from directlpi.kernel.msi import (
     MSI_FLAG_MULTI_PCI_MSI,
@@ -124,7 +125,6 @@ ITS_QUEUE_POLLS = 1000
 """CREADR reads before a batch is declared timed out (Linux: 1 s of 1 us polls)."""
 ITS_STALL_RETRIES = 8
 """Retries (GITS_CWRITER.Retry) of a command the ITS stalled on before giving up."""
-_PRIO_DEFAULT_DISABLED = 0xA0
 _BASER_TYPE_DEVICE, _BASER_TYPE_COLLECTION = 1, 4
 _PAGE_CODE = {SZ_4K: 0, 0x4000: 1, SZ_64K: 2}
 
@@ -512,7 +512,7 @@ class Its:
                 d.set(IRQD_SINGLE_TARGET | IRQD_AFFINITY_ON_ACTIVATE
                       | IRQD_RESEND_WHEN_IN_PROGRESS)
                 d.set_trigger_type(IRQ_TYPE_EDGE_RISING)
-                self.lpi.lpi_write_config(hwirq, 0xFF, _PRIO_DEFAULT_DISABLED)
+                self.lpi.lpi_write_config(hwirq, 0xFF, LPI_PROP_DEFAULT_PRIO)
         except KernelError:
             if done:
                 irq_domain_free_irqs_parent(domain, virq, done)
