@@ -62,8 +62,9 @@ class MsiMaster:
 
     def _signal(self, i: int, address: int, data: int) -> bool:
         """Send vector ``i``'s message (address, data) -- or, under the stale_msi fault, the
-        previous one."""
-        st = self._stale.get(i) if self._stale else None
+        previous one.  Callers on the raise path test ``self._stale`` first and call
+        ``_send`` directly when no vector has a stale message (one test per MSI)."""
+        st = self._stale.get(i)
         if st is None:
             return self._send(address, data)
         st[2] -= 1

@@ -323,7 +323,7 @@ class PciFunction(MsiMaster):
                 self.msix_pba[i // 8] |= 1 << (i % 8)
                 return False
             address, data = self._msix_msg[i]
-            return self._signal(i, address, data)
+            return self._signal(i, address, data) if self._stale else self._send(address, data)
         if self._msi_on:
             address, data, n = self._msi_base
             if not 0 <= i < n or i >= self.msi_vectors:
@@ -333,7 +333,8 @@ class PciFunction(MsiMaster):
                 self._put(self._msi_mask_off + 4, self._get(self._msi_mask_off + 4, 4)
                           | 1 << i, 4)
                 return False
-            return self._signal(i, address, (data & ~(n - 1)) | i)
+            data = (data & ~(n - 1)) | i
+            return self._signal(i, address, data) if self._stale else self._send(address, data)
         self._check_vector(i, max(self.msi_vectors, self.msix_vectors), "MSI")
         self.dropped += 1
         return False

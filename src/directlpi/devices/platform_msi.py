@@ -65,7 +65,7 @@ class PlatformMsiDevice(MsiMaster):
         if not address:
             self.dropped += 1
             return False
-        return self._signal(i, address, data)
+        return self._signal(i, address, data) if self._stale else self._send(address, data)
 
     def _check(self, i: int) -> None:
         if not isinstance(i, int) or not 0 <= i < len(self.slots):
