@@ -124,6 +124,19 @@ def test_the_long_runs_finding_replays_clean_now() -> None:
     assert soak.replay(path) == (False, "no failure")
 
 
+@pytest.mark.parametrize("name", ["soak-regression-wedged-rd-stale-pending.json",
+                                  "soak-regression-wedged-rd-held.json"])
+def test_findings_with_a_wedged_redistributor_replay_clean_now(name: str) -> None:
+    """Findings of the campaign with GICR_SYNCR stuck for ever (rate 0.005, EnableLPIs not
+    clearable).  Stale pending: a kexec'd kernel could not adopt an RD that never completes
+    SYNCR and then skipped it when scrubbing a reused INTID, so a previous owner's pending
+    state was delivered on its CPU (the driver now records the RD as wedged and still
+    writes it CLRLPIR/INVLPIR).  Held: an interrupt left on an offline CPU by the fault,
+    set pending there and moved away, waits in that RD for its CPU (the checker now
+    attributes it to the fault, as it does for one still routed there)."""
+    assert soak.replay(Path(__file__).with_name(name)) == (False, "no failure")
+
+
 def test_a_budget_gives_the_next_unit_to_the_stream_that_spent_least() -> None:
     import time
     c = soak.Campaign(seed=2, budget=3600)

@@ -475,7 +475,7 @@ class InvariantChecker:
                 continue
             if ("lost-interrupt", intid) in reported:
                 continue
-            if self._held_by_fault(desc):
+            if self._held_by_fault(desc, intid):
                 self.totals["held_by_fault"] += 1
                 continue
             self._violate("lost-interrupt", intid, None,
@@ -486,13 +486,22 @@ class InvariantChecker:
                                       if v.invariant == "spurious-handler-run")
         return self.violations
 
-    def _held_by_fault(self, desc: IrqDesc) -> bool:
+    def _held_by_fault(self, desc: IrqDesc, intid: int) -> bool:
         """Under the syncr_stuck fault, an interrupt left on an offline CPU (its migration
-        timed out) waits there for the CPU to return: not lost yet."""
+        timed out, or every other RD it may go to is wedged) waits there for the CPU to
+        return: not lost yet.  So does one written while it was left there and moved away
+        since: its pending state stays in that CPU's RD (EnableLPIs could not be cleared,
+        and no register moves an LPI's pending state out of an RD), which delivers it when
+        its CPU returns."""
         if not self.plat.machine.config.syncr_stuck:
             return False
+        online = self.kern.irq.online
         routed = desc.irq_data.common.effective_affinity
-        return bool(routed) and not routed & self.kern.irq.online
+        if routed and not routed & online:
+            return True
+        return intid >= LPI_BASE and any(
+            intid in rd.lpi_pending for rd in self.plat.machine.gic.redists
+            if rd.cpu not in online)
 
     @staticmethod
     def _name(desc: IrqDesc) -> str:

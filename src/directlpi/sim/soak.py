@@ -98,16 +98,21 @@ BOOT_FRACTION = 0.05
 def draw_faults(rng: random.Random, board: str) -> dict[str, Any]:
     """Hardware fault options for one stack unit: each fault on with probability 1/3.
 
-    ``syncr_stuck`` is drawn below the driver's poll limit (1000 reads): the driver must
-    survive a slow GICR_SYNCR without a visible error.  A SYNCR that outlasts the poll
-    (ETIMEDOUT) is exercised by targeted tests, not by the random campaign (see
-    docs/reliability.md, "Limits").  ``its_cmd_error`` only where there is an ITS."""
+    ``syncr_stuck`` is drawn below the driver's poll limit (1000 reads) two times in
+    three -- the driver must survive a slow GICR_SYNCR without a visible error -- and
+    beyond it (3000 reads, or for ever) at a low rate otherwise: operations then fail
+    with ETIMEDOUT, which must leave the stack consistent.  ``its_cmd_error`` only where
+    there is an ITS."""
     faults: dict[str, Any] = {"fault_seed": rng.randrange(1 << 30)}
     if rng.random() < 1 / 3:
         faults["dma_drop"] = rng.choice((0.01, 0.05, 0.2))
     if rng.random() < 1 / 3:
-        faults["syncr_stuck"] = rng.choice((1, 10, 100, 900))
-        faults["syncr_stuck_rate"] = rng.choice((0.05, 0.5, 1.0))
+        if rng.random() < 2 / 3:
+            faults["syncr_stuck"] = rng.choice((1, 10, 100, 900))
+            faults["syncr_stuck_rate"] = rng.choice((0.05, 0.5, 1.0))
+        else:
+            faults["syncr_stuck"] = rng.choice((3000, -1))
+            faults["syncr_stuck_rate"] = rng.choice((0.002, 0.005, 0.02))
     if rng.random() < 1 / 3:
         faults["cache_refill"] = rng.choice((0.01, 0.1, 0.5))
     if rng.random() < 1 / 3:

@@ -71,6 +71,11 @@ class Rdist:
     lpi_enabled: bool = False
     ces: bool = False
     """GICR_CTLR.CES: EnableLPIs can be cleared (and the pending state written back)."""
+    wedged: bool = False
+    """LPIs are on in this RD (a previous kernel left EnableLPIs set and it cannot be
+    cleared) but it never completed the GICR_SYNCR that adopting it needs: the kernel
+    does not use it (``lpi_enabled`` stays False, no LPI targets it), yet it still holds
+    pending state and may deliver it, so scrubs still write it (see ``scrub``)."""
     lock: SpinLock = field(init=False)
     """``rd_lock``: serialises Direct LPI register sequences (INVLPIR/CLRLPIR + SYNCR)."""
 

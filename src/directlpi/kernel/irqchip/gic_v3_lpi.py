@@ -200,7 +200,12 @@ class LpiInfrastructure:
         k.mm.reserve_persistent(pend, self._pend_table_size(self.lpi_id_bits))
         # The RD may still hold configuration cached for the previous kernel's LPIs:
         # the property table was reset, make the RD reload it.
-        self.invall(cpu)
+        try:
+            self.invall(cpu)
+        except KernelError:
+            rd.wedged = True            # on in hardware, unusable: see Rdist.wedged
+            raise
+        rd.wedged = False
         rd.ces = bool(k.readl(base + GICR.CTLR.offset) & GICR.CTLR.CES.mask)
         rd.lpi_enabled = True
         k.log.info(f"GICv3: CPU{cpu}: using reserved LPI pending table @{pend:#018x}")
@@ -291,11 +296,19 @@ class LpiInfrastructure:
         any INTID anywhere), or by a previous kernel (kexec keeps the pending tables), so
         every RD is cleared: GICR_CLRLPIR and GICR_INVLPIR, then GICR_SYNCR, on each RD
         with LPIs enabled (about 4 MMIO accesses per RD); an RD whose LPIs were turned
-        off (its CPU went offline) has the INTID's bit cleared in its pending table."""
+        off (its CPU went offline) has the INTID's bit cleared in its pending table.  A
+        wedged RD (LPIs on, GICR_SYNCR never completes: :attr:`Rdist.wedged`) is written
+        CLRLPIR and INVLPIR without waiting for a completion it never reports: the kernel
+        cannot confirm them, but skipping it would leave a previous owner's pending state
+        there to be delivered to its CPU."""
         k = self.k
         for cpu, rd in self.gic.rdists.items():
             if rd.lpi_enabled:
                 self._rd_op(cpu, hwirq, GICR.CLRLPIR.offset, GICR.INVLPIR.offset)
+            elif rd.wedged:
+                with k.ctx.locked(rd.lock):
+                    k.writeq(hwirq, rd.rd_base + GICR.CLRLPIR.offset)
+                    k.writeq(hwirq, rd.rd_base + GICR.INVLPIR.offset)
             elif cpu in self.pend_pa:
                 addr = self.pend_pa[cpu] + hwirq // 8
                 byte = k.ram.read_u8(addr)
