@@ -54,6 +54,17 @@ class OtherPeSysregError(DirectLPIError):
         super().__init__(message, _errno.EPERM)
 
 
+class SysregTrapError(DirectLPIError):
+    """A system register access that does not complete at the current exception level
+    (EPERM): UNDEFINED there, or trapped to EL3 (two Security states, SCR_EL3.FIQ = 1 and a
+    Group 0 register at Non-secure EL1).  EL3 firmware would take the exception; the model
+    has none to run, so it refuses the access whatever ``strict`` says and records a
+    BAD_ACCESS event."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, _errno.EPERM)
+
+
 class ArchitectureViolation(DirectLPIError):
     """Raised only by platforms built with ``strict=True``.
 

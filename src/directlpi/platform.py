@@ -32,6 +32,7 @@ from directlpi.firmware.acpi import (
 )
 from directlpi.firmware.boards import default_tree
 from directlpi.firmware.devicetree import DtBoard, load_board, read_board
+from directlpi.firmware.el3 import el3_gic_init
 from directlpi.hw.bus import Bus
 from directlpi.hw.cache import CpuDataCache
 from directlpi.hw.cpuif import CPUInterface
@@ -162,6 +163,8 @@ class Platform:
         for its in machine.its:
             its.device_id_of = self.device_id_of
         self._auditing = False
+        #: Whether EL3 firmware has set the GIC up (two Security states: at first boot).
+        self.el3_done = False
         #: The run loop's choice between a PE taking an interrupt and a posted write
         #: landing (seeded: a run is reproducible).
         self._rng = random.Random(machine.config.posted_seed)
@@ -382,6 +385,9 @@ class Platform:
         build a board as a peer does (QEMU's in docs/hardware-model.md, "Differential test
         against QEMU"): ``dist_priority_bits``, ``cpuif_id_bits``, ``no1n``, ``iidr``,
         ``common_lpi_aff``, ``busy_reads`` (:class:`~directlpi.hw.machine.MachineConfig`).
+        Two Security states (GICD_CTLR.DS = 0): ``security_states=2``, with the SCR_EL3.FIQ
+        its EL3 firmware leaves, ``scr_el3_fiq`` (docs/hardware-model.md, "Two Security
+        states").
 
         Raises :class:`~directlpi.errors.ConfigError` (EINVAL) naming the option
         that is out of range.
@@ -405,7 +411,7 @@ class Platform:
                    "its_pta", "v2m_frames", "hv_vpci", "dma_drop", "fault_seed",
                    "syncr_stuck", "syncr_stuck_rate", "cache_refill", "stale_msi",
                    "its_cmd_error", "dist_priority_bits", "cpuif_id_bits", "no1n", "iidr",
-                   "common_lpi_aff", "busy_reads"}
+                   "common_lpi_aff", "busy_reads", "security_states", "scr_el3_fiq"}
         unknown = sorted(set(layout) - allowed)
         if unknown:
             raise ConfigError(f"unknown hardware option(s) {', '.join(unknown)}; known: "
@@ -484,6 +490,9 @@ class Platform:
 
     def _start(self, params: BootParams) -> Kernel:
         m = self.machine
+        if m.gic.two_states and not self.el3_done:
+            el3_gic_init(m)             # what EL3 firmware does before the kernel starts
+            self.el3_done = True
         self.kernel = Kernel(m.bus, m.cpu_memory, _Processors(self), self.board, params).boot()
         m.gic.kick_all()
         return self.kernel

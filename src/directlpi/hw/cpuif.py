@@ -33,6 +33,33 @@ Choices this module makes where the architecture allows several:
   instruction can name another PE's system registers.  With no software running
   (``executing`` is None) a caller stands in for the PE whose registers it uses.
 
+**Two Security states** (machine option ``security_states = 2``, GICD_CTLR.DS = 0), with
+EL3: the kernel runs at Non-secure EL1, EL3 firmware (``GIC.secure_world``) is Secure;
+Secure EL1 is not modelled.  Groups are Group 0, Secure Group 1 and Non-secure Group 1.
+
+* **Banked by Security state:** ICC_CTLR_EL1, ICC_BPR1_EL1, ICC_IGRPEN1_EL1 and
+  ICC_AP1R<n>_EL1; one copy of the others.  EL3 has ICC_SRE_EL3 (reads 0xF), ICC_CTLR_EL3
+  (the banks' CBPR and EOImode, EOImode_EL3, nDS = 1) and ICC_IGRPEN1_EL3; from
+  Non-secure EL1 they are UNDEFINED (refused: ``sysreg-undefined``).  In both banks of
+  ICC_CTLR_EL1 only EOImode is writable (CBPR through ICC_CTLR_EL3).  ``SCR_EL3`` (only
+  its FIQ bit is modelled) is written by the firmware.
+* **SCR_EL3.FIQ = 1:** Non-secure EL1 accesses to the Group 0 registers (IAR0, EOIR0,
+  HPPIR0, BPR0, AP0R<n>, IGRPEN0) trap to EL3 (refused: ``sysreg-trap-el3``), and
+  ICC_PMR_EL1 and ICC_RPR_EL1 have their Non-secure view: a value below 0x80 reads 0 (and
+  a PMR below 0x80 ignores Non-secure writes), others read ``value << 1`` (0xFF stays
+  0xFF), a write stores ``0x80 | value >> 1``.  With FIQ = 0 they are unchanged.
+* **Acknowledge:** at Non-secure EL1, IAR1/HPPIR1 return 1023 unless the HPPI is
+  Non-secure Group 1 (a higher priority Secure interrupt hides it), IAR0/HPPIR0 return
+  1023 (Group 0 is Secure).  At EL3, IAR0/HPPIR0 give a Group 0 INTID, 1020 for Secure
+  Group 1, 1021 for Non-secure Group 1; IAR1/HPPIR1 acknowledge Secure Group 1.  EOIR1
+  names the current state's Group 1; a Non-secure DIR of a Secure interrupt is ignored.
+* **Group priority:** Non-secure Group 1 uses ``BPR1 - 1`` (its minimum is one above
+  BPR0's), Group 0 and Secure Group 1 their BPR; one running priority for all groups.
+* **SGIs** (QEMU's choices where QEMU and gem5 differ): ICC_SGI1R_EL1 asks for the current
+  state's Group 1, ICC_ASGI1R_EL1 for the other's, ICC_SGI0R_EL1 for Group 0; a Group 1
+  request reaches a Group 0 target as Group 0; a Non-secure request reaches a Group 0
+  target only if GICR_NSACR >= 1 there, a Secure Group 1 target only if >= 2.
+
 Nothing is cached: the highest priority pending interrupt is recomputed from the
 redistributor's LPI heap, its SGI/PPI masks and the distributor's ready sets
 when a register that needs it is read.
@@ -44,8 +71,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from directlpi.errors import OtherPeSysregError, UnknownSysregError
-from directlpi.hw.distributor import NO_PENDING
+from directlpi.errors import OtherPeSysregError, SysregTrapError, UnknownSysregError
+from directlpi.hw.distributor import G0, G1NS, G1S, NO_PENDING
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.regs import ICC, INTID_SPURIOUS, LPI_BASE
 
@@ -61,15 +88,22 @@ _CBPR = ICC.CTLR.CBPR.mask
 _EOIMODE = ICC.CTLR.EOImode.mask
 _RESTORED = 0xFFFFFF
 """The INTID field of an active priority restored through ICC_AP<g>R<n>_EL1: none known."""
+_GROUP_NAMES = ("Group 0", "Group 1", "Secure Group 1")
+_INTID_SECURE, _INTID_NONSECURE = 1020, 1021
+_SCR_FIQ = 1 << 2
+_GROUP0_REGS = ("ICC_IAR0_EL1", "ICC_EOIR0_EL1", "ICC_HPPIR0_EL1", "ICC_BPR0_EL1",
+                "ICC_IGRPEN0_EL1")
+_EL3_REGS = ("ICC_SRE_EL3", "ICC_CTLR_EL3", "ICC_IGRPEN1_EL3", "SCR_EL3")
 
 
 class CPUInterface:
     """The GIC CPU interface of PE ``cpu`` (AArch64 system registers)."""
 
     __slots__ = (
-        "_active", "_ap_shift", "_bpr0", "_bpr1", "_ctlr", "_ctlr_idbits", "_dist", "_gic",
-        "_hub", "_igrpen", "_min_bpr0", "_on", "_rd", "_readers", "_sgi", "_writers", "cpu",
-        "id_bits", "mpidr", "pmr", "prio_mask", "priority_bits",
+        "_active", "_ap_shift", "_bpr0", "_bpr1", "_bpr1_s", "_ctlr", "_ctlr_idbits",
+        "_ctlr_s", "_dist", "_eoimode_el3", "_gic", "_hub", "_igrpen", "_min_bpr0", "_on",
+        "_rd", "_readers", "_scr_fiq", "_sgi", "_two", "_writers", "cpu", "id_bits", "mpidr",
+        "pmr", "prio_mask", "priority_bits",
     )
 
     def __init__(self, gic: GIC, hub: EventHub, *, cpu: int, mpidr: int, rd: Redistributor,
@@ -91,48 +125,76 @@ class CPUInterface:
         self._bpr0 = self._min_bpr0
         self._bpr1 = self._min_bpr0 + 1
         self._ctlr = 0
-        #: Group enables (bit 0: ICC_IGRPEN0_EL1, bit 1: ICC_IGRPEN1_EL1).
+        #: Two Security states: the Secure banks, EL3's EOImode, SCR_EL3.FIQ.
+        self._two = False
+        self._ctlr_s = 0
+        self._bpr1_s = self._min_bpr0
+        self._eoimode_el3 = False
+        self._scr_fiq = False
+        #: Group enables, bit ``group code`` (bit 0: ICC_IGRPEN0_EL1, bit 1: ICC_IGRPEN1_EL1
+        #: -- the Non-secure bank with two Security states --, bit 2: the Secure bank).
         self._igrpen = 0
-        #: Active priorities, innermost last: ``group_priority << 25 | group << 24 | INTID``.
+        #: Active priorities, innermost last: ``group_priority << 26 | group << 24 | INTID``
+        #: (group: its code, 0 Group 0, 1 Group 1 / Non-secure Group 1, 2 Secure Group 1).
         self._active: list[int] = []
         self._readers: dict[str, Callable[[], int]] = {
             ICC.IAR0.name: self._read_iar0,
             ICC.IAR1.name: self._read_iar1,
-            ICC.HPPIR0.name: lambda: self._hppir(0),
-            ICC.HPPIR1.name: lambda: self._hppir(1),
-            ICC.PMR.name: lambda: self.pmr,
-            ICC.RPR.name: self.running_priority,
+            ICC.HPPIR0.name: self._read_hppir0,
+            ICC.HPPIR1.name: lambda: self._hppir(self._g1()),
+            ICC.PMR.name: self._read_pmr,
+            ICC.RPR.name: self._read_rpr,
             ICC.BPR0.name: lambda: self._bpr0,
             ICC.BPR1.name: self._read_bpr1,
             ICC.CTLR.name: self._read_ctlr,
             ICC.IGRPEN0.name: lambda: self._igrpen & 1,
-            ICC.IGRPEN1.name: lambda: (self._igrpen >> 1) & 1,
+            ICC.IGRPEN1.name: lambda: (self._igrpen >> self._g1()) & 1,
             ICC.SRE.name: lambda: 0x7,
         }
         self._writers: dict[str, Callable[[int], None]] = {
-            ICC.EOIR0.name: lambda v: self._write_eoir(v, 0),
-            ICC.EOIR1.name: lambda v: self._write_eoir(v, 1),
+            ICC.EOIR0.name: lambda v: self._write_eoir(v, G0),
+            ICC.EOIR1.name: lambda v: self._write_eoir(v, self._g1()),
             ICC.DIR.name: self._write_dir,
             ICC.PMR.name: self._write_pmr,
             ICC.BPR0.name: self._write_bpr0,
             ICC.BPR1.name: self._write_bpr1,
             ICC.CTLR.name: self._write_ctlr,
-            ICC.IGRPEN0.name: lambda v: self._write_igrpen(v, 0),
-            ICC.IGRPEN1.name: lambda v: self._write_igrpen(v, 1),
+            ICC.IGRPEN0.name: lambda v: self._write_igrpen(v, G0),
+            ICC.IGRPEN1.name: lambda v: self._write_igrpen(v, self._g1()),
             ICC.SRE.name: lambda v: None,
-            ICC.SGI1R.name: lambda v: self._write_sgi(v, 1, ICC.SGI1R.name),
-            ICC.SGI0R.name: lambda v: self._write_sgi(v, 0, ICC.SGI0R.name),
+            ICC.SGI1R.name: lambda v: self._write_sgi(v, self._g1(), ICC.SGI1R.name),
+            ICC.SGI0R.name: lambda v: self._write_sgi(v, G0, ICC.SGI0R.name),
             # One Security state (DS = 1): the "other" state's Group 1 is Group 0.
-            ICC.ASGI1R.name: lambda v: self._write_sgi(v, 0, ICC.ASGI1R.name),
+            ICC.ASGI1R.name: lambda v: self._write_sgi(
+                v, (G1NS if self._gic.secure else G1S) if self._two else G0, ICC.ASGI1R.name),
         }
         # ICC_AP<g>R<n>_EL1: one register per 32 preemption levels the priority bits give
         # (5 bits: 32 levels, 6: 64, 7 or 8: 128 -- the group priority has 7 bits at most).
         self._ap_shift = 8 - min(priority_bits, 7)
-        for g in (0, 1):
-            for n in range(1 << max(0, min(priority_bits, 7) - 5)):
-                name = f"ICC_AP{g}R{n}_EL1"
-                self._readers[name] = partial(self._read_apr, g, n)
-                self._writers[name] = partial(self._write_apr, g, n)
+        for n in range(1 << max(0, min(priority_bits, 7) - 5)):
+            self._readers[f"ICC_AP0R{n}_EL1"] = partial(self._read_apr, G0, n)
+            self._writers[f"ICC_AP0R{n}_EL1"] = partial(self._write_apr, G0, n)
+            self._readers[f"ICC_AP1R{n}_EL1"] = partial(self._read_ap1r, n)
+            self._writers[f"ICC_AP1R{n}_EL1"] = partial(self._write_ap1r, n)
+
+    def set_two_states(self) -> None:
+        """Reset with two Security states (see the module docstring): the EL3 registers."""
+        self._two = True
+        self._readers.update({
+            ICC.SRE_EL3.name: lambda: 0xF,
+            ICC.CTLR_EL3.name: self._read_ctlr_el3,
+            ICC.IGRPEN1_EL3.name: lambda: ((self._igrpen >> 1) & 1) | ((self._igrpen >> 1) & 2),
+            "SCR_EL3": lambda: _SCR_FIQ if self._scr_fiq else 0,
+        })
+        self._writers.update({
+            ICC.CTLR_EL3.name: self._write_ctlr_el3,
+            ICC.IGRPEN1_EL3.name: self._write_igrpen1_el3,
+            "SCR_EL3": self._write_scr_el3,
+        })
+
+    def _g1(self) -> int:
+        """The group code ICC_*1_EL1 registers name: the current Security state's Group 1."""
+        return G1S if self._gic.secure else G1NS
 
     def set_implementation(self, *, id_bits: int | None) -> None:
         """The machine option ``cpuif_id_bits`` (None: follow the GIC's INTID bits)."""
@@ -153,6 +215,8 @@ class CPUInterface:
         fn = self._readers.get(name)
         if fn is None:
             raise self._unknown(name, "read")
+        if self._two and not self._gic.secure:
+            self._check_ns(name, "read")
         return fn()
 
     def write_sysreg(self, name: str, value: int) -> None:
@@ -163,7 +227,23 @@ class CPUInterface:
         fn = self._writers.get(name)
         if fn is None:
             raise self._unknown(name, "write")
+        if self._two and not self._gic.secure:
+            self._check_ns(name, "write")
         fn(value & 0xFFFFFFFFFFFFFFFF)
+
+    def _check_ns(self, name: str, op: str) -> None:
+        """Non-secure EL1 with two Security states: EL3's registers are UNDEFINED, and with
+        SCR_EL3.FIQ = 1 the Group 0 registers trap to EL3."""
+        if name in _EL3_REGS:
+            reason, why = "sysreg-undefined", "is UNDEFINED at Non-secure EL1 (EL3 only)"
+        elif self._scr_fiq and (name in _GROUP0_REGS or name.startswith("ICC_AP0R")):
+            reason, why = "sysreg-trap-el3", "traps to EL3 from Non-secure EL1 (SCR_EL3.FIQ = 1)"
+        else:
+            return
+        detail = f"{op} of {name} on PE {self.cpu} {why}; refused"
+        self._hub.report(Event(EventKind.BAD_ACCESS, f"ICC{self.cpu}", cpu=self.cpu,
+                               reason=reason, register=name, detail=detail))
+        raise SysregTrapError(detail)
 
     def _other_pe(self, name: str, op: str, executing: int) -> OtherPeSysregError:
         """A system register is reached only by an instruction of its own PE: software
@@ -175,6 +255,9 @@ class CPUInterface:
         return OtherPeSysregError(detail)
 
     def _unknown(self, name: str, op: str) -> UnknownSysregError:
+        if name in _EL3_REGS and not self._two:
+            return UnknownSysregError(f"{name}: this model has EL3 only with two Security "
+                                      "states (machine option security_states = 2)")
         if op == "read" and name in self._writers:
             return UnknownSysregError(f"{name} is write-only: it cannot be read")
         if op == "write" and name in self._readers:
@@ -215,19 +298,21 @@ class CPUInterface:
 
     def _group_of(self, intid: int) -> int:
         if intid >= LPI_BASE:
-            return 1
+            return G1NS
         if intid < 32:
-            return (self._sgi.group >> intid) & 1
+            return self._sgi.group_of(intid)
         return self._dist.group[intid]
 
     def _gprio_mask(self, group: int) -> int:
-        if group == 0 or self._ctlr & _CBPR:
+        if group == G0 or (self._ctlr if group == G1NS else self._ctlr_s) & _CBPR:
             return (0xFF << (self._bpr0 + 1)) & 0xFF
-        return (0xFF << self._bpr1) & 0xFF
+        if group == G1NS:
+            return (0xFF << self._bpr1) & 0xFF
+        return (0xFF << (self._bpr1_s + 1)) & 0xFF
 
     def running_priority(self) -> int:
         """ICC_RPR_EL1: group priority of the highest priority active interrupt, 0xFF if idle."""
-        return self._active[-1] >> 25 if self._active else _IDLE
+        return self._active[-1] >> 26 if self._active else _IDLE
 
     def can_signal(self, group: int) -> bool:
         """Whether this PE's IRQ (group 1) or FIQ (group 0) line is asserted."""
@@ -245,7 +330,7 @@ class CPUInterface:
         if not self._active:
             return True
         mask = self._gprio_mask(group)
-        return (prio & mask) < ((self._active[-1] >> 25) & mask)
+        return (prio & mask) < ((self._active[-1] >> 26) & mask)
 
     def irq_pending(self) -> bool:
         """The PE's IRQ signal: a Group 1 interrupt can be acknowledged now."""
@@ -260,7 +345,7 @@ class CPUInterface:
         intid = key & 0xFFFFFF
         prio = key >> 24
         if intid >= LPI_BASE:
-            if group != 1:
+            if group != G1NS:
                 return INTID_SPURIOUS
         elif self._group_of(intid) != group:
             return INTID_SPURIOUS
@@ -268,9 +353,9 @@ class CPUInterface:
             return INTID_SPURIOUS
         active = self._active
         mask = self._gprio_mask(group)
-        if active and (prio & mask) >= ((active[-1] >> 25) & mask):
+        if active and (prio & mask) >= ((active[-1] >> 26) & mask):
             return INTID_SPURIOUS
-        active.append(((prio & mask) << 25) | (group << 24) | intid)
+        active.append(((prio & mask) << 26) | (group << 24) | intid)
         if intid >= LPI_BASE:
             self._rd.acknowledge_lpi(key)
         elif intid < 32:
@@ -282,10 +367,34 @@ class CPUInterface:
         return intid
 
     def _read_iar1(self) -> int:
-        return self._acknowledge(1)
+        return self._acknowledge(G1S if self._gic.secure else G1NS)
 
     def _read_iar0(self) -> int:
-        return self._acknowledge(0)
+        if self._two:
+            if not self._gic.secure:
+                return INTID_SPURIOUS       # Group 0 is Secure: never seen from Non-secure
+            special = self._el3_special()
+            if special:
+                return special
+        return self._acknowledge(G0)
+
+    def _read_hppir0(self) -> int:
+        if self._two:
+            if not self._gic.secure:
+                return INTID_SPURIOUS
+            special = self._el3_special()
+            if special:
+                return special
+        return self._hppir(G0)
+
+    def _el3_special(self) -> int:
+        """At EL3, IAR0/HPPIR0 name a pending Group 1 HPPI by its Security state (1020
+        Secure, 1021 Non-secure); 0 if the HPPI is Group 0 or there is none."""
+        key = self.highest_pending()
+        if key == NO_PENDING:
+            return 0
+        group = self._group_of(key & 0xFFFFFF)
+        return {G1S: _INTID_SECURE, G1NS: _INTID_NONSECURE}.get(group, 0)
 
     def _hppir(self, group: int) -> int:
         key = self.highest_pending()
@@ -306,29 +415,43 @@ class CPUInterface:
                                 f"ICC_EOIR{group}_EL1 {intid} with no active priority: ignored")
             return
         top = active[-1]
-        if (top >> 24) & 1 != group:
+        reg = f"ICC_EOIR{min(group, 1)}_EL1"
+        if (top >> 24) & 3 != group:
             self._unpredictable(intid, "eoi-wrong-group",
-                                f"ICC_EOIR{group}_EL1 {intid}, but the highest active priority "
-                                f"belongs to Group {1 - group}: ignored")
+                                f"{reg} {intid}, but the highest active priority belongs to "
+                                f"{_GROUP_NAMES[(top >> 24) & 3]}: ignored")
             return
         active.pop()
         self._gic.kicked.add(self.cpu)
         if top & 0xFFFFFF not in (intid, _RESTORED):
             self._unpredictable(intid, "eoi-not-highest",
-                                f"ICC_EOIR{group}_EL1 {intid}, but the highest priority active "
+                                f"{reg} {intid}, but the highest priority active "
                                 f"interrupt is {top & 0xFFFFFF}: its priority was dropped")
         if self._on[_EV_EOI]:
             self._hub.emit(Event(_EV_EOI, f"ICC{self.cpu}", cpu=self.cpu, intid=intid))
-        if not self._ctlr & _EOIMODE:
+        if not self._eoimode():
             self._deactivate(intid)
+
+    def _eoimode(self) -> bool:
+        """EOImode of the current state: ICC_CTLR_EL1's bank, or ICC_CTLR_EL3.EOImode_EL3."""
+        if self._gic.secure:
+            return self._eoimode_el3
+        return bool(self._ctlr & _EOIMODE)
 
     def _write_dir(self, value: int) -> None:
         intid = value & 0xFFFFFF
         if 1020 <= intid <= 1023:
             return
-        if not self._ctlr & _EOIMODE:
+        if not self._eoimode():
             self._unpredictable(intid, "dir-eoimode0",
                                 f"ICC_DIR_EL1 {intid} while ICC_CTLR_EL1.EOImode is 0: ignored")
+            return
+        if self._two and not self._gic.secure and intid < LPI_BASE \
+                and self._group_of(intid) != G1NS:
+            self._hub.report(Event(EventKind.IGNORED, f"ICC{self.cpu}", cpu=self.cpu,
+                                   intid=intid, reason="dir-secure",
+                                   detail=f"Non-secure ICC_DIR_EL1 of Secure INTID {intid}: "
+                                          "ignored"))
             return
         self._deactivate(intid)
 
@@ -352,7 +475,35 @@ class CPUInterface:
 
     # -- plain registers ----------------------------------------------------------------------
 
+    def _ns_view(self) -> bool:
+        """ICC_PMR_EL1 and ICC_RPR_EL1 in their Non-secure view: a Non-secure access with
+        two Security states and SCR_EL3.FIQ = 1."""
+        return self._two and self._scr_fiq and not self._gic.secure
+
+    def _read_pmr(self) -> int:
+        return self._ns_priority(self.pmr) if self._ns_view() else self.pmr
+
+    def _read_rpr(self) -> int:
+        rpr = self.running_priority()
+        return self._ns_priority(rpr) if self._ns_view() else rpr
+
+    @staticmethod
+    def _ns_priority(value: int) -> int:
+        if not value & 0x80:
+            return 0                    # a Secure priority: not visible
+        return value if value == 0xFF else (value << 1) & 0xFF
+
     def _write_pmr(self, value: int) -> None:
+        value &= 0xFF
+        if self._ns_view():
+            if not self.pmr & 0x80:
+                self._hub.report(Event(EventKind.IGNORED, f"ICC{self.cpu}", cpu=self.cpu,
+                                       value=value, reason="pmr-secure-range",
+                                       detail=f"Non-secure ICC_PMR_EL1 write {value:#x} while "
+                                              f"PMR is {self.pmr:#x} (below 0x80, Secure): "
+                                              "ignored"))
+                return
+            value = 0x80 | (value >> 1)
         self.pmr = value & self.prio_mask
         self._gic.kicked.add(self.cpu)
 
@@ -361,27 +512,66 @@ class CPUInterface:
         self._gic.kicked.add(self.cpu)
 
     def _read_bpr1(self) -> int:
+        if self._gic.secure:            # the Secure bank; with CBPR it is BPR0
+            return self._bpr0 if self._ctlr_s & _CBPR else self._bpr1_s
         if self._ctlr & _CBPR:
             return min(self._bpr0 + 1, 7)
         return self._bpr1
 
     def _write_bpr1(self, value: int) -> None:
+        if self._gic.secure:
+            if self._ctlr_s & _CBPR:
+                self._write_bpr0(value)
+            else:
+                self._bpr1_s = max(value & 7, self._min_bpr0)
+                self._gic.kicked.add(self.cpu)
+            return
         if self._ctlr & _CBPR:
             return
         self._bpr1 = max(value & 7, self._min_bpr0 + 1)
         self._gic.kicked.add(self.cpu)
 
+    def _ctlr_ro(self) -> int:
+        return (ICC.CTLR.PRIbits.put(self.priority_bits - 1) | self._ctlr_idbits
+                | ICC.CTLR.A3V.put(1))
+
     def _read_ctlr(self) -> int:
-        return (
-            self._ctlr
-            | ICC.CTLR.PRIbits.put(self.priority_bits - 1)
-            | self._ctlr_idbits
-            | ICC.CTLR.A3V.put(1)
-        )
+        return (self._ctlr_s if self._gic.secure else self._ctlr) | self._ctlr_ro()
 
     def _write_ctlr(self, value: int) -> None:
-        self._ctlr = value & (_CBPR | _EOIMODE)
+        if self._two:                   # CBPR is ICC_CTLR_EL3's in both banks
+            bank = self._ctlr_s if self._gic.secure else self._ctlr
+            bank = (bank & ~_EOIMODE) | (value & _EOIMODE)
+            if self._gic.secure:
+                self._ctlr_s = bank
+            else:
+                self._ctlr = bank
+        else:
+            self._ctlr = value & (_CBPR | _EOIMODE)
         self._gic.kicked.add(self.cpu)
+
+    def _read_ctlr_el3(self) -> int:
+        e = ICC.CTLR_EL3
+        return (e.CBPR_EL1S.put(self._ctlr_s & _CBPR) | e.CBPR_EL1NS.put(self._ctlr & _CBPR)
+                | e.EOImode_EL3.put(int(self._eoimode_el3))
+                | e.EOImode_EL1S.put(ICC.CTLR.EOImode.get(self._ctlr_s))
+                | e.EOImode_EL1NS.put(ICC.CTLR.EOImode.get(self._ctlr))
+                | self._ctlr_ro() | e.nDS.put(1))
+
+    def _write_ctlr_el3(self, value: int) -> None:
+        e = ICC.CTLR_EL3
+        self._ctlr_s = e.CBPR_EL1S.get(value) | ICC.CTLR.EOImode.put(e.EOImode_EL1S.get(value))
+        self._ctlr = e.CBPR_EL1NS.get(value) | ICC.CTLR.EOImode.put(e.EOImode_EL1NS.get(value))
+        self._eoimode_el3 = bool(e.EOImode_EL3.get(value))
+        self._gic.kicked.add(self.cpu)
+
+    def _write_igrpen1_el3(self, value: int) -> None:
+        self._write_igrpen(value, G1NS)
+        self._write_igrpen(value >> 1, G1S)
+
+    def _write_scr_el3(self, value: int) -> None:
+        """SCR_EL3 as the firmware programs it; only FIQ (bit 2) changes the GIC's views."""
+        self._scr_fiq = bool(value & _SCR_FIQ)
 
     def _write_igrpen(self, value: int, group: int) -> None:
         bit = 1 << group
@@ -395,8 +585,8 @@ class CPUInterface:
         in ``group`` (each acknowledge sets one, each priority drop clears one)."""
         value = 0
         for entry in self._active:
-            if (entry >> 24) & 1 == group:
-                level = (entry >> 25) >> self._ap_shift
+            if (entry >> 24) & 3 == group:
+                level = (entry >> 26) >> self._ap_shift
                 if level >> 5 == n:
                     value |= 1 << (level & 31)
         return value
@@ -410,7 +600,7 @@ class CPUInterface:
         current = self._read_apr(group, n)
         if value == current:
             return
-        name = f"ICC_AP{group}R{n}_EL1"
+        name = f"ICC_AP{min(group, 1)}R{n}_EL1"
         if current:
             self._unpredictable(-1, "apr-write",
                                 f"{name} written with {value:#x} while it reads {current:#x} "
@@ -420,13 +610,21 @@ class CPUInterface:
         for bit in range(32):
             if value >> bit & 1:
                 prio = ((n << 5) | bit) << self._ap_shift
-                self._active.append((prio << 25) | (group << 24) | _RESTORED)
-        self._active.sort(key=lambda e: -(e >> 25))      # innermost (highest) last
+                self._active.append((prio << 26) | (group << 24) | _RESTORED)
+        self._active.sort(key=lambda e: -(e >> 26))      # innermost (highest) last
         self._gic.kicked.add(self.cpu)
 
+    def _read_ap1r(self, n: int) -> int:
+        """ICC_AP1R<n>_EL1: the current Security state's bank."""
+        return self._read_apr(self._g1(), n)
+
+    def _write_ap1r(self, n: int, value: int) -> None:
+        self._write_apr(self._g1(), n, value)
+
     def _write_sgi(self, value: int, group: int, name: str) -> None:
-        """ICC_SGI1R_EL1 / ICC_SGI0R_EL1 / ICC_ASGI1R_EL1 (the same fields): the SGI reaches
-        a target only where it is configured in ``group`` (one Security state)."""
+        """ICC_SGI1R_EL1 / ICC_SGI0R_EL1 / ICC_ASGI1R_EL1 (the same fields): the SGI asks for
+        ``group`` and reaches a target only where it is configured in that group (with two
+        Security states, the module docstring's rules)."""
         intid = ICC.SGI1R.INTID.get(value)
         if ICC.SGI1R.IRM.get(value):
             targets = [c for c in range(self._gic.num_cpus) if c != self.cpu]
@@ -443,9 +641,19 @@ class CPUInterface:
             by_aff = self._gic.cpu_by_affinity
             targets = [c for b in range(16) if (tl >> b) & 1
                        if (c := by_aff.get(upper | b)) is not None]
+        ns = self._two and not self._gic.secure
         for c in targets:
             sgi = self._gic.redists[c].sgi
-            if (sgi.group >> intid) & 1 != group:
+            configured = sgi.group_of(intid)
+            if self._two:
+                if group == G1S and configured == G0:
+                    pass                 # a Secure Group 1 request reaches Group 0
+                elif configured != group:
+                    continue
+                if ns and configured != G1NS and sgi.nsacr_of(intid) < (
+                        1 if configured == G0 else 2):
+                    continue             # GICR_NSACR does not let Non-secure reach it
+            elif configured != group:
                 continue  # configured in the other group at the target: not forwarded
             sgi.raise_sgi(intid)
             if self._on[EventKind.SGI_GENERATED]:

@@ -2,9 +2,19 @@
 
 Choices this module makes where the architecture allows several:
 
-* **Single security state.**  GICD_CTLR.DS is RAO/WI; Secure-only registers
-  (GICD_SETSPI_SR, GICD_CLRSPI_SR, IGRPMODR, NSACR) are RAZ/WI.  Interrupts are
-  Group 0 or Group 1 (IGROUPR); Linux uses Group 1 only.
+* **Security states** (machine option ``security_states``).  One (the default):
+  GICD_CTLR.DS is RAO/WI; Secure-only registers (GICD_SETSPI_SR, GICD_CLRSPI_SR,
+  IGRPMODR, NSACR) are RAZ/WI; interrupts are Group 0 or Group 1 (IGROUPR).  Two
+  (DS = 0): DS is RAZ/WI (not programmable, one of the two allowed choices), ARE_S and
+  ARE_NS are RAO/WI; GICD_TYPER.SecurityExtn is 1; an interrupt is Group 0, Secure
+  Group 1 or Non-secure Group 1 (IGROUPR, IGRPMODR; IGROUPR = 1 with IGRPMODR = 1 is
+  Non-secure Group 1, as QEMU and gem5).  A Non-secure access (``GIC.secure`` False)
+  sees GICD_CTLR's Non-secure view (EnableGrp1A, ARE_NS, RWP); IGROUPR, IGRPMODR and
+  NSACR are RAZ/WI to it; a Secure SPI's bits and fields are RAZ/WI to it except where
+  GICD_NSACR grants access (ISPENDR and SETSPI_NSR from 1, ICPENDR, CLRSPI_NSR and
+  reads of I[SC]ACTIVER from 2, IROUTER at 3); a Non-secure SPI's priority is written
+  ``0x80 | value >> 1`` and read ``value << 1`` (the Non-secure view of priorities).
+  GICD_SETSPI_SR and GICD_CLRSPI_SR act on Secure writes only.
 * **Affinity routing only.**  GICD_CTLR.ARE is RAO/WI; legacy registers
   (ITARGETSR, SGIR, {C,S}PENDSGIR) are RAZ/WI; GICD registers for INTIDs 0-31
   are RAZ/WI (SGIs and PPIs live in the redistributors).
@@ -38,6 +48,8 @@ from directlpi.hw.mmio import MmioFrame
 from directlpi.hw.regs import (
     FIRST_SPI,
     GICD,
+    GICD_CTLR_NS,
+    GICD_CTLR_S,
     ID_REGISTER_VALUES,
     IIDR_VALUE,
     MAX_SPI,
@@ -62,6 +74,25 @@ _IRM = GICD.IROUTER.Interrupt_Routing_Mode.mask
 _GRP0 = GICD.CTLR.EnableGrp0.mask
 _GRP1 = GICD.CTLR.EnableGrp1.mask
 _CTLR_FIXED = GICD.CTLR.ARE.mask | GICD.CTLR.DS.mask
+_S_ENABLES = (GICD_CTLR_S.EnableGrp0.mask | GICD_CTLR_S.EnableGrp1NS.mask
+              | GICD_CTLR_S.EnableGrp1S.mask)
+_S_FIXED = GICD_CTLR_S.ARE_S.mask | GICD_CTLR_S.ARE_NS.mask
+_S_G1NS = GICD_CTLR_S.EnableGrp1NS.mask
+_NS_ARE = GICD_CTLR_NS.ARE_NS.mask
+G0, G1NS, G1S = 0, 1, 2
+"""Group codes (``Distributor.group``): Group 0, (Non-secure) Group 1, Secure Group 1.
+Group enable masks use bit ``code``: bit 0 Group 0, bit 1 Group 1 (Non-secure), bit 2
+Secure Group 1 -- the bits of GICD_CTLR's Secure view."""
+
+
+def ns_priority_write(value: int) -> int:
+    """The priority a Non-secure write of ``value`` stores (two Security states)."""
+    return 0x80 | (value >> 1)
+
+
+def ns_priority_read(stored: int) -> int:
+    """What a Non-secure read of priority ``stored`` returns (two Security states)."""
+    return (stored << 1) & 0xFF
 
 
 class Distributor(MmioFrame):
@@ -78,16 +109,19 @@ class Distributor(MmioFrame):
         "_mbis",
         "_rwp",
         "_spi_end",
+        "_two",
         "_typer",
         "active",
         "edge",
         "en_grp",
         "enabled",
         "group",
+        "grpmod",
         "kicked",
         "latch",
         "line",
         "msi_level",
+        "nsacr",
         "prio",
         "prio_mask",
         "ready",
@@ -117,11 +151,18 @@ class Distributor(MmioFrame):
         super().__init__("GICD", hub)
         self._ctlr = _CTLR_FIXED
         self._rwp = 0
-        #: Group enables as a 2-bit mask: bit 0 Group 0, bit 1 Group 1.
+        #: Group enables, one bit per group code (bit 0 Group 0, bit 1 Group 1 or
+        #: Non-secure Group 1, bit 2 Secure Group 1).
         self.en_grp = 0
+        self._two = False
         self.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
         n = MAX_SPI + 1
+        #: Group code of each SPI (G0, G1NS, G1S); IGROUPR reads 1 where it is G1NS.
         self.group = bytearray(n)
+        #: IGRPMODR bits as written (two Security states only).
+        self.grpmod = bytearray(n)
+        #: GICD_NSACR field of each SPI (two Security states only).
+        self.nsacr = bytearray(n)
         self.enabled = bytearray(n)
         self.latch = bytearray(n)
         self.active = bytearray(n)
@@ -152,6 +193,34 @@ class Distributor(MmioFrame):
         self._irouter_writable = _IROUTER_WRITABLE & ~_IRM if no1n else _IROUTER_WRITABLE
         self._iidr = iidr
         self._busy_reads = busy_reads
+
+    def set_two_states(self) -> None:
+        """Reset with two Security states (GICD_CTLR.DS = 0; see the module docstring)."""
+        self._two = True
+        self._ctlr = _S_FIXED
+        self._typer = GICD.TYPER.SecurityExtn.replace(self._typer, 1)
+
+    def _ns(self) -> bool:
+        """Whether the access being made is Non-secure with two Security states."""
+        return self._two and not self._gic.secure
+
+    def _ns_bits(self, n: int, need: int) -> int:
+        """Bits of 32-SPI word ``n`` a Non-secure access reaches: Non-secure Group 1 SPIs,
+        and Secure ones whose GICD_NSACR field is at least ``need`` (0: none are)."""
+        base = 32 * n
+        group = self.group
+        nsacr = self.nsacr
+        value = 0
+        for b in range(32):
+            i = base + b
+            if i < self._spi_end and (group[i] == G1NS or (need and nsacr[i] >= need)):
+                value |= 1 << b
+        return value
+
+    def _ns_blocked(self, i: int, need: int) -> bool:
+        """A Non-secure access to SPI ``i`` that GICD_NSACR does not let through."""
+        return (self._two and not self._gic.secure and self.group[i] != G1NS
+                and not (need and self.nsacr[i] >= need))
 
     # -- configuration of the dispatch tables --------------------------------
 
@@ -278,14 +347,23 @@ class Distributor(MmioFrame):
 
     def _r_CTLR(self) -> int:
         value = self._ctlr
+        if self._two and not self._gic.secure:
+            value = (value & _S_G1NS) | (_NS_ARE if value & GICD_CTLR_S.ARE_NS.mask else 0)
         if self._rwp:
             self._rwp -= 1
             value |= GICD.CTLR.RWP.mask
         return value
 
     def _w_CTLR(self, value: int) -> None:
-        self._ctlr = _CTLR_FIXED | (value & (_GRP0 | _GRP1))
-        self.en_grp = (1 if value & _GRP0 else 0) | (2 if value & _GRP1 else 0)
+        if self._two:
+            if self._gic.secure:
+                self._ctlr = _S_FIXED | (value & _S_ENABLES)
+            else:                       # the Non-secure view: EnableGrp1A only
+                self._ctlr = (self._ctlr & ~_S_G1NS) | (value & _S_G1NS)
+            self.en_grp = self._ctlr & 7
+        else:
+            self._ctlr = _CTLR_FIXED | (value & (_GRP0 | _GRP1))
+            self.en_grp = (1 if value & _GRP0 else 0) | (2 if value & _GRP1 else 0)
         self._rwp = self._busy_reads
         self._gic.kick_all()
 
@@ -299,7 +377,26 @@ class Distributor(MmioFrame):
         return 0
 
     def _w_SETSPI_NSR(self, value: int) -> None:
-        self.message_spi(GICD.SETSPI_NSR.INTID.get(value), "GICD_SETSPI_NSR")
+        i = GICD.SETSPI_NSR.INTID.get(value)
+        if self._two and self.valid_spi(i) and self._ns_blocked(i, 1):
+            self._ignored(i, "secure-spi", f"a Non-secure GICD_SETSPI_NSR names Secure SPI {i} "
+                          "and GICD_NSACR does not allow it: no effect", "GICD_SETSPI_NSR")
+            return
+        self.message_spi(i, "GICD_SETSPI_NSR")
+
+    def _r_SETSPI_SR(self) -> int:
+        return 0
+
+    _r_CLRSPI_SR = _r_SETSPI_SR
+
+    def _w_SETSPI_SR(self, value: int) -> None:
+        """Secure writes only (two Security states): any SPI, as GICD_SETSPI_NSR."""
+        if self._two and self._gic.secure:
+            self.message_spi(GICD.SETSPI_SR.INTID.get(value), "GICD_SETSPI_SR")
+
+    def _w_CLRSPI_SR(self, value: int) -> None:
+        if self._two and self._gic.secure:
+            self._clrspi(GICD.CLRSPI_SR.INTID.get(value), "GICD_CLRSPI_SR")
 
     def message_spi(self, i: int, register: str) -> None:
         """A message-based SPI: what a write of INTID ``i`` to ``register`` (GICD_SETSPI_NSR,
@@ -326,13 +423,20 @@ class Distributor(MmioFrame):
 
     def _w_CLRSPI_NSR(self, value: int) -> None:
         i = GICD.CLRSPI_NSR.INTID.get(value)
+        if self._two and self.valid_spi(i) and self._ns_blocked(i, 2):
+            self._ignored(i, "secure-spi", f"a Non-secure GICD_CLRSPI_NSR names Secure SPI {i} "
+                          "and GICD_NSACR does not allow it: no effect", "GICD_CLRSPI_NSR")
+            return
+        self._clrspi(i, "GICD_CLRSPI_NSR")
+
+    def _clrspi(self, i: int, register: str) -> None:
+        name = register.removeprefix("GICD_")
         if not self.valid_spi(i):
-            self._ignored(i, "invalid-spi", f"CLRSPI_NSR names INTID {i}, not an implemented SPI",
-                          "GICD_CLRSPI_NSR")
+            self._ignored(i, "invalid-spi", f"{name} names INTID {i}, not an implemented SPI",
+                          register)
             return
         if not self.is_pending(i):
-            self._ignored(i, "not-pending", f"CLRSPI_NSR: SPI {i} is not pending",
-                          "GICD_CLRSPI_NSR")
+            self._ignored(i, "not-pending", f"{name}: SPI {i} is not pending", register)
             return
         self._clear_pending(i, "clrspi")
 
@@ -364,33 +468,79 @@ class Distributor(MmioFrame):
         return [base + b for b in range(32) if (value >> b) & 1 and base + b < self._spi_end]
 
     def _r_IGROUPR(self, n: int) -> int:
-        return self._bits(self.group, n)
+        if self._two and not self._gic.secure:
+            return 0
+        base = 32 * n
+        group = self.group
+        return sum(1 << b for b in range(32) if base + b < self._spi_end
+                   and group[base + b] == G1NS)
 
     def _w_IGROUPR(self, n: int, value: int) -> None:
+        if self._two and not self._gic.secure:
+            return
         base = 32 * n
         for b in range(32):
             i = base + b
             if i < self._spi_end:
-                self.group[i] = (value >> b) & 1
+                self.group[i] = G1NS if (value >> b) & 1 else (G1S if self.grpmod[i] else G0)
         self._gic.kick_all()
 
+    def _r_IGRPMODR(self, n: int) -> int:
+        if not self._two or not self._gic.secure:
+            return 0
+        return self._bits(self.grpmod, n)
+
+    def _w_IGRPMODR(self, n: int, value: int) -> None:
+        if not self._two or not self._gic.secure:
+            return
+        base = 32 * n
+        for b in range(32):
+            i = base + b
+            if i < self._spi_end:
+                self.grpmod[i] = (value >> b) & 1
+                if self.group[i] != G1NS:
+                    self.group[i] = G1S if self.grpmod[i] else G0
+        self._gic.kick_all()
+
+    def _r_NSACR(self, n: int) -> int:
+        if not self._two or not self._gic.secure:
+            return 0
+        base = 16 * n
+        return sum(self.nsacr[base + k] << (2 * k) for k in range(16)
+                   if FIRST_SPI <= base + k < self._spi_end)
+
+    def _w_NSACR(self, n: int, value: int) -> None:
+        if not self._two or not self._gic.secure:
+            return
+        base = 16 * n
+        for k in range(16):
+            if FIRST_SPI <= base + k < self._spi_end:
+                self.nsacr[base + k] = (value >> (2 * k)) & 3
+
     def _r_ISENABLER(self, n: int) -> int:
-        return self._bits(self.enabled, n)
+        value = self._bits(self.enabled, n)
+        return value & self._ns_bits(n, 0) if self._two and not self._gic.secure else value
 
     _r_ICENABLER = _r_ISENABLER
 
+    def _ns_filter(self, n: int, value: int, need: int) -> int:
+        """``value`` written to word ``n``, less what a Non-secure access may not reach."""
+        return value & self._ns_bits(n, need) if self._two and not self._gic.secure else value
+
     def _w_ISENABLER(self, n: int, value: int) -> None:
+        value = self._ns_filter(n, value, 0)
         for i in self._spis_in(n, value):
             self.enabled[i] = 1
             self._update(i)
 
     def _w_ICENABLER(self, n: int, value: int) -> None:
+        value = self._ns_filter(n, value, 0)
         for i in self._spis_in(n, value):
             self.enabled[i] = 0
             self._update(i)
         self._rwp = self._busy_reads
 
-    def _r_ISPENDR(self, n: int) -> int:
+    def _pending_bits(self, n: int) -> int:
         base = 32 * n
         value = 0
         for b in range(32):
@@ -399,9 +549,14 @@ class Distributor(MmioFrame):
                 value |= 1 << b
         return value
 
-    _r_ICPENDR = _r_ISPENDR
+    def _r_ISPENDR(self, n: int) -> int:
+        return self._ns_filter(n, self._pending_bits(n), 1)
+
+    def _r_ICPENDR(self, n: int) -> int:
+        return self._ns_filter(n, self._pending_bits(n), 2)
 
     def _w_ISPENDR(self, n: int, value: int) -> None:
+        value = self._ns_filter(n, value, 1)
         for i in self._spis_in(n, value):
             was = self.is_pending(i)
             self.latch[i] = 1
@@ -410,20 +565,23 @@ class Distributor(MmioFrame):
                 self._hub.emit(Event(EventKind.SPI_PENDING, "GICD", intid=i, reason="ispendr"))
 
     def _w_ICPENDR(self, n: int, value: int) -> None:
+        value = self._ns_filter(n, value, 2)
         for i in self._spis_in(n, value):
             self._clear_pending(i, "icpendr")
 
     def _r_ISACTIVER(self, n: int) -> int:
-        return self._bits(self.active, n)
+        return self._ns_filter(n, self._bits(self.active, n), 2)
 
     _r_ICACTIVER = _r_ISACTIVER
 
     def _w_ISACTIVER(self, n: int, value: int) -> None:
+        value = self._ns_filter(n, value, 0)
         for i in self._spis_in(n, value):
             self.active[i] = 1
             self._update(i)
 
     def _w_ICACTIVER(self, n: int, value: int) -> None:
+        value = self._ns_filter(n, value, 0)
         for i in self._spis_in(n, value):
             self.active[i] = 0
             self._update(i)
@@ -431,14 +589,23 @@ class Distributor(MmioFrame):
     def _r_IPRIORITYR(self, n: int) -> int:
         p = self.prio
         base = 4 * n
+        if self._two and not self._gic.secure:
+            return sum(ns_priority_read(p[base + k]) << (8 * k) for k in range(4)
+                       if base + k < self._spi_end and self.group[base + k] == G1NS)
         return sum(p[base + k] << (8 * k) for k in range(4) if base + k < self._spi_end)
 
     def _w_IPRIORITYR(self, n: int, value: int) -> None:
         base = 4 * n
+        ns = self._two and not self._gic.secure
         for k in range(4):
             i = base + k
             if FIRST_SPI <= i < self._spi_end:
-                self.prio[i] = (value >> (8 * k)) & self.prio_mask
+                v = (value >> (8 * k)) & 0xFF
+                if ns:
+                    if self.group[i] != G1NS:
+                        continue                # a Secure SPI's priority: RAZ/WI
+                    v = ns_priority_write(v)
+                self.prio[i] = v & self.prio_mask
         self._gic.kick_all()
 
     def _r_ICFGR(self, n: int) -> int:
@@ -446,7 +613,7 @@ class Distributor(MmioFrame):
         value = 0
         for k in range(16):
             i = base + k
-            if i < self._spi_end and self.edge[i]:
+            if i < self._spi_end and self.edge[i] and not self._ns_blocked(i, 0):
                 value |= 2 << (2 * k)
         return value
 
@@ -454,14 +621,16 @@ class Distributor(MmioFrame):
         base = 16 * n
         for k in range(16):
             i = base + k
-            if FIRST_SPI <= i < self._spi_end:
+            if FIRST_SPI <= i < self._spi_end and not self._ns_blocked(i, 0):
                 self.edge[i] = (value >> (2 * k + 1)) & 1
                 self._update(i)
 
     def _r_IROUTER(self, n: int) -> int:
-        return self.route[n]
+        return 0 if self._two and self._ns_blocked(n, 3) else self.route[n]
 
     def _w_IROUTER(self, n: int, value: int) -> None:
+        if self._two and self._ns_blocked(n, 3):
+            return
         value &= self._irouter_writable
         self.route[n] = value
         self.target[n] = self._route_target(value)

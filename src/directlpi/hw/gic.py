@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from directlpi.errors import DirectLPIError
 from directlpi.hw.cpuif import CPUInterface
@@ -35,6 +36,12 @@ class GIC:
         #: The PE whose instruction stream is running (set by the platform while software
         #: runs on a PE); None: no software runs, a caller stands in for any PE.
         self.executing: int | None = None
+        #: Two Security states (GICD_CTLR.DS = 0), set at reset by :meth:`set_two_states`.
+        self.two_states = False
+        #: The Security state of the software now running (True only inside
+        #: :meth:`secure_world`): its MMIO transactions and system register accesses are
+        #: Secure.  Bus masters other than PEs (devices) are always Non-secure.
+        self.secure = False
         #: INTID bits of the GIC (GICD_TYPER.IDbits + 1).
         self.id_bits = lpi_id_bits if lpis else 10
         self.cpu_by_affinity = {affinity_of(m): i for i, m in enumerate(mpidrs)}
@@ -54,6 +61,31 @@ class GIC:
                          priority_bits=priority_bits, id_bits=self.id_bits)
             for i, m in enumerate(mpidrs)
         ]
+
+    def set_two_states(self) -> None:
+        """Reset with two Security states (GICD_CTLR.DS = 0): the machine option
+        ``security_states = 2``."""
+        self.two_states = True
+        self.dist.set_two_states()
+        for rd in self.redists:
+            rd.set_two_states()
+        for cpuif in self.cpuifs:
+            cpuif.set_two_states()
+
+    @contextmanager
+    def secure_world(self, cpu: int) -> Iterator[None]:
+        """Run code as PE ``cpu`` at EL3 (SCR_EL3.NS = 0): every access it makes is Secure.
+        Only with two Security states; what EL3 firmware does before Linux starts runs
+        here (:mod:`directlpi.firmware.el3`)."""
+        if not self.two_states:
+            raise DirectLPIError("one Security state (GICD_CTLR.DS = 1): there is no Secure "
+                                 "state to run in", errno.EINVAL)
+        saved = (self.executing, self.secure)
+        self.executing, self.secure = cpu, True
+        try:
+            yield
+        finally:
+            self.executing, self.secure = saved
 
     def kick_all(self) -> None:
         self.kicked.update(range(self.num_cpus))

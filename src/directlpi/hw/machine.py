@@ -87,6 +87,16 @@ class MachineConfig:
     no1n: bool = False
     """GICD_TYPER.No1N: 1 of N SPI distribution not supported, GICD_IROUTER.IRM is then
     RAZ/WI (QEMU: True)."""
+    security_states: int = 1
+    """1: one Security state (GICD_CTLR.DS = 1, the default); 2: two (DS = 0) -- Secure and
+    Non-secure Group 1 and Group 0, the Non-secure views of priorities and registers, and
+    EL3 firmware that sets the GIC up before the kernel starts (docs/hardware-model.md,
+    "Two Security states")."""
+    scr_el3_fiq: bool = True
+    """With two Security states, the SCR_EL3.FIQ the EL3 firmware leaves for the
+    Non-secure world: True (a Secure monitor takes FIQs: Group 0 is out of Linux's reach,
+    ICC_PMR_EL1 and ICC_RPR_EL1 have their Non-secure view) or False (plain TF-A with no
+    Secure interrupt handler: Group 0 registers reachable, PMR unshifted)."""
     iidr: int = IIDR_VALUE
     """GICD_IIDR and GICR_IIDR (QEMU: 0x43B, Arm r0p0, ProductID 0)."""
     common_lpi_aff: int = 0
@@ -259,6 +269,11 @@ class MachineConfig:
         if self.cpuif_id_bits == 16 and self.lpi_id_bits > 16:
             self._fail("cpuif_id_bits", f"16 INTID bits at the CPU interface cannot name the "
                        f"{self.lpi_id_bits}-bit INTIDs of the GIC (lpi_id_bits)")
+        if self.security_states not in (1, 2) or isinstance(self.security_states, bool):
+            self._fail("security_states", f"{self.security_states!r} is not 1 (GICD_CTLR.DS = 1) "
+                       "or 2 (DS = 0)")
+        if not isinstance(self.scr_el3_fiq, bool):
+            self._fail("scr_el3_fiq", f"{self.scr_el3_fiq!r} is not a bool")
         if not isinstance(self.no1n, bool):
             self._fail("no1n", f"{self.no1n!r} is not a bool")
         if not is_int(self.iidr) or not 0 <= self.iidr <= 0xFFFFFFFF:
@@ -361,6 +376,8 @@ class Machine:
                                          busy_reads=config.busy_reads, priority_bits=dist_bits)
         for cpuif in self.gic.cpuifs:
             cpuif.set_implementation(id_bits=config.cpuif_id_bits)
+        if config.security_states == 2:
+            self.gic.set_two_states()
         for rd in self.gic.redists:
             rd.set_implementation(iidr=config.iidr, common_lpi_aff=config.common_lpi_aff,
                                   busy_reads=config.busy_reads, priority_bits=dist_bits)

@@ -59,10 +59,12 @@ chosen so that a driver bug shows up instead of hiding):
   can be tested.
 
 LPI priority is configuration byte bits [7:2] restricted to the implemented
-priority bits; bit 1 is RES1 (a byte with it clear is reported UNPREDICTABLE
-when loaded).  The highest priority pending LPI is found through a heap of
-``priority << 24 | INTID`` keys with lazy deletion, so acknowledging costs
-O(log n) whatever the number pending; ties go to the lowest INTID.
+priority bits -- with two Security states (GICD_CTLR.DS = 0) seen as a Non-secure write
+of it, ``0x80 | bits[7:2] >> 1``: LPIs are always Non-secure Group 1 (QEMU's choice,
+which Linux 6.12's priorities assume; gem5 does not shift) --; bit 1 is RES1 (a byte
+with it clear is reported UNPREDICTABLE when loaded).  The highest priority pending LPI
+is found through a heap of ``priority << 24 | INTID`` keys with lazy deletion, so
+acknowledging costs O(log n) whatever the number pending; ties go to the lowest INTID.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ from collections.abc import Hashable
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING
 
-from directlpi.hw.distributor import NO_PENDING
+from directlpi.hw.distributor import NO_PENDING, ns_priority_read, ns_priority_write
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.memory import PAGE_SIZE, PhysicalMemory
 from directlpi.hw.mmio import MmioFrame
@@ -128,12 +130,14 @@ class Redistributor(MmioFrame):
         "_kicked",
         "_lpi_domain",
         "_lpi_limit",
+        "_lpi_prio",
         "_memory",
         "_pend_pa",
         "_pend_unknown",
         "_pend_writable",
         "_pendbaser",
         "_plpis",
+        "_prio_bits",
         "_prop_pa",
         "_prop_unknown",
         "_prop_writable",
@@ -146,6 +150,7 @@ class Redistributor(MmioFrame):
         "_sync_owed",
         "_syncr_rate",
         "_syncr_stuck",
+        "_two",
         "_typer",
         "_waker_busy",
         "cpu",
@@ -173,6 +178,10 @@ class Redistributor(MmioFrame):
             | GICR.TYPER.Affinity_Value.put(affinity)
         )
         self.prio_mask = (0xFF << (8 - priority_bits)) & LPI_CFG_PRIORITY
+        self._two = False
+        self._prio_bits = priority_bits
+        #: The priority each configuration byte gives (derived from _prio_bits, _two).
+        self._lpi_prio = self._prio_table()
         self._enabled = False
         self._rwp = 0
         self._propbaser = 0
@@ -221,6 +230,21 @@ class Redistributor(MmioFrame):
         self._lpi_domain = affinity >> (32 - 8 * common_lpi_aff) if common_lpi_aff else 0
         self.prio_mask = (0xFF << (8 - priority_bits)) & LPI_CFG_PRIORITY
         self.sgi.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
+        self._prio_bits = priority_bits
+        self._lpi_prio = self._prio_table()
+
+    def _prio_table(self) -> bytes:
+        bits = (0xFF << (8 - self._prio_bits)) & 0xFF
+        if self._two:
+            return bytes((0x80 | (c & LPI_CFG_PRIORITY) >> 1) & bits for c in range(256))
+        return bytes(c & bits & LPI_CFG_PRIORITY for c in range(256))
+
+    def set_two_states(self) -> None:
+        """Reset with two Security states: LPI priorities in their Non-secure view,
+        GICR_WAKER Secure only, and the SGI frame's Secure-only registers."""
+        self._two = True
+        self._lpi_prio = self._prio_table()
+        self.sgi.two_states = True
 
     def inject_faults(self, *, syncr_stuck: int = 0, syncr_stuck_rate: float = 1.0,
                       cache_refill: float = 0.0, seed: int = 0) -> None:
@@ -304,7 +328,7 @@ class Redistributor(MmioFrame):
         if c is None:
             c = self._load_config(intid)
         if c & LPI_CFG_ENABLE:
-            heappush(self._heap, ((c & self.prio_mask) << 24) | intid)
+            heappush(self._heap, (self._lpi_prio[c] << 24) | intid)
             self._kicked.add(self.cpu)
         if self._hub.on[_EV_LPI_PENDING]:
             # The writer of SETLPIR, for the audit; a pending-table load has none.
@@ -341,13 +365,13 @@ class Redistributor(MmioFrame):
         heap = self._heap
         pend = self.lpi_pending
         cfg = self._cfg
-        pm = self.prio_mask
+        lp = self._lpi_prio
         while heap:
             k = heap[0]
             i = k & 0xFFFFFF
             if i in pend:
                 c = cfg[i]
-                if c & LPI_CFG_ENABLE and ((c & pm) << 24) | i == k:
+                if c & LPI_CFG_ENABLE and (lp[c] << 24) | i == k:
                     return k
             heappop(heap)
         return NO_PENDING
@@ -360,7 +384,7 @@ class Redistributor(MmioFrame):
     def _push_if_enabled(self, intid: int) -> None:
         c = self._cfg[intid]
         if c & LPI_CFG_ENABLE:
-            heappush(self._heap, ((c & self.prio_mask) << 24) | intid)
+            heappush(self._heap, (self._lpi_prio[c] << 24) | intid)
             self._kicked.add(self.cpu)
         self._compact()
 
@@ -371,8 +395,8 @@ class Redistributor(MmioFrame):
 
     def _rebuild_heap(self) -> None:
         cfg = self._cfg
-        pm = self.prio_mask
-        self._heap = [((cfg[i] & pm) << 24) | i for i in self.lpi_pending
+        lp = self._lpi_prio
+        self._heap = [(lp[cfg[i]] << 24) | i for i in self.lpi_pending
                       if cfg[i] & LPI_CFG_ENABLE]
         heapify(self._heap)
 
@@ -550,6 +574,8 @@ class Redistributor(MmioFrame):
         return self._typer
 
     def _r_WAKER(self) -> int:
+        if self._two and not self._gic.secure:
+            return 0                    # Secure only with two Security states: RAZ/WI
         asleep = self._sleep
         if self._waker_busy:
             self._waker_busy -= 1
@@ -557,6 +583,8 @@ class Redistributor(MmioFrame):
         return (_PROCESSOR_SLEEP if self._sleep else 0) | (_CHILDREN_ASLEEP if asleep else 0)
 
     def _w_WAKER(self, value: int) -> None:
+        if self._two and not self._gic.secure:
+            return
         sleep = bool(value & _PROCESSOR_SLEEP)
         if sleep != self._sleep:
             self._sleep = sleep
@@ -658,17 +686,27 @@ class SgiFrame(MmioFrame):
     SGIs are always edge-triggered (ICFGR0 reads 0xAAAAAAAA); PPI trigger is
     programmable through ICFGR1 (reset: level).  A PPI's pending state is its
     software latch, or its input line when level-sensitive.
+
+    With two Security states, GICR_IGROUPR0, GICR_IGRPMODR0 and GICR_NSACR are Secure
+    only (RAZ/WI to a Non-secure access), a Secure SGI's or PPI's bits and fields are
+    RAZ/WI to a Non-secure access (GICR_NSACR does not open them: it only governs SGI
+    generation, as QEMU), and a Non-secure interrupt's priority has its Non-secure view.
     """
 
     REGISTERS = GICR_SGI
 
-    __slots__ = ("_icfgr1", "active", "enable", "group", "latch", "level_mask", "line", "prio",
-                 "prio_mask", "rd")
+    __slots__ = ("_icfgr1", "active", "enable", "group", "grpmod", "latch", "level_mask", "line",
+                 "nsacr", "prio", "prio_mask", "rd", "two_states")
 
     def __init__(self, rd: Redistributor, hub: EventHub, priority_bits: int) -> None:
         super().__init__(f"GICR{rd.cpu}.SGI", hub)
         self.rd = rd
+        #: GICR_IGROUPR0 (1: Group 1 -- Non-secure Group 1 with two Security states).
         self.group = 0
+        #: GICR_IGRPMODR0 and GICR_NSACR (two Security states only).
+        self.grpmod = 0
+        self.nsacr = 0
+        self.two_states = False
         self.enable = 0
         self.latch = 0
         self.active = 0
@@ -691,8 +729,10 @@ class SgiFrame(MmioFrame):
         cand = (self.latch | (self.line & self.level_mask)) & self.enable & ~self.active
         if not cand:
             return NO_PENDING
-        if groups != 3:
-            cand &= self.group if groups == 2 else (~self.group if groups == 1 else 0)
+        if groups & 3 != 3 or self.grpmod:
+            g, m = self.group, self.grpmod
+            cand &= ((~g & ~m if groups & 1 else 0) | (g if groups & 2 else 0)
+                     | (~g & m if groups & 4 else 0))
         best = NO_PENDING
         prio = self.prio
         while cand:
@@ -734,67 +774,122 @@ class SgiFrame(MmioFrame):
         self.latch |= 1 << intid
         self._kick()
 
+    def group_of(self, intid: int) -> int:
+        """Group code (0 Group 0, 1 Group 1 / Non-secure Group 1, 2 Secure Group 1)."""
+        bit = 1 << intid
+        return 1 if self.group & bit else (2 if self.grpmod & bit else 0)
+
+    def _reach(self) -> int:
+        """The interrupts the access being made may reach: all, or (a Non-secure access
+        with two Security states) the Non-secure Group 1 ones."""
+        return self.group if self.two_states and not self.rd._gic.secure else 0xFFFFFFFF
+
+    def _ns_access(self) -> bool:
+        """A Non-secure access with two Security states (to which GICR_IGROUPR0, IGRPMODR0
+        and NSACR are RAZ/WI)."""
+        return self.two_states and not self.rd._gic.secure
+
     # -- register handlers -----------------------------------------------------
 
     def _r_IGROUPR0(self) -> int:
-        return self.group
+        return 0 if self._ns_access() else self.group
 
     def _w_IGROUPR0(self, value: int) -> None:
+        if self._ns_access():
+            return
         self.group = value & 0xFFFFFFFF
         self._kick()
 
+    def _r_IGRPMODR0(self) -> int:
+        return self.grpmod if self.two_states and not self._ns_access() else 0
+
+    def _w_IGRPMODR0(self, value: int) -> None:
+        if self.two_states and not self._ns_access():
+            self.grpmod = value & 0xFFFFFFFF
+            self._kick()
+
+    def _r_NSACR(self) -> int:
+        return self.nsacr if self.two_states and not self._ns_access() else 0
+
+    def _w_NSACR(self, value: int) -> None:
+        if self.two_states and not self._ns_access():
+            self.nsacr = value & 0xFFFFFFFF
+
+    def nsacr_of(self, intid: int) -> int:
+        """GICR_NSACR's field for SGI ``intid`` (0..15)."""
+        return (self.nsacr >> (2 * intid)) & 3
+
     def _r_ISENABLER0(self) -> int:
-        return self.enable
+        return self.enable & self._reach()
 
     _r_ICENABLER0 = _r_ISENABLER0
 
     def _w_ISENABLER0(self, value: int) -> None:
-        self.enable |= value & 0xFFFFFFFF
+        self.enable |= value & self._reach()
         self._kick()
 
     def _w_ICENABLER0(self, value: int) -> None:
-        self.enable &= ~value
+        self.enable &= ~(value & self._reach())
 
     def _r_ISPENDR0(self) -> int:
-        return self.pending
+        return self.pending & self._reach()
 
     _r_ICPENDR0 = _r_ISPENDR0
 
     def _w_ISPENDR0(self, value: int) -> None:
-        self.latch |= value & 0xFFFFFFFF
+        self.latch |= value & self._reach()
         self._kick()
 
     def _w_ICPENDR0(self, value: int) -> None:
-        self.latch &= ~value
+        self.latch &= ~(value & self._reach())
 
     def _r_ISACTIVER0(self) -> int:
-        return self.active
+        return self.active & self._reach()
 
     _r_ICACTIVER0 = _r_ISACTIVER0
 
     def _w_ISACTIVER0(self, value: int) -> None:
-        self.active |= value & 0xFFFFFFFF
+        self.active |= value & self._reach()
 
     def _w_ICACTIVER0(self, value: int) -> None:
-        self.active &= ~value
+        self.active &= ~(value & self._reach())
         self._kick()
 
     def _r_IPRIORITYR(self, n: int) -> int:
         p = self.prio
-        return p[4 * n] | (p[4 * n + 1] << 8) | (p[4 * n + 2] << 16) | (p[4 * n + 3] << 24)
+        reach = self._reach()
+        ns = reach != 0xFFFFFFFF
+        value = 0
+        for k in range(4):
+            i = 4 * n + k
+            if reach >> i & 1:
+                value |= (ns_priority_read(p[i]) if ns else p[i]) << (8 * k)
+        return value
 
     def _w_IPRIORITYR(self, n: int, value: int) -> None:
+        reach = self._reach()
+        ns = reach != 0xFFFFFFFF
         for k in range(4):
-            self.prio[4 * n + k] = (value >> (8 * k)) & self.prio_mask
+            i = 4 * n + k
+            if reach >> i & 1:
+                v = (value >> (8 * k)) & 0xFF
+                self.prio[i] = (ns_priority_write(v) if ns else v) & self.prio_mask
         self._kick()
 
     def _r_ICFGR0(self) -> int:
         return 0xAAAAAAAA
 
+    def _cfg_reach(self) -> int:
+        """The ICFGR1 fields (PPIs 16..31) this access may reach."""
+        reach = self._reach() >> 16
+        return sum(3 << (2 * k) for k in range(16) if reach >> k & 1)
+
     def _r_ICFGR1(self) -> int:
-        return self._icfgr1
+        return self._icfgr1 & self._cfg_reach()
 
     def _w_ICFGR1(self, value: int) -> None:
+        reach = self._cfg_reach()
+        value = (self._icfgr1 & ~reach) | (value & reach)
         self._icfgr1 = value & 0xAAAAAAAA
         level = 0
         for k in range(16):

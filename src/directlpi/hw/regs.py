@@ -147,14 +147,36 @@ ID_REGISTER_VALUES = {
 IIDR_VALUE = (0x4C << 24) | (0 << 16) | (1 << 12) | 0x43B
 
 
+class GICD_CTLR_S:
+    """GICD_CTLR as a Secure access sees it with two Security states (GICD_CTLR.DS = 0)."""
+
+    EnableGrp0 = Field(0)
+    EnableGrp1NS = Field(1)
+    EnableGrp1S = Field(2)
+    ARE_S = Field(4, access=RES1, doc="affinity routing, Secure state (RAO/WI)")
+    ARE_NS = Field(5, access=RES1, doc="affinity routing, Non-secure state (RAO/WI)")
+    DS = Field(6, access=RAZ_WI, doc="0: two Security states (not programmable here)")
+    RWP = Field(31, access=RO)
+
+
+class GICD_CTLR_NS:
+    """GICD_CTLR as a Non-secure access sees it with two Security states (ARE_NS = 1)."""
+
+    EnableGrp1A = Field(1, doc="alias of the Secure view's EnableGrp1NS")
+    ARE_NS = Field(4, access=RES1, doc="alias of the Secure view's ARE_NS")
+    RWP = Field(31, access=RO)
+
+
 class GICD:
-    """Distributor frame (64 KiB).  Single security state: GICD_CTLR.DS reads 1."""
+    """Distributor frame (64 KiB).  GICD_CTLR's fields are its view with one Security state
+    (DS = 1); with two, the Secure and Non-secure views are :data:`GICD_CTLR_S` and
+    :data:`GICD_CTLR_NS`."""
 
     CTLR = Reg("GICD_CTLR", 0x0000, fields={
         "EnableGrp0": Field(0),
         "EnableGrp1": Field(1),
         "ARE": Field(4, access=RES1, doc="affinity routing is always on (RAO/WI)"),
-        "DS": Field(6, access=RES1, doc="single security state (RAO/WI)"),
+        "DS": Field(6, access=RES1, doc="one Security state (RAO/WI); 0 with two"),
         "E1NWF": Field(7, access=RAZ_WI),
         "RWP": Field(31, access=RO, doc="register write pending"),
     }, doc="Distributor control")
@@ -186,9 +208,11 @@ class GICD:
                      fields={"INTID": Field(0, 13)}, doc="MBI doorbell: make an SPI pending")
     CLRSPI_NSR = Reg("GICD_CLRSPI_NSR", 0x0048, access=WO, feature="mbis",
                      fields={"INTID": Field(0, 13)}, doc="MBI: clear a pending SPI")
-    SETSPI_SR = Reg("GICD_SETSPI_SR", 0x0050, access=RAZ_WI, feature="mbis",
-                    doc="Secure doorbell: WI with a single security state")
-    CLRSPI_SR = Reg("GICD_CLRSPI_SR", 0x0058, access=RAZ_WI, feature="mbis")
+    SETSPI_SR = Reg("GICD_SETSPI_SR", 0x0050, feature="mbis", fields={"INTID": Field(0, 13)},
+                    doc="Secure MBI doorbell: Secure writes only; WI with one Security "
+                        "state and to Non-secure writes; reads as zero")
+    CLRSPI_SR = Reg("GICD_CLRSPI_SR", 0x0058, feature="mbis", fields={"INTID": Field(0, 13)},
+                    doc="Secure MBI clear (as GICD_SETSPI_SR)")
     IGROUPR = Reg("GICD_IGROUPR", 0x0080, count=32, doc="group: 0 = Group 0, 1 = Group 1")
     ISENABLER = Reg("GICD_ISENABLER", 0x0100, access=W1S, count=32)
     ICENABLER = Reg("GICD_ICENABLER", 0x0180, access=W1C, count=32)
@@ -200,9 +224,12 @@ class GICD:
     ITARGETSR = Reg("GICD_ITARGETSR", 0x0800, access=RAZ_WI, count=255, byte_access=True,
                     doc="legacy targets: RAZ/WI with affinity routing")
     ICFGR = Reg("GICD_ICFGR", 0x0C00, count=64, doc="bit 2n+1: 1 edge, 0 level")
-    IGRPMODR = Reg("GICD_IGRPMODR", 0x0D00, access=RAZ_WI, count=32,
-                   doc="RAZ/WI with a single security state")
-    NSACR = Reg("GICD_NSACR", 0x0E00, access=RAZ_WI, count=64)
+    IGRPMODR = Reg("GICD_IGRPMODR", 0x0D00, count=32,
+                   doc="group modifier (with IGROUPR 0: 0 Group 0, 1 Secure Group 1); "
+                       "Secure only, RAZ/WI with one Security state")
+    NSACR = Reg("GICD_NSACR", 0x0E00, count=64,
+                doc="Non-secure access to a Secure SPI, 2 bits each; Secure only, RAZ/WI "
+                    "with one Security state")
     SGIR = Reg("GICD_SGIR", 0x0F00, access=RAZ_WI, doc="legacy SGIs: RAZ/WI with ARE")
     CPENDSGIR = Reg("GICD_CPENDSGIR", 0x0F10, access=RAZ_WI, count=4, byte_access=True)
     SPENDSGIR = Reg("GICD_SPENDSGIR", 0x0F20, access=RAZ_WI, count=4, byte_access=True)
@@ -291,8 +318,12 @@ class GICR_SGI:
     IPRIORITYR = Reg("GICR_IPRIORITYR", 0x0400, count=8, byte_access=True)
     ICFGR0 = Reg("GICR_ICFGR0", 0x0C00, access=RO, doc="SGIs are always edge-triggered")
     ICFGR1 = Reg("GICR_ICFGR1", 0x0C04, doc="PPI trigger (programmable in this model)")
-    IGRPMODR0 = Reg("GICR_IGRPMODR0", 0x0D00, access=RAZ_WI)
-    NSACR = Reg("GICR_NSACR", 0x0E00, access=RAZ_WI)
+    IGRPMODR0 = Reg("GICR_IGRPMODR0", 0x0D00,
+                    doc="group modifier of SGIs/PPIs; Secure only, RAZ/WI with one "
+                        "Security state")
+    NSACR = Reg("GICR_NSACR", 0x0E00,
+                doc="Non-secure generation of Secure SGIs, 2 bits per SGI; Secure only, "
+                    "RAZ/WI with one Security state")
 
 
 
@@ -464,6 +495,17 @@ class ICC:
     ASGI1R = Reg("ICC_ASGI1R_EL1", -1, width=64, access=WO,
                  doc="Group 1 SGIs of the other Security state (fields as ICC_SGI1R_EL1); "
                      "with one Security state (GICD_CTLR.DS = 1), Group 0 SGIs")
+    SRE_EL3 = Reg("ICC_SRE_EL3", -1, access=RO,
+                  doc="EL3 only (two Security states): SRE, DFB, DIB, Enable all RAO/WI")
+    CTLR_EL3 = Reg("ICC_CTLR_EL3", -1, fields={
+        "CBPR_EL1S": Field(0), "CBPR_EL1NS": Field(1), "EOImode_EL3": Field(2),
+        "EOImode_EL1S": Field(3), "EOImode_EL1NS": Field(4), "RM": Field(5, access=RAZ_WI),
+        "PMHE": Field(6, access=RAZ_WI), "PRIbits": Field(8, 3, RO), "IDbits": Field(11, 3, RO),
+        "A3V": Field(15, access=RO), "nDS": Field(17, access=RO),
+    }, doc="EL3 only (two Security states): the EL1 banks' CBPR and EOImode, and EL3's")
+    IGRPEN1_EL3 = Reg("ICC_IGRPEN1_EL3", -1, fields={
+        "EnableGrp1NS": Field(0), "EnableGrp1S": Field(1),
+    }, doc="EL3 only (two Security states): both banks of ICC_IGRPEN1_EL1")
     AP0R = Reg("ICC_AP0R", -1, count=4,
                doc="Group 0 active priorities (ICC_AP0R<n>_EL1; n < 1, 2 or 4 by PRIbits)")
     AP1R = Reg("ICC_AP1R", -1, count=4,
