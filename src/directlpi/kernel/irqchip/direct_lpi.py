@@ -78,7 +78,6 @@ from directlpi.kernel.irq.domain import (
 )
 from directlpi.kernel.irq.hotplug import migrate_to
 from directlpi.kernel.irqchip.gic_v3 import GIC_IRQ_TYPE_LPI
-from directlpi.kernel.irqchip.gic_v3_lpi import LPI_PROP_DEFAULT_PRIO
 from directlpi.kernel.irqchip.lpi_range import order_of
 from directlpi.kernel.msi import (
     MSI_FLAG_MULTI_MSI_ONE_TARGET,
@@ -345,7 +344,7 @@ class DirectLpi:
         d.set_trigger_type(IRQ_TYPE_EDGE_RISING)
         # Disabled at the default priority whatever a previous owner left, and nothing
         # left pending or cached for it on any RD.
-        self.lpi.lpi_write_config(intid, 0xFF, LPI_PROP_DEFAULT_PRIO)
+        self.lpi.lpi_write_config(intid, 0xFF, self.lpi.prop_prio)
         self.lpi.scrub(intid)
 
     def _free(self, domain: IrqDomain, virq: int, nr_irqs: int) -> None:

@@ -100,6 +100,12 @@ class GicV3:
         self.has_mbis = False
         self.has_rss = False
         self.has_direct_lpi = False
+        #: ``gic_prio_init``: GICD_CTLR.DS as the kernel reads it, whether it can reach
+        #: Group 0 (SCR_EL3.FIQ = 0), and the priority it programs for every interrupt
+        #: (SPIs, SGIs, PPIs and the LPI property table).
+        self.security_disabled = True
+        self.has_group0 = True
+        self.dist_prio_irq = GICD_INT_DEF_PRI
         self.id_bits = 0
         self.domain: IrqDomain | None = None
         self._ipi_fwspec: IrqFwspec | None = None
@@ -139,7 +145,37 @@ class GicV3:
         features = "16 PPIs" + (", RSS" if self.has_rss else "") + (
             ", DirectLPI" if self.has_direct_lpi else "")
         k.log.info(f"GICv3: GICv3 features: {features}")
+        self.prio_init()
         self.dist_init()
+
+    def _has_group0(self) -> bool:
+        """``gic_has_group0``: with SCR_EL3.FIQ = 1 a Non-secure PMR write is shifted into
+        the Non-secure range, so the highest non-zero priority written reads back as 0."""
+        k = self.k
+        pribits = ICC.CTLR.PRIbits.get(k.read_sysreg("ICC_CTLR_EL1")) + 1
+        old = k.read_sysreg("ICC_PMR_EL1")
+        k.write_sysreg("ICC_PMR_EL1", 1 << (8 - pribits))
+        val = k.read_sysreg("ICC_PMR_EL1")
+        k.write_sysreg("ICC_PMR_EL1", old)
+        return val != 0
+
+    def prio_init(self) -> None:
+        """``gic_prio_init`` (Linux 6.12): learn the security configuration and pick the
+        priority to program.  Running Non-secure on a GIC with two Security states, a
+        priority written to the (re)distributor or the LPI property table is seen through
+        the Non-secure view (``0x80 | p >> 1``); so is ICC_PMR_EL1 when Group 0 belongs to
+        EL3 (SCR_EL3.FIQ = 1), and then the same values work.  With SCR_EL3.FIQ = 0 PMR is
+        not shifted, so the kernel writes ``p << 1`` (``__gicv3_prio_to_ns``) for the
+        interrupt to sit at ``p`` -- it does not own priorities 0x00..0x7F."""
+        k = self.k
+        ctlr = k.readl(self.dist_base + GICD.CTLR.offset)
+        self.security_disabled = bool(ctlr & GICD.CTLR.DS.mask)
+        self.has_group0 = self._has_group0()
+        self.dist_prio_irq = GICD_INT_DEF_PRI
+        if self.has_group0 and not self.security_disabled:
+            self.dist_prio_irq = (GICD_INT_DEF_PRI << 1) & 0xFF
+        k.log.info(f"GICv3: GICD_CTLR.DS={int(self.security_disabled)}, "
+                   f"SCR_EL3.FIQ={int(not self.has_group0)}")
 
     def iterate_rdists(self) -> list[tuple[int, int, int]]:
         """Walk every GICR region: (region index, RD_base, GICR_TYPER) per RD found."""
@@ -210,7 +246,7 @@ class GicV3:
         for i in range(32, self.irq_nr, 16):
             k.writel(0, d + GICD.ICFGR.at(i // 16))
         for i in range(32, self.irq_nr, 4):
-            k.writel(GICD_INT_DEF_PRI * 0x01010101, d + GICD.IPRIORITYR.at(i // 4))
+            k.writel(self.dist_prio_irq * 0x01010101, d + GICD.IPRIORITYR.at(i // 4))
         for i in range(32, self.irq_nr, 32):
             k.writel(0xFFFFFFFF, d + GICD.ICACTIVER.at(i // 32))
             k.writel(0xFFFFFFFF, d + GICD.ICENABLER.at(i // 32))
@@ -242,7 +278,7 @@ class GicV3:
         k.writel(0xFFFFFFFF, s + GICR_SGI.ICENABLER0.offset)
         k.writel(0xFFFFFFFF, s + GICR_SGI.IGROUPR0.offset)
         for n in range(8):
-            k.writel(GICD_INT_DEF_PRI * 0x01010101, s + GICR_SGI.IPRIORITYR.at(n))
+            k.writel(self.dist_prio_irq * 0x01010101, s + GICR_SGI.IPRIORITYR.at(n))
         # The CPU interface is this PE's own: gic_cpu_init runs on the CPU it sets up.
         if k.this_cpu != cpu:
             raise KernelError(f"GICv3: gic_cpu_init for CPU{cpu} runs on CPU{k.this_cpu}: a "

@@ -62,6 +62,10 @@ class LpiInfrastructure:
         self.needs_flushing = False
         self.pend_pa: dict[int, int] = {}
         self.allocator: LpiRangeAllocator | None = None
+        #: The priority byte of every LPI: the GIC driver's ``dist_prio_irq`` (Linux 6.12
+        #: passes it to ``its_init``), LPI_PROP_DEFAULT_PRIO unless the kernel runs
+        #: Non-secure with Group 0 reachable (``GicV3.prio_init``).
+        self.prop_prio = gic.dist_prio_irq
 
     # -- tables ------------------------------------------------------------------------------
 
@@ -119,7 +123,7 @@ class LpiInfrastructure:
         # Every LPI disabled, default priority (gic_reset_prop_table), made visible to
         # redistributors that do not snoop the CPU caches.
         k.ram.fill(self.prop_pa, (1 << self.lpi_id_bits) - LPI_BASE,
-                   LPI_PROP_DEFAULT_PRIO | LPI_CFG_RES1)
+                   self.prop_prio | LPI_CFG_RES1)
         k.dcache_clean_poc(self.prop_pa, (1 << self.lpi_id_bits) - LPI_BASE)
         k.log.info(f"GICv3: using LPI property table @{self.prop_pa:#018x}")
 

@@ -91,7 +91,6 @@ from directlpi.kernel.irq.domain import (
     irq_domain_set_hwirq_and_chip,
 )
 from directlpi.kernel.irqchip.gic_v3 import GIC_IRQ_TYPE_LPI
-from directlpi.kernel.irqchip.gic_v3_lpi import LPI_PROP_DEFAULT_PRIO
 from directlpi.kernel.irqchip.lpi_range import order_of
 from directlpi.kernel.msi import (
     MSI_FLAG_MULTI_PCI_MSI,
@@ -241,7 +240,7 @@ class RfcV1:
                 d = irq_domain_set_hwirq_and_chip(domain, virq + i, intid, self.chip, dev)
                 d.set(IRQD_SINGLE_TARGET | IRQD_AFFINITY_ON_ACTIVATE)
                 d.set_trigger_type(IRQ_TYPE_EDGE_RISING)
-                self.lpi.lpi_write_config(intid, 0xFF, LPI_PROP_DEFAULT_PRIO)
+                self.lpi.lpi_write_config(intid, 0xFF, self.lpi.prop_prio)
         except KernelError:
             if done:
                 irq_domain_free_irqs_parent(domain, virq, done)
