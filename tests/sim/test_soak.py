@@ -99,7 +99,7 @@ def test_json_summary_keys_are_stable(capsys: pytest.CaptureFixture[str], tmp_pa
                                          "cpu_seconds", "per_s", "platform_kinds"}
     assert set(s["results"]["stack"]["boards"]["its"]) == {
         "ops", "platforms", "cpu_seconds", "per_s", "checker", "spoofs_sent",
-        "spoofs_flagged", "faults", "refusals"}
+        "spoofs_flagged", "faults", "two_security_states", "refusals"}
 
 
 def test_two_jobs_give_the_same_operations_as_one(tmp_path: Path) -> None:

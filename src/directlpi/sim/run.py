@@ -108,6 +108,7 @@ class ScenarioRun:
         silicon: dict[str, Any] = {
             "posted_writes": board.posted_writes if posted_writes is None else posted_writes,
             "posted_seed": board.seed, "lpis_clearable": board.lpis_clearable,
+            "security_states": board.security_states, "scr_el3_fiq": board.scr_el3_fiq,
             **scenario.faults.hardware()}
         if platform is not None:
             if cpus is not None:

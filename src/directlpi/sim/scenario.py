@@ -60,6 +60,10 @@ class PlatformSpec(_Strict):
     """Seed of the order in which posted writes land among the PEs' activity."""
     lpis_clearable: bool = False
     """GICR_CTLR.CES = 1: EnableLPIs can be cleared (a dying CPU writes pending state back)."""
+    security_states: int = Field(1, ge=1, le=2)
+    """2: GICD_CTLR.DS = 0, the kernel Non-secure after the EL3 firmware step."""
+    scr_el3_fiq: bool = True
+    """With two Security states: SCR_EL3.FIQ as the EL3 firmware leaves it."""
 
 
 class FaultsSpec(_Strict):

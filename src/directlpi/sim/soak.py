@@ -160,7 +160,8 @@ def _error_key(exc: BaseException) -> str:
 
 def _exerciser(spec: dict[str, Any]) -> StackExerciser:
     return StackExerciser(spec["board"], cpus=4, posted=spec["posted"], seed=spec["seed"],
-                          clearable=spec["clearable"], faults=spec["faults"])
+                          clearable=spec["clearable"], faults=spec["faults"],
+                          options=spec.get("options"))
 
 
 def _play_stack(spec: dict[str, Any], ops: Sequence[Op]) -> StackExerciser:
@@ -182,6 +183,9 @@ def stack_unit(board: str, seed: int, n: int) -> UnitResult:
     spec: dict[str, Any] = {"board": board, "posted": rng.random() < 0.5,
                             "clearable": rng.random() < 0.3,
             "seed": seed & 0xFFFF_FFFF, "faults": draw_faults(rng, board)}
+    if rng.random() < 0.25:             # two Security states, the kernel Non-secure
+        spec["options"] = {"security_states": 2, "scr_el3_fiq": rng.random() < 0.5}
+        res.counts["option:security_states=2"] += 1
     for name in spec["faults"]:
         if name != "fault_seed":
             res.counts[f"fault:{name}"] += 1
@@ -828,6 +832,7 @@ def summarise(c: Campaign, results: list[UnitResult], findings: list[dict[str, A
                 "spoofs_sent": k["spoofs_sent"], "spoofs_flagged": k["spoofs_flagged"],
                 "faults": {key.split(":", 1)[1]: v for key, v in k.items()
                            if key.startswith("fault:")},
+                "two_security_states": k["option:security_states=2"],
                 "refusals": {key.split(":", 1)[1]: v for key, v in k.items()
                              if key.startswith("refused:")}}
         parts["stack"] = {"boards": boards}

@@ -84,9 +84,11 @@ class StackExerciser:
 
     def __init__(self, board: str = "direct-lpi", *, cpus: int = 4, posted: bool = False,
                  seed: int = 0, clearable: bool = False,
-                 faults: Mapping[str, Any] | None = None) -> None:
+                 faults: Mapping[str, Any] | None = None,
+                 options: Mapping[str, Any] | None = None) -> None:
         silicon: dict[str, Any] = {"posted_writes": posted, "posted_seed": seed,
-                                   "lpis_clearable": clearable, **(faults or {})}
+                                   "lpis_clearable": clearable, **(faults or {}),
+                                   **(options or {})}
         #: Whether GICR_SYNCR may never clear (the syncr_stuck fault): ETIMEDOUT is then a
         #: documented refusal.
         self.timeouts = bool(silicon.get("syncr_stuck", 0))
