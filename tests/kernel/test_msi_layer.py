@@ -100,6 +100,30 @@ def test_managed_msix_vectors_are_spread(booted_default: Any) -> None:
     assert [kern.irq_get_effective_affinity(v) for v in virqs] == [{c} for c in range(8)]
 
 
+def test_a_failed_platform_msi_activation_undoes_what_it_did(booted_default: Any) -> None:
+    """Activation of the second vector fails (its redistributor's GICR_SYNCR, say): the
+    first, already activated and programmed, is deactivated (its slot written a zero
+    message) and everything is freed, as msi_domain_alloc_irqs' cleanup does."""
+    plat, kern = booted_default
+    dev = plat.add_platform_device("dma", slots=2)
+    seen: list[tuple[int, int, int]] = []
+
+    def write_msg(desc: MsiDesc, msg: MsiMsg) -> None:
+        seen.append((desc.msi_index, msg.address, msg.data))
+        if desc.msi_index == 1 and msg.address:
+            raise KernelError("slot 1 cannot be programmed", errno.ETIMEDOUT)
+        dev.program_slot(desc.msi_index, msg.address, msg.data)
+
+    before = set(kern.irq.active_descs())
+    with pytest.raises(KernelError, match="slot 1"):
+        kern.platform_msi_domain_alloc_irqs(dev, 2, write_msg)
+    assert seen[0][0] == 0 and seen[0][1] != 0
+    assert seen[-1] == (0, 0, 0)                    # slot 0 deactivated again
+    assert dev.slots == [(0, 0), (0, 0)]
+    assert set(kern.irq.active_descs()) == before   # nothing left allocated
+    assert kern.msi_irqs_of("dma") == []
+
+
 def test_platform_msi_programs_slots_through_the_callback(booted_default: Any) -> None:
     plat, kern = booted_default
     dev = plat.add_platform_device("dma", slots=3)

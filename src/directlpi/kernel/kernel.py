@@ -23,7 +23,7 @@ from directlpi.kernel.fwdesc import BoardDescription
 from directlpi.kernel.irq import manage
 from directlpi.kernel.irq.affinity import IrqAffinity
 from directlpi.kernel.irq.core import IrqAffinityDesc, IrqCore
-from directlpi.kernel.irq.desc import IRQD_ACTIVATED, Cpumask, Handler, IrqDesc
+from directlpi.kernel.irq.desc import IRQD_ACTIVATED, Cpumask, Handler, IrqData, IrqDesc
 from directlpi.kernel.irq.domain import (
     IRQ_DOMAIN_FLAG_ISOLATED_MSI,
     DomainBusToken,
@@ -626,10 +626,20 @@ class Kernel:
         info = MsiAllocInfo(str(name), nvec, descs,
                             dev_id=getattr(dev, "msi_device_id", None))
         virq = self.irq.irq_domain_alloc_irqs(domain.domain, nvec, info)
-        for i in range(nvec):
-            desc = self.irq.irq_to_desc(virq + i)
-            assert desc is not None
-            irq_domain_activate_irq(desc.irq_data, False)
+        activated: list[IrqData] = []
+        try:
+            for i in range(nvec):
+                desc = self.irq.irq_to_desc(virq + i)
+                assert desc is not None
+                irq_domain_activate_irq(desc.irq_data, False)
+                activated.append(desc.irq_data)
+        except KernelError:
+            # As msi_domain_alloc_irqs' cleanup: what was activated is deactivated (its
+            # slot is written a zero message), then everything is freed.
+            for d in reversed(activated):
+                irq_domain_deactivate_irq(d)
+            self.irq.irq_domain_free_irqs(virq, nvec)
+            raise
         self._platform_irqs[name] = (virq, nvec)
         return virq
 
