@@ -95,7 +95,10 @@ def irq_migrate_all_off_this_cpu(core: IrqCore, cpu: int) -> None:
 
 def irq_affinity_online_cpu(core: IrqCore, cpu: int) -> None:
     """Restart managed interrupts shut down for lack of CPUs; re-spread the others
-    (``irq_restore_affinity_of_irq``, each under its own lock)."""
+    (``irq_restore_affinity_of_irq``, each under its own lock).  A restart or move that
+    fails (the irqchip cannot target the CPU: its redistributor took no LPIs) leaves that
+    interrupt as it was and does not fail the CPU's bring-up -- Linux ignores the error;
+    here it is logged."""
     ctx = core.ctx
     for desc in list(core.active_descs()):
         d = desc.irq_data
@@ -103,7 +106,11 @@ def irq_affinity_online_cpu(core: IrqCore, cpu: int) -> None:
                 or cpu not in d.common.affinity):
             continue
         with ctx.locked(desc.lock):
-            if d.has(IRQD_MANAGED_SHUTDOWN):
-                irq_startup(desc, resend=True)
-            elif not d.has(IRQD_SINGLE_TARGET):
-                irq_set_affinity_locked(d, d.common.affinity, False)
+            try:
+                if d.has(IRQD_MANAGED_SHUTDOWN):
+                    irq_startup(desc, resend=True)
+                elif not d.has(IRQD_SINGLE_TARGET):
+                    irq_set_affinity_locked(d, d.common.affinity, False)
+            except KernelError as exc:
+                core.log.warn(f"IRQ {desc.irq}: not restored on CPU{cpu}: {exc} "
+                              f"[{exc.errno_name}]")

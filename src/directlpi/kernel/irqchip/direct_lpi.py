@@ -266,6 +266,9 @@ class DirectLpi:
         return [irq_domain_get_irq_data(self.nexus, v) for v in g.virqs]
 
     def retrigger(self, d: IrqData) -> int:
+        g: LpiGroup = d.chip_data
+        if d.irq in g.active and not self.gic.rdists[g.cpu].lpi_enabled:
+            return 0            # its RD takes no LPIs: genirq resends it in software
         self._set_pending(d, True)
         return 1
 
@@ -276,6 +279,10 @@ class DirectLpi:
             raise KernelError(f"DirectLPI: LPI {d.hwirq} is not activated: it has no "
                               "redistributor to be pending on", errno.EINVAL)
         if value:
+            if not self.gic.rdists[g.cpu].lpi_enabled:
+                raise KernelError(f"DirectLPI: LPI {d.hwirq} targets CPU{g.cpu}, whose "
+                                  "redistributor has LPIs off: it cannot be made pending "
+                                  "there", errno.EINVAL)
             self.lpi.set_pending(g.cpu, d.hwirq)
         else:
             for cpu in sorted(g.rds):
@@ -395,14 +402,19 @@ class DirectLpi:
         still holds for an LPI goes to the RD that LPI now targets.  A dying callback
         cannot fail: an RD that does not answer (GICR_SYNCR or RWP never clearing) is
         reported, and whatever was shown is masked again and whatever was taken is
-        carried all the same."""
+        carried all the same.  A started LPI whose move away failed (warned) still targets
+        this CPU: its RD then keeps LPIs on even where EnableLPIs could be cleared, so that
+        what is written to it meanwhile waits there for the CPU's return instead of being
+        dropped, and the RD is drained at the CPU interface, as with CES = 0."""
         log = self.k.log
         self._move_stranded(cpu)
         pending: list[int] = []
         shown: list[tuple[LpiGroup, IrqData]] = []
         keep: set[LpiGroup] = set()
+        left_here = any(g.cpu == cpu and any(self._started(v) for v in g.virqs)
+                        for g in self.groups)
         try:
-            written_back = self.lpi.writeback_pending(cpu)
+            written_back = None if left_here else self.lpi.writeback_pending(cpu)
             if written_back is not None:               # CES = 1: the RD wrote it all back
                 pending = written_back
             else:                                      # CES = 0: read it at the CPU interface
