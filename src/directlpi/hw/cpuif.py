@@ -370,26 +370,19 @@ class CPUInterface:
         return self._acknowledge(G1S if self._gic.secure else G1NS)
 
     def _read_iar0(self) -> int:
-        if self._two:
-            if not self._gic.secure:
-                return INTID_SPURIOUS       # Group 0 is Secure: never seen from Non-secure
-            special = self._el3_special()
-            if special:
-                return special
-        return self._acknowledge(G0)
+        return self._group0_special() or self._acknowledge(G0)
 
     def _read_hppir0(self) -> int:
-        if self._two:
-            if not self._gic.secure:
-                return INTID_SPURIOUS
-            special = self._el3_special()
-            if special:
-                return special
-        return self._hppir(G0)
+        return self._group0_special() or self._hppir(G0)
 
-    def _el3_special(self) -> int:
-        """At EL3, IAR0/HPPIR0 name a pending Group 1 HPPI by its Security state (1020
-        Secure, 1021 Non-secure); 0 if the HPPI is Group 0 or there is none."""
+    def _group0_special(self) -> int:
+        """What IAR0/HPPIR0 return instead of a Group 0 INTID, with two Security states:
+        1023 at Non-secure EL1 (Group 0 is Secure), and at EL3 a pending Group 1 HPPI named
+        by its Security state (1020 Secure, 1021 Non-secure); 0 otherwise."""
+        if not self._two:
+            return 0
+        if not self._gic.secure:
+            return INTID_SPURIOUS
         key = self.highest_pending()
         if key == NO_PENDING:
             return 0

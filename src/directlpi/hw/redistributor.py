@@ -155,7 +155,6 @@ class Redistributor(MmioFrame):
         "_waker_busy",
         "cpu",
         "lpi_pending",
-        "prio_mask",
         "sgi",
     )
 
@@ -177,7 +176,6 @@ class Redistributor(MmioFrame):
             | GICR.TYPER.Processor_Number.put(cpu)
             | GICR.TYPER.Affinity_Value.put(affinity)
         )
-        self.prio_mask = (0xFF << (8 - priority_bits)) & LPI_CFG_PRIORITY
         self._two = False
         self._prio_bits = priority_bits
         #: The priority each configuration byte gives (derived from _prio_bits, _two).
@@ -228,7 +226,6 @@ class Redistributor(MmioFrame):
         self._typer = GICR.TYPER.CommonLPIAff.replace(self._typer, common_lpi_aff)
         affinity = GICR.TYPER.Affinity_Value.get(self._typer)
         self._lpi_domain = affinity >> (32 - 8 * common_lpi_aff) if common_lpi_aff else 0
-        self.prio_mask = (0xFF << (8 - priority_bits)) & LPI_CFG_PRIORITY
         self.sgi.prio_mask = (0xFF << (8 - priority_bits)) & 0xFF
         self._prio_bits = priority_bits
         self._lpi_prio = self._prio_table()
