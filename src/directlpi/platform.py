@@ -59,6 +59,7 @@ from directlpi.kernel.fwdesc import (
 )
 from directlpi.kernel.irq.domain import Fwnode
 from directlpi.kernel.kernel import BootParams, Kernel
+from directlpi.platform_hot import HotPaths, Processors
 
 #: How the audit's reason starts for a write the ``stale_msi`` fault made (the device
 #: wrote its previous message after being reprogrammed): the platform's, not an attacker's.
@@ -94,30 +95,6 @@ class SpoofedMsi:
         return {"master": self.master, "address": self.address, "data": self.data,
                 "target_cpu": self.target_cpu, "reason": self.reason, "victim": self.victim,
                 "doorbell": self.doorbell}
-
-
-class _Processors:
-    """The machine's PEs as the kernel sees them (:class:`~directlpi.kernel.kernel.PeAccess`):
-    system registers of the executing PE, and the scheduler that decides which PE that is."""
-
-    __slots__ = ("_cpuifs", "_gic", "_plat")
-
-    def __init__(self, plat: Platform) -> None:
-        self._plat = plat
-        self._gic = plat.machine.gic
-        self._cpuifs = plat.machine.gic.cpuifs
-
-    def sysreg_port(self, cpu: int) -> CPUInterface:
-        return self._cpuifs[cpu]
-
-    def execute_on(self, cpu: int | None) -> int | None:
-        gic = self._gic
-        prev, gic.executing = gic.executing, cpu
-        return prev
-
-    def run_until(self, done: Callable[[], bool]) -> bool:
-        self._plat._run(done=done)
-        return done()
 
 
 class Platform:
@@ -168,6 +145,8 @@ class Platform:
         #: The run loop's choice between a PE taking an interrupt and a posted write
         #: landing (seeded: a run is reproducible).
         self._rng = random.Random(machine.config.posted_seed)
+        #: The per-MSI paths (run loop, audit), compiled with the hardware.
+        self.hot = HotPaths(self)
         if pci_host is not None:
             machine.bus.map_window(pci_host.ecam_base, pci_host.ecam_size, pci_host.ecam_window)
             machine.bus.map_window(pci_host.mem_base, pci_host.mem_size, pci_host.mem_window)
@@ -493,7 +472,7 @@ class Platform:
         if m.gic.two_states and not self.el3_done:
             el3_gic_init(m)             # what EL3 firmware does before the kernel starts
             self.el3_done = True
-        self.kernel = Kernel(m.bus, m.cpu_memory, _Processors(self), self.board, params).boot()
+        self.kernel = Kernel(m.bus, m.cpu_memory, Processors(self), self.board, params).boot()
         m.gic.kick_all()
         return self.kernel
 
@@ -534,7 +513,7 @@ class Platform:
         asserted (a self-check of the model's wake-up bookkeeping).
         """
         k = self._running()
-        taken = self._run(max_rounds, kernel=k)
+        taken = self.hot.run(k, max_rounds)
         if verify:
             cpuifs = self.machine.gic.cpuifs
             stuck = [c for c in sorted(k.irq.online)
@@ -546,61 +525,8 @@ class Platform:
 
     def _run(self, max_rounds: int = 1_000_000, done: Callable[[], bool] | None = None,
              kernel: Kernel | None = None) -> int:
-        """The run loop (also what a CPU spinning in the kernel lets happen, until ``done``)."""
-        k = kernel or self._running()
-        gic = self.machine.gic
-        kicked = gic.kicked
-        cpuifs = gic.cpuifs
-        bus = self.machine.bus
-        rng = self._rng
-        online = k.irq.online
-        frames = k.ctx.frames
-        resend = k.irq.resend_queue
-        work = k.workqueue
-        its = self.machine.its
-        busy: set[int] = set()          # PEs running kernel code with interrupts off
-        taken = 0
-        try:
-            while done is None or not done():
-                if resend:
-                    k.run_softirqs()
-                    continue
-                if work and not frames:
-                    k.run_work()
-                    continue
-                posted = bus.posted_pending
-                if kicked and not (posted and rng.random() < 0.5):
-                    cpu = min(kicked)
-                    kicked.discard(cpu)
-                    if not kicked:
-                        # Emptied: clear() gives the set back its small table, so min()
-                        # and iteration stop walking the slots all the PEs once took.
-                        kicked.clear()
-                    if cpu not in online:
-                        continue
-                    if frames and not k.ctx.can_take_interrupt(cpu):
-                        busy.add(cpu)
-                        continue
-                    if cpuifs[cpu].irq_pending():
-                        k.handle_irq(cpu)
-                        kicked.add(cpu)
-                        taken += 1
-                        if taken > max_rounds:
-                            raise DirectLPIError(
-                                f"interrupt storm: still taking interrupts after {max_rounds}; "
-                                "a level interrupt whose handler never clears its source?",
-                                errno.EAGAIN)
-                    continue
-                if posted:
-                    bus.deliver_one()
-                    continue
-                if its and any([i.catch_up() for i in its]):
-                    continue            # the ITSes worked through what was queued
-                break
-        finally:
-            if busy:
-                kicked.update(busy)
-        return taken
+        """The run loop (:meth:`~directlpi.platform_hot.HotPaths.run`)."""
+        return self.hot.run(kernel or self._running(), max_rounds, done)
 
     # -- devices --------------------------------------------------------------------------------
 
@@ -664,17 +590,13 @@ class Platform:
         hardware (``Platform.bare`` with no device) has no notion of who may write."""
         if not self._auditing:
             self._auditing = True
-            self.machine.bus.add_dma_hook(self._audit_dma)
+            self.machine.bus.add_dma_hook(self.hot.audit_dma)
 
-    def _audit_dma(self, addr: int, value: int, size: int, master: str) -> None:
-        """Judge every doorbell write when the device issues it (:meth:`classify_msi`)."""
+    def _record_spoofed(self, addr: int, value: int, master: str, reason: str) -> None:
+        """A doorbell write the audit (:meth:`~directlpi.platform_hot.HotPaths.audit_dma`) found not
+        genuine, for ``reason``: who it hit, in :attr:`spoofed_msis`."""
         its = addr in self.its_doorbells
-        cpu = -1 if its else self._doorbells.get(addr)
-        if cpu is None:
-            return
-        reason = self.classify_msi(addr, value, master)
-        if reason is None:
-            return
+        cpu = -1 if its else self._doorbells[addr]
         dev = self.device(master)
         if dev is not None and dev.sending_stale:
             reason = f"{FAULT_STALE}: {reason}"
@@ -739,12 +661,7 @@ class Platform:
         """The INTID a write of ``value`` to doorbell ``addr`` by ``master`` names: the
         data itself (GICR_SETLPIR), its SPI field (GICD_SETSPI_NSR, MSI_SETSPI_NS), or the
         LPI the writer's DeviceID and the EventID map to (GITS_TRANSLATER; None if none)."""
-        if addr in self.its_doorbells:
-            return self.its_lpi(addr, value, master)
-        if addr in self.hv_doorbells:
-            assert self.hv is not None
-            return self.hv.spi_of(master, value)
-        return value & 0xFFFFFFFF if self._doorbells.get(addr, -1) >= 0 else value & 0x1FFF
+        return self.hot.message_intid(addr, value, master)
 
     def classify_msi(self, addr: int, value: int, master: str) -> str | None:
         """Why a doorbell write issued now by ``master`` is not a genuine MSI, or None.
@@ -754,21 +671,7 @@ class Platform:
         issued -- the grace is its time in flight; a replay of an old message, a pair it
         never held, or its message for an INTID that has changed hands, is not.
         """
-        dev = self.pci_devices.get(master) or self.platform_devices.get(master)
-        if dev is None:
-            return "unknown bus master"
-        if not dev.sends(addr, value):
-            return "not a message this device is programmed to send now"
-        intid = self.message_intid(addr, value, master)
-        desc = self._desc_of(intid) if intid is not None else None
-        msi = desc.irq_data.common.msi_desc if desc is not None else None
-        if msi is not None and getattr(msi.dev, "bdf", msi.dev) == master:
-            return None
-        if addr in self.its_doorbells:
-            return "names an EventID this device has no LPI mapped for"
-        if addr in self.hv_doorbells:
-            return "names an interrupt the host did not grant this device"
-        return "names an INTID this device does not own"
+        return self.hot.classify_msi(addr, value, master)
 
     def device(self, master: str) -> PciFunction | PlatformMsiDevice | None:
         """The MSI-capable device that masters the bus as ``master``, if any."""
@@ -776,12 +679,7 @@ class Platform:
 
     def _desc_of(self, intid: int) -> Any:
         """The descriptor the running kernel maps GIC INTID ``intid`` to, if any."""
-        k = self.kernel
-        dom = k.gic.domain if k is not None else None
-        if k is None or dom is None:
-            return None
-        virq = dom.revmap.get(intid)
-        return k.irq_to_desc(virq) if virq is not None else None
+        return self.hot.desc_of(intid)
 
     def owner_of(self, data: int, cpu: int) -> str:
         """Who owns the INTID an MSI to a doorbell names (``cpu`` -1: an MBI SPI)."""

@@ -7,6 +7,7 @@ import errno
 import pytest
 
 from directlpi import EventKind, Platform, UnknownSysregError
+from directlpi.errors import OtherPeSysregError
 from directlpi.sim.bringup import LpiTables, configure_lpi
 from tests.hw import arch
 from tests.hw.test_distributor import setup_spi
@@ -260,3 +261,43 @@ def test_the_active_priority_registers_implemented_follow_the_priority_bits(
             else:
                 with pytest.raises(UnknownSysregError):
                     plat.cpu(0).read_sysreg(name)
+
+
+def test_registers_resolved_once_behave_as_named_ones(lpis: tuple[Platform, LpiTables]) -> None:
+    """What a driver resolves at probe (``sysreg_reader``/``sysreg_writer``: the fused
+    acknowledge and EOI for IAR1 and EOIR1) acknowledges, drops the priority and is
+    refused exactly as ``read_sysreg``/``write_sysreg`` by name."""
+    plat, tables = lpis
+    icc = plat.cpu(0)
+    iar1, eoir1 = icc.sysreg_reader("ICC_IAR1_EL1"), icc.sysreg_writer("ICC_EOIR1_EL1")
+    pmr = icc.sysreg_writer("ICC_PMR_EL1")
+    configure_lpi(plat, tables, 8300, priority=0xA0, invalidate=[0])
+    setlpir(plat, 0, 8300)
+    pmr(0xA0)                                                   # masks priority 0xA0
+    assert iar1() == 1023
+    pmr(0xF0)
+    assert icc.sysreg_reader("ICC_HPPIR1_EL1")() == 8300
+    assert iar1() == 8300
+    assert icc.read_sysreg("ICC_RPR_EL1") == 0xA0
+    eoir1(8300)
+    assert icc.read_sysreg("ICC_RPR_EL1") == 0xFF
+    eoir1(8300)                                                 # nothing active any more
+    assert plat.machine.hub.count(EventKind.UNPREDICTABLE) == 1
+    plat.machine.gic.executing = 1                              # software runs on PE 1
+    before = plat.machine.hub.count(EventKind.BAD_ACCESS)
+    with pytest.raises(OtherPeSysregError, match="ICC_IAR1_EL1 of PE 0 by software running "
+                       "on PE 1"):
+        iar1()
+    with pytest.raises(OtherPeSysregError, match="ICC_EOIR1_EL1 of PE 0"):
+        eoir1(8300)
+    assert plat.machine.hub.count(EventKind.BAD_ACCESS) == before + 2
+
+
+def test_a_register_is_checked_when_it_is_resolved(plat: Platform) -> None:
+    icc = plat.cpu(0)
+    with pytest.raises(UnknownSysregError, match="ICC_EOIR1_EL1 is write-only"):
+        icc.sysreg_reader("ICC_EOIR1_EL1")
+    with pytest.raises(UnknownSysregError, match="ICC_IAR1_EL1 is read-only"):
+        icc.sysreg_writer("ICC_IAR1_EL1")
+    with pytest.raises(UnknownSysregError, match="unknown system register 'ICC_NOPE_EL1'"):
+        icc.sysreg_reader("ICC_NOPE_EL1")

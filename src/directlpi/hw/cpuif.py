@@ -231,6 +231,43 @@ class CPUInterface:
             self._check_ns(name, "write")
         fn(value & 0xFFFFFFFFFFFFFFFF)
 
+    def sysreg_reader(self, name: str) -> Callable[[], int]:
+        """``read_sysreg(name)`` with the name resolved once (hot paths: a driver resolves
+        its registers at probe).  Each call makes the checks a read makes; ICC_IAR1_EL1
+        gets the fused acknowledge (:meth:`read_iar1`).  Raises UnknownSysregError now."""
+        if name not in self._readers:
+            raise self._unknown(name, "read")
+        if name == ICC.IAR1.name:
+            return self.read_iar1
+        return partial(self.read_sysreg, name)
+
+    def sysreg_writer(self, name: str) -> Callable[[int], None]:
+        """``write_sysreg(name, value)`` resolved once, as :meth:`sysreg_reader`;
+        ICC_EOIR1_EL1 gets the fused EOI (:meth:`write_eoir1`)."""
+        if name not in self._writers:
+            raise self._unknown(name, "write")
+        if name == ICC.EOIR1.name:
+            return self.write_eoir1
+        return partial(self.write_sysreg, name)
+
+    def read_iar1(self) -> int:
+        """``MRS ICC_IAR1_EL1``: what ``read_sysreg("ICC_IAR1_EL1")`` does, without the
+        lookup by name (IAR1 neither traps nor is UNDEFINED in any Security state)."""
+        gic = self._gic
+        ex = gic.executing
+        if ex is not None and ex != self.cpu:
+            raise self._other_pe(ICC.IAR1.name, "read", ex)
+        return self._acknowledge(G1S if gic.secure else G1NS)
+
+    def write_eoir1(self, value: int) -> None:
+        """``MSR ICC_EOIR1_EL1``: what ``write_sysreg("ICC_EOIR1_EL1", value)`` does,
+        without the lookup by name."""
+        gic = self._gic
+        ex = gic.executing
+        if ex is not None and ex != self.cpu:
+            raise self._other_pe(ICC.EOIR1.name, "write", ex)
+        self._write_eoir(value & 0xFFFFFFFFFFFFFFFF, G1S if gic.secure else G1NS)
+
     def _check_ns(self, name: str, op: str) -> None:
         """Non-secure EL1 with two Security states: EL3's registers are UNDEFINED, and with
         SCR_EL3.FIQ = 1 the Group 0 registers trap to EL3."""

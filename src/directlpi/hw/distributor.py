@@ -387,7 +387,8 @@ class Distributor(MmioFrame):
     def _r_SETSPI_SR(self) -> int:
         return 0
 
-    _r_CLRSPI_SR = _r_SETSPI_SR
+    def _r_CLRSPI_SR(self) -> int:
+        return self._r_SETSPI_SR()
 
     def _w_SETSPI_SR(self, value: int) -> None:
         """Secure writes only (two Security states): any SPI, as GICD_SETSPI_NSR."""
@@ -521,7 +522,8 @@ class Distributor(MmioFrame):
         value = self._bits(self.enabled, n)
         return value & self._ns_bits(n, 0) if self._two and not self._gic.secure else value
 
-    _r_ICENABLER = _r_ISENABLER
+    def _r_ICENABLER(self, n: int) -> int:
+        return self._r_ISENABLER(n)
 
     def _ns_filter(self, n: int, value: int, need: int) -> int:
         """``value`` written to word ``n``, less what a Non-secure access may not reach."""
@@ -572,7 +574,8 @@ class Distributor(MmioFrame):
     def _r_ISACTIVER(self, n: int) -> int:
         return self._ns_filter(n, self._bits(self.active, n), 2)
 
-    _r_ICACTIVER = _r_ISACTIVER
+    def _r_ICACTIVER(self, n: int) -> int:
+        return self._r_ISACTIVER(n)
 
     def _w_ISACTIVER(self, n: int, value: int) -> None:
         value = self._ns_filter(n, value, 0)

@@ -819,7 +819,8 @@ class SgiFrame(MmioFrame):
     def _r_ISENABLER0(self) -> int:
         return self.enable & self._reach()
 
-    _r_ICENABLER0 = _r_ISENABLER0
+    def _r_ICENABLER0(self) -> int:
+        return self._r_ISENABLER0()
 
     def _w_ISENABLER0(self, value: int) -> None:
         self.enable |= value & self._reach()
@@ -831,7 +832,8 @@ class SgiFrame(MmioFrame):
     def _r_ISPENDR0(self) -> int:
         return self.pending & self._reach()
 
-    _r_ICPENDR0 = _r_ISPENDR0
+    def _r_ICPENDR0(self) -> int:
+        return self._r_ISPENDR0()
 
     def _w_ISPENDR0(self, value: int) -> None:
         self.latch |= value & self._reach()
@@ -843,7 +845,8 @@ class SgiFrame(MmioFrame):
     def _r_ISACTIVER0(self) -> int:
         return self.active & self._reach()
 
-    _r_ICACTIVER0 = _r_ISACTIVER0
+    def _r_ICACTIVER0(self) -> int:
+        return self._r_ISACTIVER0()
 
     def _w_ISACTIVER0(self, value: int) -> None:
         self.active |= value & self._reach()

@@ -56,6 +56,8 @@ class SysregAccess(Protocol):
 
     def read_sysreg(self, name: str) -> int: ...
     def write_sysreg(self, name: str, value: int) -> None: ...
+    def sysreg_reader(self, name: str) -> Callable[[], int]: ...
+    def sysreg_writer(self, name: str) -> Callable[[int], None]: ...
 
 
 class PeAccess(Protocol):
@@ -153,6 +155,7 @@ class Kernel:
         self._inval_poc = getattr(ram, "invalidate", None)
         self._pes = pes
         ports = [pes.sysreg_port(c) for c in range(len(board.cpus))]
+        self._ports = ports
         self._mrs = [p.read_sysreg for p in ports]
         self._msr = [p.write_sysreg for p in ports]
         self.log = Log()
@@ -293,6 +296,15 @@ class Kernel:
 
     def write_sysreg(self, name: str, value: int) -> None:
         self._msr[self.ctx.cpu if self.ctx.frames else self.task_cpu](name, value)
+
+    def sysreg_readers(self, name: str) -> list[Callable[[], int]]:
+        """``MRS`` of ``name`` resolved once, per CPU (``[cpu]()`` on CPU ``cpu``: a hot
+        path resolves its registers at probe instead of naming them on every access)."""
+        return [p.sysreg_reader(name) for p in self._ports]
+
+    def sysreg_writers(self, name: str) -> list[Callable[[int], None]]:
+        """``MSR`` of ``name`` resolved once, per CPU, as :meth:`sysreg_readers`."""
+        return [p.sysreg_writer(name) for p in self._ports]
 
     def dcache_clean_poc(self, addr: int, size: int) -> None:
         """``DC CVAC`` over a range (``gic_flush_dcache_to_poc``): what the CPU wrote

@@ -109,6 +109,10 @@ class GicV3:
         self.id_bits = 0
         self.domain: IrqDomain | None = None
         self._ipi_fwspec: IrqFwspec | None = None
+        #: ICC_IAR1_EL1 and ICC_EOIR1_EL1 of each CPU, resolved once (the hot path names
+        #: no register: ``read_sysreg("ICC_IAR1_EL1")`` would look it up on every IRQ).
+        self._iar1 = kernel.sysreg_readers("ICC_IAR1_EL1")
+        self._eoir1 = kernel.sysreg_writers("ICC_EOIR1_EL1")
         self.chip = IrqChip(
             name="GICv3", irq_mask=self.mask_irq, irq_unmask=self.unmask_irq,
             irq_eoi=self.eoi_irq, irq_set_type=self.set_type,
@@ -368,14 +372,15 @@ class GicV3:
     def handle_irq(self) -> None:
         """``gic_handle_irq`` on the current CPU: acknowledge, dispatch, (flow handler EOIs)."""
         k = self.k
-        irqnr = k.read_sysreg("ICC_IAR1_EL1")
+        cpu = k.this_cpu
+        irqnr = self._iar1[cpu]()
         if 1020 <= irqnr <= 1023:
             return
         assert self.domain is not None
         if not k.irq.generic_handle_domain_irq(self.domain, irqnr):
             k.irq.spurious_count += 1
             k.log.warn(f"Unexpected interrupt (irqnr {irqnr})")
-            k.write_sysreg("ICC_EOIR1_EL1", irqnr)
+            self._eoir1[cpu](irqnr)
 
     # -- the SGI/PPI/SPI chip --------------------------------------------------------------------
 
@@ -407,7 +412,7 @@ class GicV3:
         self._poke(d, GICR_SGI.ISENABLER0.offset, GICD.ISENABLER.offset)
 
     def eoi_irq(self, d: IrqData) -> None:
-        self.k.write_sysreg("ICC_EOIR1_EL1", d.hwirq)
+        self._eoir1[self.k.this_cpu](d.hwirq)
 
     def set_type(self, d: IrqData, flow_type: int) -> int:
         hw = d.hwirq
