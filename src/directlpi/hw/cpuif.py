@@ -320,7 +320,7 @@ class CPUInterface:
         groups = self._dist.en_grp & self._igrpen
         if not groups:
             return NO_PENDING
-        best = rd.best_lpi_key() if groups & 2 and rd._heap else NO_PENDING
+        best = rd.best_lpi_key() if groups & 2 and rd._queue.n else NO_PENDING
         sgi = self._sgi
         if sgi.latch | sgi.line:
             k = sgi.best_key(groups)

@@ -63,8 +63,9 @@ priority bits -- with two Security states (GICD_CTLR.DS = 0) seen as a Non-secur
 of it, ``0x80 | bits[7:2] >> 1``: LPIs are always Non-secure Group 1 (QEMU's choice,
 which Linux 6.12's priorities assume; gem5 does not shift) --; bit 1 is RES1 (a byte
 with it clear is reported UNPREDICTABLE when loaded).  The highest priority pending LPI
-is found through a heap of ``priority << 24 | INTID`` keys with lazy deletion, so
-acknowledging costs O(log n) whatever the number pending; ties go to the lowest INTID.
+is found through ``priority << 24 | INTID`` keys with lazy deletion, one heap per priority
+(:mod:`~directlpi.hw.lpi_queue`), so acknowledging the highest priority LPI costs the same
+however many of other priorities are pending; ties go to the lowest INTID.
 """
 
 from __future__ import annotations
@@ -72,11 +73,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Hashable
-from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING
 
 from directlpi.hw.distributor import NO_PENDING, ns_priority_read, ns_priority_write
 from directlpi.hw.events import Event, EventHub, EventKind
+from directlpi.hw.lpi_queue import LpiQueue
 from directlpi.hw.memory import PAGE_SIZE, PhysicalMemory
 from directlpi.hw.mmio import MmioFrame
 from directlpi.hw.regs import (
@@ -125,7 +126,6 @@ class Redistributor(MmioFrame):
         "_enabled",
         "_fault_rng",
         "_gic",
-        "_heap",
         "_iidr",
         "_kicked",
         "_lpi_domain",
@@ -143,6 +143,7 @@ class Redistributor(MmioFrame):
         "_prop_writable",
         "_propbaser",
         "_ptz",
+        "_queue",
         "_refill",
         "_rwp",
         "_sleep",
@@ -201,7 +202,7 @@ class Redistributor(MmioFrame):
         #: Cached configuration bytes (derived: a copy of memory as last loaded).
         self._cfg: dict[int, int] = {}
         #: Keys of pending, enabled LPIs; may hold stale keys (lazy deletion).
-        self._heap: list[int] = []
+        self._queue = LpiQueue()
         self._sync_busy = 0
         self._sync_owed = False
         self._sleep = True
@@ -325,7 +326,7 @@ class Redistributor(MmioFrame):
         if c is None:
             c = self._load_config(intid)
         if c & LPI_CFG_ENABLE:
-            heappush(self._heap, (self._lpi_prio[c] << 24) | intid)
+            self._queue.push((self._lpi_prio[c] << 24) | intid)
             self._kicked.add(self.cpu)
         if self._hub.on[_EV_LPI_PENDING]:
             # The writer of SETLPIR, for the audit; a pending-table load has none.
@@ -354,48 +355,47 @@ class Redistributor(MmioFrame):
         self._cfg.clear()
         for intid in self.lpi_pending:
             self._load_config(intid, "fault-cache-refill")
-        self._rebuild_heap()
+        self._rebuild_queue()
         self._kicked.add(self.cpu)
 
     def best_lpi_key(self) -> int:
         """``priority << 24 | INTID`` of the highest priority pending enabled LPI, or NO_PENDING."""
-        heap = self._heap
+        queue = self._queue
         pend = self.lpi_pending
         cfg = self._cfg
         lp = self._lpi_prio
-        while heap:
-            k = heap[0]
+        while queue.n:
+            k = queue.top()
             i = k & 0xFFFFFF
             if i in pend:
                 c = cfg[i]
                 if c & LPI_CFG_ENABLE and (lp[c] << 24) | i == k:
                     return k
-            heappop(heap)
+            queue.pop()
         return NO_PENDING
 
     def acknowledge_lpi(self, key: int) -> None:
-        """The CPU interface acknowledged the heap's top LPI: it stops being pending."""
-        heappop(self._heap)
+        """The CPU interface acknowledged the queue's top LPI: it stops being pending."""
+        self._queue.pop()
         self.lpi_pending.discard(key & 0xFFFFFF)
 
     def _push_if_enabled(self, intid: int) -> None:
         c = self._cfg[intid]
         if c & LPI_CFG_ENABLE:
-            heappush(self._heap, (self._lpi_prio[c] << 24) | intid)
+            self._queue.push((self._lpi_prio[c] << 24) | intid)
             self._kicked.add(self.cpu)
         self._compact()
 
     def _compact(self) -> None:
-        """Drop stale heap keys once they outnumber live ones (bounded memory, O(1) amortised)."""
-        if len(self._heap) > 2 * len(self.lpi_pending) + 64:
-            self._rebuild_heap()
+        """Drop stale keys once they outnumber live ones (bounded memory, O(1) amortised)."""
+        if self._queue.n > 2 * len(self.lpi_pending) + 64:
+            self._rebuild_queue()
 
-    def _rebuild_heap(self) -> None:
+    def _rebuild_queue(self) -> None:
         cfg = self._cfg
         lp = self._lpi_prio
-        self._heap = [(lp[cfg[i]] << 24) | i for i in self.lpi_pending
-                      if cfg[i] & LPI_CFG_ENABLE]
-        heapify(self._heap)
+        self._queue.rebuild([(lp[cfg[i]] << 24) | i for i in self.lpi_pending
+                             if cfg[i] & LPI_CFG_ENABLE])
 
     # -- operations an ITS command shares with the DirectLPI registers ------------------
 
@@ -412,7 +412,7 @@ class Redistributor(MmioFrame):
         if self._enabled:
             for intid in list(self._cfg):
                 self._load_config(intid)
-            self._rebuild_heap()
+            self._rebuild_queue()
             self._kicked.add(self.cpu)
 
     def implements(self, intid: int) -> bool:
@@ -463,7 +463,7 @@ class Redistributor(MmioFrame):
         self._pend_pa = self._pendbaser & _PEND_PA
         self._cfg.clear()
         self.lpi_pending.clear()
-        self._heap = []
+        self._queue.clear()
         self._enabled = True
         self._gic.enabled_propbasers[self._propbaser] += 1
         if self._hub.on[EventKind.LPIS_ENABLED]:
@@ -522,7 +522,7 @@ class Redistributor(MmioFrame):
             mem.write_int(addr, mem.read_u8(addr) | (1 << (intid % 8)), 1)
         self.lpi_pending.clear()
         self._cfg.clear()
-        self._heap = []
+        self._queue.clear()
         self._enabled = False
         self._gic.enabled_propbasers -= Counter({self._propbaser: 1})
         self._rwp = self._busy_reads
