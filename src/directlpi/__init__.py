@@ -22,12 +22,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from directlpi import _native
 from directlpi.errors import (
     ArchitectureViolation,
     ConfigError,
     DirectLPIError,
     UnknownSysregError,
 )
+
+# The compiled build, unless DIRECTLPI_PURE=1 or it is stale (directlpi._native).
+_native.select()
 
 if TYPE_CHECKING:
     from directlpi.hw.events import Event, EventKind

@@ -48,6 +48,7 @@ from collections.abc import Sequence  # noqa: E402 (after the start-up Ctrl-C ha
 from pathlib import Path  # noqa: E402 (after the start-up Ctrl-C handler)
 from typing import Any  # noqa: E402 (after the start-up Ctrl-C handler)
 
+from directlpi import _native  # noqa: E402 (after the start-up Ctrl-C handler)
 from directlpi.errors import DirectLPIError  # noqa: E402 (after the start-up Ctrl-C handler)
 
 EXIT_OK = 0
@@ -632,6 +633,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                              "ratio": c.ratio, "verdict": c.verdict}
                               for c in rows}, indent=2))
             return EXIT_OK
+        print(f"# build: {_native.BUILD}")
         print(f"{'key':<{width}}  {'now':>14} {'baseline':>14} {'ratio':>7} verdict unit")
         for c in rows:
             then = "" if c.baseline is None else f"{c.baseline:>14,.3f}"
@@ -644,6 +646,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({f.key: f.value for f in figures}, indent=2))
     else:
+        # Which build was timed: a stale or missing compiled build runs about 2x slower.
+        print(f"# build: {_native.BUILD}")
         _print_figures(figures)
     return EXIT_OK
 

@@ -1,0 +1,97 @@
+"""The compiled build (directlpi._native): the suite runs the build users get, the hardware
+tests and the QEMU differential also run on the pure-Python one, and a stale build is never
+used."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from directlpi import _native
+from directlpi._native import MODULES, _PureFinder, digests, extension, source, staleness
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE = os.environ.get("DIRECTLPI_PURE", "") not in ("", "0")
+
+
+def _pure_env() -> dict[str, str]:
+    return {**os.environ, "DIRECTLPI_PURE": "1"}
+
+
+@pytest.mark.skipif(PURE, reason="this run asked for pure Python (DIRECTLPI_PURE=1)")
+def test_the_suite_runs_the_compiled_build_bootstrap_made() -> None:
+    assert _native.compiled(), (f"running {_native.BUILD}: ./bootstrap builds the compiled "
+                                "modules (and rebuilds them after an edit)")
+    for name in MODULES:
+        module = sys.modules.get(name) or __import__(name, fromlist=["_"])
+        assert module.__file__ is not None and module.__file__.endswith(".so"), name
+
+
+def test_pure_python_is_selected_by_the_environment() -> None:
+    code = ("import directlpi, directlpi.hw.cpuif as c, directlpi.platform_hot as h; "
+            "from directlpi import _native; print(_native.BUILD); print(c.__file__); "
+            "print(h.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], env=_pure_env(), capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out[0] == "pure Python (DIRECTLPI_PURE=1)"
+    assert out[1].endswith("hw/cpuif.py") and out[2].endswith("platform_hot.py")
+
+
+def test_the_hardware_tests_and_the_qemu_differential_pass_on_pure_python() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/hw",
+         "tests/peers/test_qemu_differential.py"],
+        cwd=ROOT, env=_pure_env(), capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout.splitlines()[-1]
+
+
+def _fake_build(root: Path, modules: tuple[str, ...]) -> Path:
+    """A package dir under ``root`` with ``modules``' sources, extension files and a build
+    record that matches them."""
+    for name in modules:
+        src = source(name, root)
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(f"# {name}\n")
+        extension(name, root).write_bytes(b"")
+    stamp = root / "_native.json"
+    stamp.write_text(json.dumps({"toolchain": _native._toolchain(),
+                                 "sources": digests(modules, root)}))
+    return stamp
+
+
+def test_a_build_is_current_only_for_the_sources_and_toolchain_it_was_made_from(
+        tmp_path: Path) -> None:
+    mods = ("directlpi.hw.one", "directlpi.kernel.two")
+    root = tmp_path / "directlpi"
+    stamp = _fake_build(root, mods)
+    assert staleness(mods, root, stamp) is None
+    source(mods[1], root).write_text("# edited\n")
+    assert staleness(mods, root, stamp) == "stale: directlpi/kernel/two.py changed since the build"
+    _fake_build(root, mods)
+    assert staleness((*mods, "directlpi.hw.three"), root, stamp) == "not built"
+    source("directlpi.hw.three", root).write_text("")
+    extension("directlpi.hw.three", root).write_bytes(b"")
+    assert staleness((*mods, "directlpi.hw.three"), root, stamp) == \
+        "stale: the set of compiled modules changed since the build"
+    record = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({**record, "toolchain": "python 3.0"}))
+    assert staleness(mods, root, stamp).startswith("built with python 3.0, running python")
+    stamp.write_text("{")
+    assert staleness(mods, root, stamp) == "unreadable build record _native.json"
+    stamp.unlink()
+    assert staleness(mods, root, stamp) == "not built"
+
+
+def test_the_pure_finder_takes_only_the_compiled_modules_and_finds_their_sources() -> None:
+    finder = _PureFinder()
+    hw_dir = str(source("directlpi.hw.cpuif").parent)
+    spec = finder.find_spec("directlpi.hw.cpuif", [hw_dir])
+    assert spec is not None and spec.origin == str(source("directlpi.hw.cpuif"))
+    assert finder.find_spec("directlpi.hw.regs", [hw_dir]) is None      # never compiled
+    assert finder.find_spec("json", None) is None
