@@ -72,3 +72,35 @@ def test_hole_message_names_the_region(plat: Platform) -> None:
     plat.bus.read(0x080A_0000 + 10 * 0x20000, 4)
     assert seen[0].reason == "unmapped"
     assert "GICR region 0" in seen[0].detail
+
+
+def test_the_fused_setlpir_doorbell_does_what_the_frame_table_does(
+        lpis: tuple[Platform, object]) -> None:
+    """A GICR_SETLPIR write goes straight to the RD (the bus's fused doorbell); it must be
+    what the RD frame's own table does with it: the same MMIO_WRITE event, the same
+    zero-extended INTID, and the other half of the register left to the table."""
+    plat, _ = lpis
+    seen: list[tuple[str, int, int, str | None]] = []
+    plat.observe(lambda e: seen.append((e.source, e.addr, e.value, e.master)),
+                 [EventKind.MMIO_WRITE])
+    setlpir = plat.gicr_base(1) + arch.GICR_SETLPIR
+    plat.bus.write(setlpir, 0xFFFF_0000_0000_2001, 8, master="0000:00:01.0")
+    plat.bus.write(setlpir, 0x1_0000_2002, 4, master="0000:00:01.0")
+    rd = plat.machine.gic.redists[1]
+    assert {8193, 8194} <= rd.lpi_pending
+    assert seen == [("GICR1", setlpir, 0xFFFF_0000_0000_2001, "0000:00:01.0"),
+                    ("GICR1", setlpir, 0x2002, "0000:00:01.0")]
+    ignored = plat.machine.hub.count(EventKind.IGNORED)
+    plat.bus.write(setlpir + 4, 0x2003, 4, master="0000:00:01.0")   # bits [63:32]: INTID 0
+    assert 8195 not in rd.lpi_pending and plat.machine.hub.count(EventKind.IGNORED) == ignored + 1
+
+
+def test_a_doorbell_needs_a_frame_that_implements_the_access() -> None:
+    plat = Platform.bare(cpus=2, direct_lpi=False)
+    setlpir = plat.gicr_base(0) + arch.GICR_SETLPIR
+    with pytest.raises(ValueError, match="no MMIO frame implements a 4-byte write"):
+        plat.bus.add_doorbell(setlpir, 4, lambda value: None)
+    with pytest.raises(ValueError, match="no MMIO frame implements a 8-byte write"):
+        plat.bus.add_doorbell(0x4000_0000, 8, lambda value: None)             # RAM
+    plat.bus.write(setlpir, 8192, 4, master="0000:00:01.0")        # no doorbell: RAZ/WI
+    assert plat.machine.hub.count(EventKind.BAD_ACCESS) == 1

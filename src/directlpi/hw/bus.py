@@ -28,18 +28,18 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.memory import PA_LIMIT, PhysicalMemory
 from directlpi.hw.mmio import MmioFrame
 
-FRAME_SHIFT = 16
-_MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
-_EV_DMA = EventKind.DMA_WRITE
-_EV_LANDED = EventKind.DMA_LANDED
-_EV_MMIO_R = EventKind.MMIO_READ
-_EV_MMIO_W = EventKind.MMIO_WRITE
+FRAME_SHIFT: Final = 16
+_MASKS: Final = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
+_EV_DMA: Final = EventKind.DMA_WRITE
+_EV_LANDED: Final = EventKind.DMA_LANDED
+_EV_MMIO_R: Final = EventKind.MMIO_READ
+_EV_MMIO_W: Final = EventKind.MMIO_WRITE
 
 
 class MmioWindow(Protocol):
@@ -71,6 +71,7 @@ class Bus:
         "_devwindows",
         "_dma_drop",
         "_dma_hooks",
+        "_doorbells",
         "_drop_rng",
         "_frames",
         "_hub",
@@ -95,6 +96,9 @@ class Bus:
         self._hub = hub
         self._on = hub.on
         self._frames: dict[int, MmioFrame] = {}
+        #: Fused doorbells (``addr << 4 | size`` -> frame, handler): accesses a frame's
+        #: table routes to one handler every MSI reaches (GICR_SETLPIR), called directly.
+        self._doorbells: dict[int, tuple[MmioFrame, Callable[[int], None]]] = {}
         #: RAM as (start, end) pairs.
         self._ram = tuple((base, base + size) for base, size in ram)
         #: MMIO windows claimed by a device, as (start, end, name), for messages.
@@ -136,6 +140,16 @@ class Bus:
         if key in self._frames:
             raise ValueError(f"two MMIO frames at {base:#x}")
         self._frames[key] = frame
+
+    def add_doorbell(self, addr: int, size: int, handler: Callable[[int], None]) -> None:
+        """Route a ``size``-byte write at ``addr`` straight to ``handler(value)``: what the
+        frame mapped there does for it through its table (the common MSI write, fused).
+        The frame must implement that access; ``handler`` must do what its table entry
+        does with the zero-extended value."""
+        frame = self._frames.get(addr >> FRAME_SHIFT)
+        if frame is None or not frame.implements_write(addr & 0xFFFF, size):
+            raise ValueError(f"no MMIO frame implements a {size}-byte write at {addr:#x}")
+        self._doorbells[(addr << 4) | size] = (frame, handler)
 
     def claim_window(self, base: int, size: int, name: str) -> None:
         """Name an MMIO window (e.g. a GICR region) so accesses to its holes are explained."""
@@ -232,6 +246,14 @@ class Bus:
         outer = hub.requester
         hub.requester = master
         try:
+            bell = self._doorbells.get((addr << 4) | size)
+            if bell is not None:
+                value &= 0xFFFFFFFF if size == 4 else 0xFFFFFFFFFFFFFFFF
+                if on[_EV_MMIO_W]:
+                    hub.emit(Event(_EV_MMIO_W, bell[0].frame_name, addr=addr, value=value,
+                                   master=master))
+                bell[1](value)
+                return
             frame = self._frames.get(addr >> FRAME_SHIFT)
             mask = _MASKS.get(size)
             if frame is not None and mask is not None:

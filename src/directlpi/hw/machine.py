@@ -33,6 +33,7 @@ from directlpi.hw.memory import PA_LIMIT, PhysicalMemory
 from directlpi.hw.redistributor import Redistributor
 from directlpi.hw.regs import (
     FRAME_SIZE,
+    GICR,
     GICR_STRIDE,
     HV_HYPERCALL_BASE,
     HV_MSI_BASE,
@@ -392,6 +393,9 @@ class Machine:
         for rd, base in zip(self.gic.redists, bases, strict=True):
             self.bus.map_frame(base, rd)
             self.bus.map_frame(base + SGI_BASE_OFFSET, rd.sgi)
+            if rd.implements_write(GICR.SETLPIR.offset, 4):       # DirectLPI
+                for size in (4, 8):
+                    self.bus.add_doorbell(base + GICR.SETLPIR.offset, size, rd.setlpir)
         #: The ITSes, in configuration order.
         self.its = [Its(self.gic, self.hub, self.memory, index=k, base=base,
                         pta=config.its_pta, coherent=config.rd_coherent, rd_bases=bases,

@@ -95,6 +95,10 @@ class MmioFrame:
             return
         fn(self, value)
 
+    def implements_write(self, offset: int, size: int) -> bool:
+        """Whether a ``size``-byte write at ``offset`` is an architected access here."""
+        return ((offset << 4) | size) in self._wtab
+
     # -- failure paths ------------------------------------------------------
 
     def _describe(self, offset: int) -> str:

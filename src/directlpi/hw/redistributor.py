@@ -73,7 +73,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from directlpi.hw.distributor import NO_PENDING, ns_priority_read, ns_priority_write
 from directlpi.hw.events import Event, EventHub, EventKind
@@ -98,19 +98,19 @@ from directlpi.hw.regs import (
 if TYPE_CHECKING:
     from directlpi.hw.gic import GIC
 
-_ENABLE_LPIS = GICR.CTLR.EnableLPIs.mask
-_CES = GICR.CTLR.CES.mask
-_IR = GICR.CTLR.IR.mask
-_RWP = GICR.CTLR.RWP.mask
-_PROCESSOR_SLEEP = GICR.WAKER.ProcessorSleep.mask
-_CHILDREN_ASLEEP = GICR.WAKER.ChildrenAsleep.mask
-_PTZ = GICR.PENDBASER.PTZ.mask
-_PROP_PA = GICR.PROPBASER.Physical_Address.mask
-_PEND_PA = GICR.PENDBASER.Physical_Address.mask
-_PROP_IDBITS = GICR.PROPBASER.IDbits
+_ENABLE_LPIS: Final = GICR.CTLR.EnableLPIs.mask
+_CES: Final = GICR.CTLR.CES.mask
+_IR: Final = GICR.CTLR.IR.mask
+_RWP: Final = GICR.CTLR.RWP.mask
+_PROCESSOR_SLEEP: Final = GICR.WAKER.ProcessorSleep.mask
+_CHILDREN_ASLEEP: Final = GICR.WAKER.ChildrenAsleep.mask
+_PTZ: Final = GICR.PENDBASER.PTZ.mask
+_PROP_PA: Final = GICR.PROPBASER.Physical_Address.mask
+_PEND_PA: Final = GICR.PENDBASER.Physical_Address.mask
+_PROP_IDBITS: Final = GICR.PROPBASER.IDbits
 
-_EV_LPI_PENDING = EventKind.LPI_PENDING
-_EV_IGNORED = EventKind.IGNORED
+_EV_LPI_PENDING: Final = EventKind.LPI_PENDING
+_EV_IGNORED: Final = EventKind.IGNORED
 
 
 class Redistributor(MmioFrame):
@@ -589,6 +589,10 @@ class Redistributor(MmioFrame):
             self._kicked.add(self.cpu)
 
     def _w_SETLPIR(self, value: int) -> None:
+        self.set_lpi_pending(value & 0xFFFFFFFF)
+
+    def setlpir(self, value: int) -> None:
+        """A GICR_SETLPIR write (the bus's fused doorbell: what ``_w_SETLPIR`` does)."""
         self.set_lpi_pending(value & 0xFFFFFFFF)
 
     def _w_CLRLPIR(self, value: int) -> None:
