@@ -168,6 +168,8 @@ def build(force: bool = False) -> str:
 
     src = PACKAGE_DIR.parent
     STAMP.unlink(missing_ok=True)
+    # What is compiled is what the sources say now: an edit during the build makes it stale.
+    built_from = digests()
     with tempfile.TemporaryDirectory(prefix="directlpi-mypyc-") as tmp:
         cwd = Path.cwd()
         os.chdir(src)
@@ -181,7 +183,7 @@ def build(force: bool = False) -> str:
         finally:
             os.chdir(cwd)
         shutil.rmtree(src / ".mypy_cache", ignore_errors=True)
-    STAMP.write_text(json.dumps({"toolchain": _toolchain(), "sources": digests()}, indent=1)
+    STAMP.write_text(json.dumps({"toolchain": _toolchain(), "sources": built_from}, indent=1)
                      + "\n")
     return f"directlpi: compiled {len(MODULES)} modules with mypyc"
 

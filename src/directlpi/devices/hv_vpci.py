@@ -13,6 +13,8 @@ Everything else -- the MSI and MSI-X enables, MSI mask bits, MSI-X vector contro
 
 from __future__ import annotations
 
+from typing import Final
+
 from directlpi.devices.pci import (
     HEADER_DECODE_END,
     MSI_CAP_OFFSET,
@@ -29,7 +31,7 @@ from directlpi.devices.pci import (
     PciHostBridge,
 )
 
-_FLAGS = MSI_CAP_OFFSET + PCI_MSI_FLAGS
+_FLAGS: Final = MSI_CAP_OFFSET + PCI_MSI_FLAGS
 
 
 class HvVpciBridge(PciHostBridge):

@@ -37,65 +37,66 @@ import errno
 import re
 from collections.abc import Callable
 from functools import partial
+from typing import Final
 
 from directlpi.devices.msi_master import DmaWrite, MsiMaster
 from directlpi.errors import ConfigError, DirectLPIError
 
 # Configuration space offsets (type 0 header)
-PCI_VENDOR_ID = 0x00
-PCI_DEVICE_ID = 0x02
-PCI_COMMAND = 0x04
-PCI_STATUS = 0x06
-PCI_CLASS_REVISION = 0x08
-PCI_HEADER_TYPE = 0x0E
-PCI_BASE_ADDRESS_0 = 0x10
-PCI_CAPABILITY_LIST = 0x34
-PCI_INTERRUPT_PIN = 0x3D
+PCI_VENDOR_ID: Final = 0x00
+PCI_DEVICE_ID: Final = 0x02
+PCI_COMMAND: Final = 0x04
+PCI_STATUS: Final = 0x06
+PCI_CLASS_REVISION: Final = 0x08
+PCI_HEADER_TYPE: Final = 0x0E
+PCI_BASE_ADDRESS_0: Final = 0x10
+PCI_CAPABILITY_LIST: Final = 0x34
+PCI_INTERRUPT_PIN: Final = 0x3D
 
-PCI_COMMAND_MEMORY = 0x0002
-PCI_COMMAND_MASTER = 0x0004
-PCI_COMMAND_INTX_DISABLE = 0x0400
-PCI_STATUS_CAP_LIST = 0x0010
+PCI_COMMAND_MEMORY: Final = 0x0002
+PCI_COMMAND_MASTER: Final = 0x0004
+PCI_COMMAND_INTX_DISABLE: Final = 0x0400
+PCI_STATUS_CAP_LIST: Final = 0x0010
 
-PCI_CAP_ID_MSI = 0x05
-PCI_CAP_ID_MSIX = 0x11
+PCI_CAP_ID_MSI: Final = 0x05
+PCI_CAP_ID_MSIX: Final = 0x11
 
 # MSI capability (offsets from the capability)
-PCI_MSI_FLAGS = 0x02
-PCI_MSI_FLAGS_ENABLE = 0x0001
-PCI_MSI_FLAGS_QMASK = 0x000E        # Multiple Message Capable
-PCI_MSI_FLAGS_QSIZE = 0x0070        # Multiple Message Enable
-PCI_MSI_FLAGS_64BIT = 0x0080
-PCI_MSI_FLAGS_MASKBIT = 0x0100
-PCI_MSI_ADDRESS_LO = 0x04
-PCI_MSI_ADDRESS_HI = 0x08
-PCI_MSI_DATA_32 = 0x08
-PCI_MSI_DATA_64 = 0x0C
-PCI_MSI_MASK_32 = 0x0C
-PCI_MSI_MASK_64 = 0x10
-PCI_MSI_PENDING_32 = 0x10
-PCI_MSI_PENDING_64 = 0x14
+PCI_MSI_FLAGS: Final = 0x02
+PCI_MSI_FLAGS_ENABLE: Final = 0x0001
+PCI_MSI_FLAGS_QMASK: Final = 0x000E        # Multiple Message Capable
+PCI_MSI_FLAGS_QSIZE: Final = 0x0070        # Multiple Message Enable
+PCI_MSI_FLAGS_64BIT: Final = 0x0080
+PCI_MSI_FLAGS_MASKBIT: Final = 0x0100
+PCI_MSI_ADDRESS_LO: Final = 0x04
+PCI_MSI_ADDRESS_HI: Final = 0x08
+PCI_MSI_DATA_32: Final = 0x08
+PCI_MSI_DATA_64: Final = 0x0C
+PCI_MSI_MASK_32: Final = 0x0C
+PCI_MSI_MASK_64: Final = 0x10
+PCI_MSI_PENDING_32: Final = 0x10
+PCI_MSI_PENDING_64: Final = 0x14
 
 # MSI-X capability
-PCI_MSIX_FLAGS = 0x02
-PCI_MSIX_FLAGS_QSIZE = 0x07FF
-PCI_MSIX_FLAGS_MASKALL = 0x4000
-PCI_MSIX_FLAGS_ENABLE = 0x8000
-PCI_MSIX_TABLE = 0x04
-PCI_MSIX_PBA = 0x08
-PCI_MSIX_ENTRY_SIZE = 16
-PCI_MSIX_ENTRY_LOWER_ADDR = 0x0
-PCI_MSIX_ENTRY_UPPER_ADDR = 0x4
-PCI_MSIX_ENTRY_DATA = 0x8
-PCI_MSIX_ENTRY_VECTOR_CTRL = 0xC
-PCI_MSIX_ENTRY_CTRL_MASKBIT = 0x1
+PCI_MSIX_FLAGS: Final = 0x02
+PCI_MSIX_FLAGS_QSIZE: Final = 0x07FF
+PCI_MSIX_FLAGS_MASKALL: Final = 0x4000
+PCI_MSIX_FLAGS_ENABLE: Final = 0x8000
+PCI_MSIX_TABLE: Final = 0x04
+PCI_MSIX_PBA: Final = 0x08
+PCI_MSIX_ENTRY_SIZE: Final = 16
+PCI_MSIX_ENTRY_LOWER_ADDR: Final = 0x0
+PCI_MSIX_ENTRY_UPPER_ADDR: Final = 0x4
+PCI_MSIX_ENTRY_DATA: Final = 0x8
+PCI_MSIX_ENTRY_VECTOR_CTRL: Final = 0xC
+PCI_MSIX_ENTRY_CTRL_MASKBIT: Final = 0x1
 
-MSI_CAP_OFFSET = 0x50
-MSIX_CAP_OFFSET = 0x70
-MSIX_PBA_OFFSET = 0x8000
+MSI_CAP_OFFSET: Final = 0x50
+MSIX_CAP_OFFSET: Final = 0x70
+MSIX_PBA_OFFSET: Final = 0x8000
 """PBA placed 32 KiB into BAR0, after a table of up to 2048 entries."""
 
-_BDF = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
+_BDF: Final = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
 
 
 def parse_bdf(bdf: str) -> tuple[int, int, int, int]:
@@ -427,7 +428,7 @@ class PciFunction(MsiMaster):
         return f"<PciFunction {self.bdf}>"
 
 
-HEADER_DECODE_END = 0x28
+HEADER_DECODE_END: Final = 0x28
 """Config writes below this offset (Command, the BARs) can change what a function decodes."""
 
 

@@ -42,14 +42,14 @@ chosen so that a missing cache maintenance operation shows up instead of hiding)
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Final, Protocol
 
 from directlpi.hw.memory import PA_LIMIT, PhysicalMemory
 
-LINE_SHIFT = 6
-LINE_SIZE = 1 << LINE_SHIFT
+LINE_SHIFT: Final = 6
+LINE_SIZE: Final = 1 << LINE_SHIFT
 """Bytes per data cache line (CTR_EL0.DminLine = 4: 16 words)."""
-LINE_MASK = LINE_SIZE - 1
+LINE_MASK: Final = LINE_SIZE - 1
 
 # The same validation, and the same DirectLPIError, as PhysicalMemory's bulk accesses.
 _check = PhysicalMemory._check

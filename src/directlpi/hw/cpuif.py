@@ -69,7 +69,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from directlpi.errors import OtherPeSysregError, SysregTrapError, UnknownSysregError
 from directlpi.hw.distributor import G0, G1NS, G1S, NO_PENDING
@@ -81,19 +81,19 @@ if TYPE_CHECKING:
     from directlpi.hw.gic import GIC
     from directlpi.hw.redistributor import Redistributor
 
-_EV_ACK = EventKind.ACK
-_EV_EOI = EventKind.EOI
-_IDLE = 0xFF
-_CBPR = ICC.CTLR.CBPR.mask
-_EOIMODE = ICC.CTLR.EOImode.mask
-_RESTORED = 0xFFFFFF
+_EV_ACK: Final = EventKind.ACK
+_EV_EOI: Final = EventKind.EOI
+_IDLE: Final = 0xFF
+_CBPR: Final = ICC.CTLR.CBPR.mask
+_EOIMODE: Final = ICC.CTLR.EOImode.mask
+_RESTORED: Final = 0xFFFFFF
 """The INTID field of an active priority restored through ICC_AP<g>R<n>_EL1: none known."""
-_GROUP_NAMES = ("Group 0", "Group 1", "Secure Group 1")
+_GROUP_NAMES: Final = ("Group 0", "Group 1", "Secure Group 1")
 _INTID_SECURE, _INTID_NONSECURE = 1020, 1021
-_SCR_FIQ = 1 << 2
-_GROUP0_REGS = ("ICC_IAR0_EL1", "ICC_EOIR0_EL1", "ICC_HPPIR0_EL1", "ICC_BPR0_EL1",
+_SCR_FIQ: Final = 1 << 2
+_GROUP0_REGS: Final = ("ICC_IAR0_EL1", "ICC_EOIR0_EL1", "ICC_HPPIR0_EL1", "ICC_BPR0_EL1",
                 "ICC_IGRPEN0_EL1")
-_EL3_REGS = ("ICC_SRE_EL3", "ICC_CTLR_EL3", "ICC_IGRPEN1_EL3", "SCR_EL3")
+_EL3_REGS: Final = ("ICC_SRE_EL3", "ICC_CTLR_EL3", "ICC_IGRPEN1_EL3", "SCR_EL3")
 
 
 class CPUInterface:

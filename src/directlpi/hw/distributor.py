@@ -41,7 +41,7 @@ incrementally whenever one SPI's state changes.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.mmio import MmioFrame
@@ -60,25 +60,25 @@ from directlpi.hw.regs import (
 if TYPE_CHECKING:
     from directlpi.hw.gic import GIC
 
-NOT_READY = -3
-UNROUTED = -2
-ANY_PE = -1
-NO_PENDING = 1 << 40
+NOT_READY: Final = -3
+UNROUTED: Final = -2
+ANY_PE: Final = -1
+NO_PENDING: Final = 1 << 40
 """Sort key meaning "nothing pending"; keys are ``priority << 24 | INTID``."""
 
-_IROUTER_WRITABLE = (
+_IROUTER_WRITABLE: Final = (
     GICD.IROUTER.Aff0.mask | GICD.IROUTER.Aff1.mask | GICD.IROUTER.Aff2.mask
     | GICD.IROUTER.Aff3.mask | GICD.IROUTER.Interrupt_Routing_Mode.mask
 )
-_IRM = GICD.IROUTER.Interrupt_Routing_Mode.mask
-_GRP0 = GICD.CTLR.EnableGrp0.mask
-_GRP1 = GICD.CTLR.EnableGrp1.mask
-_CTLR_FIXED = GICD.CTLR.ARE.mask | GICD.CTLR.DS.mask
-_S_ENABLES = (GICD_CTLR_S.EnableGrp0.mask | GICD_CTLR_S.EnableGrp1NS.mask
+_IRM: Final = GICD.IROUTER.Interrupt_Routing_Mode.mask
+_GRP0: Final = GICD.CTLR.EnableGrp0.mask
+_GRP1: Final = GICD.CTLR.EnableGrp1.mask
+_CTLR_FIXED: Final = GICD.CTLR.ARE.mask | GICD.CTLR.DS.mask
+_S_ENABLES: Final = (GICD_CTLR_S.EnableGrp0.mask | GICD_CTLR_S.EnableGrp1NS.mask
               | GICD_CTLR_S.EnableGrp1S.mask)
-_S_FIXED = GICD_CTLR_S.ARE_S.mask | GICD_CTLR_S.ARE_NS.mask
-_S_G1NS = GICD_CTLR_S.EnableGrp1NS.mask
-_NS_ARE = GICD_CTLR_NS.ARE_NS.mask
+_S_FIXED: Final = GICD_CTLR_S.ARE_S.mask | GICD_CTLR_S.ARE_NS.mask
+_S_G1NS: Final = GICD_CTLR_S.EnableGrp1NS.mask
+_NS_ARE: Final = GICD_CTLR_NS.ARE_NS.mask
 G0, G1NS, G1S = 0, 1, 2
 """Group codes (``Distributor.group``): Group 0, (Non-secure) Group 1, Secure Group 1.
 Group enable masks use bit ``code``: bit 0 Group 0, bit 1 Group 1 (Non-secure), bit 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from directlpi.errors import ArchitectureViolation
 
@@ -83,7 +83,7 @@ class EventKind(IntEnum):
 
 
 #: Kinds counted whether or not anyone listens (failure paths only).
-COUNTED_KINDS = (EventKind.BAD_ACCESS, EventKind.UNPREDICTABLE, EventKind.IGNORED,
+COUNTED_KINDS: Final = (EventKind.BAD_ACCESS, EventKind.UNPREDICTABLE, EventKind.IGNORED,
                  EventKind.ITS_COMMAND_ERROR, EventKind.MSI_DROPPED, EventKind.DMA_DROPPED)
 
 

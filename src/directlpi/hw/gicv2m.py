@@ -24,7 +24,7 @@ Choices where the architecture leaves room (each the strict one):
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.mmio import MmioFrame, Tables
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from directlpi.hw.distributor import Distributor
 
 #: Implementer 0x43B (Arm's JEP106 code), product 'M'.
-V2M_IIDR_VALUE = (0x4D << 24) | (1 << 12) | 0x43B
-_SPI = V2M.MSI_SETSPI_NS.SPI
+V2M_IIDR_VALUE: Final = (0x4D << 24) | (1 << 12) | 0x43B
+_SPI: Final = V2M.MSI_SETSPI_NS.SPI
 
 
 class V2mFrame(MmioFrame):

@@ -54,7 +54,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.mmio import MmioFrame
@@ -76,9 +76,9 @@ if TYPE_CHECKING:
     from directlpi.hw.distributor import Distributor
 
 #: The address every vPCI function's real MSI is programmed with.
-HV_MSI_ADDRESS = HV_MSI_BASE + HV_MSI.DOORBELL.offset
-_W = {name: 4 * i for i, name in enumerate(HV_MSG_WORDS)}
-_DATA_HANDLES = 1 << 16
+HV_MSI_ADDRESS: Final = HV_MSI_BASE + HV_MSI.DOORBELL.offset
+_W: Final = {name: 4 * i for i, name in enumerate(HV_MSG_WORDS)}
+_DATA_HANDLES: Final = 1 << 16
 
 
 class VpciFunction(Protocol):

@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from directlpi.hw.events import Event, EventHub, EventKind
 from directlpi.hw.memory import PA_LIMIT, PhysicalMemory
@@ -88,27 +88,27 @@ if TYPE_CHECKING:
     from directlpi.hw.gic import GIC
 
 #: Implementer 0x43B (Arm's JEP106 code), product 'T'.
-ITS_IIDR_VALUE = (0x54 << 24) | (1 << 12) | 0x43B
+ITS_IIDR_VALUE: Final = (0x54 << 24) | (1 << 12) | 0x43B
 
-DEVICE_ID_BITS = 17
+DEVICE_ID_BITS: Final = 17
 """DeviceID bits: PCI requester IDs (16 bits) and, above them, platform devices."""
-EVENT_ID_BITS = 16
-ENTRY_BYTES = 8
-CMD_BYTES = 32
+EVENT_ID_BITS: Final = 16
+ENTRY_BYTES: Final = 8
+CMD_BYTES: Final = 32
 BASER_DEVICE, BASER_COLLECTION = 0, 1
 TYPE_DEVICE, TYPE_COLLECTION = 1, 4
 
 # Command numbers (GITS command encoding, DW0 [7:0]).
 MOVI, INT, CLEAR, SYNC, MAPD, MAPC, MAPTI, MAPI, INV, INVALL, MOVALL, DISCARD = (
     0x01, 0x03, 0x04, 0x05, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F)
-COMMAND_NAMES = {MOVI: "MOVI", INT: "INT", CLEAR: "CLEAR", SYNC: "SYNC", MAPD: "MAPD",
+COMMAND_NAMES: Final = {MOVI: "MOVI", INT: "INT", CLEAR: "CLEAR", SYNC: "SYNC", MAPD: "MAPD",
                  MAPC: "MAPC", MAPTI: "MAPTI", MAPI: "MAPI", INV: "INV", INVALL: "INVALL",
                  MOVALL: "MOVALL", DISCARD: "DISCARD"}
 
 # Causes (bits [7:0] of a command error number).
 DEVICE_OOR, SIZE_OOR, COLLECTION_OOR, UNMAPPED_DEVICE, ID_OOR, PHYSICALID_OOR = range(1, 7)
 UNMAPPED_INTERRUPT, UNMAPPED_COLLECTION = 0x07, 0x09
-CAUSES = {DEVICE_OOR: "DeviceID or target out of range", SIZE_OOR: "size or PE out of range",
+CAUSES: Final = {DEVICE_OOR: "DeviceID or target out of range", SIZE_OOR: "size or PE out of range",
           COLLECTION_OOR: "ICID out of range", UNMAPPED_DEVICE: "unmapped device",
           ID_OOR: "EventID out of range", PHYSICALID_OOR: "pINTID out of range",
           UNMAPPED_INTERRUPT: "unmapped interrupt", UNMAPPED_COLLECTION: "unmapped collection"}
@@ -116,7 +116,7 @@ CAUSES = {DEVICE_OOR: "DeviceID or target out of range", SIZE_OOR: "size or PE o
 
 #: The command field of an error number where it is not the command number: CLEAR's
 #: errors are 0x0105xx (Linux's E_ITS_CLEAR_UNMAPPED_INTERRUPT, as KVM reports it).
-_ERROR_COMMAND = {CLEAR: 0x05}
+_ERROR_COMMAND: Final = {CLEAR: 0x05}
 
 
 def command_error(command: int, cause: int) -> int:
@@ -124,27 +124,27 @@ def command_error(command: int, cause: int) -> int:
     return 0x010000 | _ERROR_COMMAND.get(command, command) << 8 | cause
 
 
-_ENABLED = GITS.CTLR.Enabled.mask
-_QUIESCENT = GITS.CTLR.Quiescent.mask
-_CB_VALID = GITS.CBASER.Valid.mask
-_CB_SIZE = GITS.CBASER.Size
-_CB_PA = GITS.CBASER.Physical_Address.mask
-_CB_SHARE = GITS.CBASER.Shareability.mask
-_CB_WRITABLE = (GITS.CBASER.Size.mask | _CB_SHARE | _CB_PA | GITS.CBASER.OuterCache.mask
+_ENABLED: Final = GITS.CTLR.Enabled.mask
+_QUIESCENT: Final = GITS.CTLR.Quiescent.mask
+_CB_VALID: Final = GITS.CBASER.Valid.mask
+_CB_SIZE: Final = GITS.CBASER.Size
+_CB_PA: Final = GITS.CBASER.Physical_Address.mask
+_CB_SHARE: Final = GITS.CBASER.Shareability.mask
+_CB_WRITABLE: Final = (GITS.CBASER.Size.mask | _CB_SHARE | _CB_PA | GITS.CBASER.OuterCache.mask
                 | GITS.CBASER.InnerCache.mask | _CB_VALID)
-_OFFSET = GITS.CWRITER.Offset.mask
-_RETRY = GITS.CWRITER.Retry.mask
-_STALLED = GITS.CREADR.Stalled.mask
-_B = GITS.BASER
-_B_VALID = _B.Valid.mask
-_B_SHARE = _B.Shareability.mask
-_B_WRITABLE = (_B.Size.mask | _B.Page_Size.mask | _B_SHARE | _B.Physical_Address.mask
+_OFFSET: Final = GITS.CWRITER.Offset.mask
+_RETRY: Final = GITS.CWRITER.Retry.mask
+_STALLED: Final = GITS.CREADR.Stalled.mask
+_B: Final = GITS.BASER
+_B_VALID: Final = _B.Valid.mask
+_B_SHARE: Final = _B.Shareability.mask
+_B_WRITABLE: Final = (_B.Size.mask | _B.Page_Size.mask | _B_SHARE | _B.Physical_Address.mask
                | _B.OuterCache.mask | _B.InnerCache.mask | _B_VALID)
-_PAGE_BYTES = (0x1000, 0x4000, 0x10000, 0x10000)
+_PAGE_BYTES: Final = (0x1000, 0x4000, 0x10000, 0x10000)
 
-_EV_DROPPED = EventKind.MSI_DROPPED
-_EV_TRANSLATED = EventKind.ITS_TRANSLATED
-_EV_COMMAND = EventKind.ITS_COMMAND
+_EV_DROPPED: Final = EventKind.MSI_DROPPED
+_EV_TRANSLATED: Final = EventKind.ITS_TRANSLATED
+_EV_COMMAND: Final = EventKind.ITS_COMMAND
 
 DeviceIdOf = Callable[[str | None], int | None]
 
@@ -674,7 +674,7 @@ _HANDLERS: dict[int, Callable[[Its, list[int]], int]] = {
 
 
 #: The cause an injected error reports, per command (the others: unmapped device).
-_INJECTED_CAUSE = {MAPD: DEVICE_OOR, MOVALL: DEVICE_OOR, MAPC: COLLECTION_OOR,
+_INJECTED_CAUSE: Final = {MAPD: DEVICE_OOR, MOVALL: DEVICE_OOR, MAPC: COLLECTION_OOR,
                    INVALL: COLLECTION_OOR}
 
 

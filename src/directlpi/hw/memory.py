@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterator
+from typing import Final
 
 from directlpi.errors import DirectLPIError
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-PAGE_MASK = PAGE_SIZE - 1
-PA_BITS = 52
-PA_LIMIT = 1 << PA_BITS
+PAGE_SHIFT: Final = 12
+PAGE_SIZE: Final = 1 << PAGE_SHIFT
+PAGE_MASK: Final = PAGE_SIZE - 1
+PA_BITS: Final = 52
+PA_LIMIT: Final = 1 << PA_BITS
 
-_ZERO_PAGE = bytes(PAGE_SIZE)
+_ZERO_PAGE: Final = bytes(PAGE_SIZE)
 
 
 class PhysicalMemory:

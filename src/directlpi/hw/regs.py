@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
+from typing import Final
 
 
 class Access(Enum):
@@ -128,7 +129,7 @@ RW, RO, WO, W1S, W1C, RAZ_WI, RES0, RES1 = (
 
 # Peripheral / component ID registers (0xFFD0..0xFFFC), shared by GICD and GICR.
 # PIDR2.ArchRev [7:4] = 3 says "GICv3"; Linux checks exactly that field.
-ID_REGISTER_VALUES = {
+ID_REGISTER_VALUES: Final = {
     0xFFD0: 0x44,  # PIDR4
     0xFFD4: 0x00,  # PIDR5
     0xFFD8: 0x00,  # PIDR6
@@ -144,7 +145,7 @@ ID_REGISTER_VALUES = {
 }
 
 #: Implementer 0x43B (Arm's JEP106 code, as KVM's and QEMU's models use), product 'L'.
-IIDR_VALUE = (0x4C << 24) | (0 << 16) | (1 << 12) | 0x43B
+IIDR_VALUE: Final = (0x4C << 24) | (0 << 16) | (1 << 12) | 0x43B
 
 
 class GICD_CTLR_S:
@@ -424,25 +425,25 @@ class HV_MSI:
 
 
 #: Where the model's hypervisor frames are (QEMU virt's platform-bus window, unused here).
-HV_HYPERCALL_BASE = 0x0C00_0000
-HV_MSI_BASE = 0x0C01_0000
+HV_HYPERCALL_BASE: Final = 0x0C00_0000
+HV_MSI_BASE: Final = 0x0C01_0000
 #: The vPCI messages (pci-hyperv's PCI_CREATE_INTERRUPT_MESSAGE2/3, PCI_DELETE_INTERRUPT_MESSAGE).
-HV_PCI_CREATE_INTERRUPT = 1
-HV_PCI_DELETE_INTERRUPT = 2
-HV_PCI_BUS_D0ENTRY = 3
+HV_PCI_CREATE_INTERRUPT: Final = 1
+HV_PCI_DELETE_INTERRUPT: Final = 2
+HV_PCI_BUS_D0ENTRY: Final = 3
 """The guest's vPCI driver starts using the bus (EPROTO if a previous kernel left it in D0)."""
-HV_PCI_BUS_D0EXIT = 4
+HV_PCI_BUS_D0EXIT: Final = 4
 """The bus leaves D0: the host deletes every interrupt routed on it."""
 #: A message: little-endian 32-bit words, in this order.  ``wslot`` is the function's
 #: requester ID; ``vector`` the guest SPI (DELETE: the data the host gave); ``index`` the
 #: MSI-X entry (0 for MSI); the host writes ``status`` (0, else an errno) and the message
 #: the device will send (``address_lo``, ``address_hi``, ``data``).
-HV_MSG_WORDS = ("type", "wslot", "vector", "vector_count", "cpu", "index", "status",
+HV_MSG_WORDS: Final = ("type", "wslot", "vector", "vector_count", "cpu", "index", "status",
                 "address_lo", "address_hi", "data")
-HV_MSG_SIZE = 4 * len(HV_MSG_WORDS)
+HV_MSG_SIZE: Final = 4 * len(HV_MSG_WORDS)
 
-_INTID = {"INTID": Field(0, 24)}
-_INTID_RO = {"INTID": Field(0, 24, RO)}
+_INTID: Final = {"INTID": Field(0, 24)}
+_INTID_RO: Final = {"INTID": Field(0, 24, RO)}
 
 
 class ICC:
@@ -515,28 +516,28 @@ class ICC:
 # ---------------------------------------------------------------------------
 # Constants of the INTID space and of the LPI tables.
 
-SGI_BASE_OFFSET = 0x10000
+SGI_BASE_OFFSET: Final = 0x10000
 """SGI_base frame of a redistributor, relative to its RD_base."""
-ITS_TRANSLATION_OFFSET = 0x10000
+ITS_TRANSLATION_OFFSET: Final = 0x10000
 """An ITS's translation frame (GITS_TRANSLATER), relative to its control frame."""
-ITS_SIZE = 0x20000
+ITS_SIZE: Final = 0x20000
 """An ITS takes two 64 KiB frames (control, translation)."""
-FRAME_SIZE = 0x10000
-GICR_STRIDE = 0x20000
+FRAME_SIZE: Final = 0x10000
+GICR_STRIDE: Final = 0x20000
 """Two 64 KiB frames per GICv3 redistributor (RD_base, SGI_base)."""
 
-INTID_SPURIOUS = 1023
-SPECIAL_INTIDS = range(1020, 1024)
-FIRST_SPI = 32
-MAX_SPI = 1019
-LPI_BASE = 8192
-PENDING_TABLE_RESERVED_BYTES = 1024
+INTID_SPURIOUS: Final = 1023
+SPECIAL_INTIDS: Final = range(1020, 1024)
+FIRST_SPI: Final = 32
+MAX_SPI: Final = 1019
+LPI_BASE: Final = 8192
+PENDING_TABLE_RESERVED_BYTES: Final = 1024
 """The first 1 KiB of a pending table (INTIDs 0..8191) is IMPLEMENTATION DEFINED."""
 
-LPI_CFG_ENABLE = 0x01
-LPI_CFG_RES1 = 0x02
+LPI_CFG_ENABLE: Final = 0x01
+LPI_CFG_RES1: Final = 0x02
 """Bit 1 of a configuration byte is RES1 (Linux names it LPI_PROP_GROUP1)."""
-LPI_CFG_PRIORITY = 0xFC
+LPI_CFG_PRIORITY: Final = 0xFC
 
 #: BASER cacheability and shareability encodings (PROPBASER/PENDBASER fields).
 CACHE_nCnB, CACHE_nC, CACHE_RaWt, CACHE_RaWb, CACHE_WaWt, CACHE_WaWb, CACHE_RaWaWt, CACHE_RaWaWb = (
@@ -544,14 +545,14 @@ CACHE_nCnB, CACHE_nC, CACHE_RaWt, CACHE_RaWb, CACHE_WaWt, CACHE_WaWb, CACHE_RaWa
 )
 SHARE_NON, SHARE_INNER, SHARE_OUTER = range(3)
 
-PROPBASER_WRITABLE = (
+PROPBASER_WRITABLE: Final = (
     GICR.PROPBASER.IDbits.mask
     | GICR.PROPBASER.InnerCache.mask
     | GICR.PROPBASER.Shareability.mask
     | GICR.PROPBASER.Physical_Address.mask
     | GICR.PROPBASER.OuterCache.mask
 )
-PENDBASER_WRITABLE = (
+PENDBASER_WRITABLE: Final = (
     GICR.PENDBASER.InnerCache.mask
     | GICR.PENDBASER.Shareability.mask
     | GICR.PENDBASER.Physical_Address.mask

@@ -33,6 +33,7 @@ that made the call (Linux would WARN, splat or hang), never an API failure.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Final
 
 from directlpi.kernel.errors import KernelBug
 
@@ -46,11 +47,11 @@ class Kind(Enum):
     STARTUP = "secondary CPU startup (interrupts off, on the incoming CPU)"
 
 
-RANK_DESC = 10
+RANK_DESC: Final = 10
 """``irq_desc::lock`` (a raw spinlock taken with interrupts off)."""
-RANK_RD = 20
+RANK_RD: Final = 20
 """A redistributor's ``rd_lock`` (Linux: ``gic_data_rdist_cpu(cpu)->rd_lock``)."""
-RANK_ITS = 25
+RANK_ITS: Final = 25
 """An ITS's command queue lock (Linux: ``its_node::lock``), taken under ``desc->lock``."""
 
 

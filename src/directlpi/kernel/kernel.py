@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 from directlpi.hw.cache import CpuMemory
 from directlpi.kernel.context import ExecContext, Kind
@@ -82,7 +82,7 @@ class BusAccess(Protocol):
     def write(self, addr: int, value: int, size: int, master: str | None = None) -> None: ...
 
 
-MSI_PROVIDERS = ("direct-lpi", "rfc-v1")
+MSI_PROVIDERS: Final = ("direct-lpi", "rfc-v1")
 """What ``BootParams.msi_provider`` accepts."""
 
 
@@ -128,8 +128,8 @@ def syscall(*, sleeps: bool) -> Callable[[Callable[Concatenate[Kernel, P], R]],
                 if sleeps:
                     ctx.might_sleep(name)
                 return fn(self, *args, **kwargs)
-            return cast(R, self.run_on(self.task_cpu, Kind.PROCESS, _then_work, self, fn,
-                                       args, kwargs))
+            return self.run_on(self.task_cpu, Kind.PROCESS,
+                               functools.partial(_then_work, self, fn, args, kwargs))
         functools.update_wrapper(entry, fn)
         return entry
     return wrap
@@ -199,15 +199,15 @@ class Kernel:
         """The CPU the running kernel code is on (the task's CPU outside the kernel)."""
         return self.ctx.cpu if self.ctx.frames else self.task_cpu
 
-    def run_on(self, cpu: int, kind: Kind, fn: Callable[..., R], *args: Any) -> R:
-        """``fn(*args)`` as kernel code of ``kind`` on PE ``cpu`` (the machine executes that
-        PE meanwhile); what :meth:`running_on` does, without a ``with`` (hot paths)."""
+    def run_on(self, cpu: int, kind: Kind, fn: Callable[[], R]) -> R:
+        """``fn()`` as kernel code of ``kind`` on PE ``cpu`` (the machine executes that PE
+        meanwhile); what :meth:`running_on` does, without a ``with`` (hot paths)."""
         pes = self._pes
         ctx = self.ctx
         prev = pes.execute_on(cpu)
         frame = ctx.enter(cpu, kind)
         try:
-            result = fn(*args)
+            result = fn()
         except BaseException:
             ctx.leave(frame, unwinding=True)
             raise

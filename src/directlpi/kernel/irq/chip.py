@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from directlpi.kernel.errors import KernelError
 
@@ -22,31 +22,31 @@ if TYPE_CHECKING:
     from directlpi.kernel.irq.desc import Cpumask, IrqData
 
 # irq_set_affinity return codes (include/linux/irq.h)
-IRQ_SET_MASK_OK = 0
-IRQ_SET_MASK_OK_NOCOPY = 1
-IRQ_SET_MASK_OK_DONE = 2
+IRQ_SET_MASK_OK: Final = 0
+IRQ_SET_MASK_OK_NOCOPY: Final = 1
+IRQ_SET_MASK_OK_DONE: Final = 2
 
 # irq_chip flags
-IRQCHIP_SET_TYPE_MASKED = 1 << 0
-IRQCHIP_EOI_IF_HANDLED = 1 << 1
-IRQCHIP_MASK_ON_SUSPEND = 1 << 2
-IRQCHIP_ONOFFLINE_ENABLED = 1 << 3
-IRQCHIP_SKIP_SET_WAKE = 1 << 4
-IRQCHIP_ONESHOT_SAFE = 1 << 5
-IRQCHIP_EOI_THREADED = 1 << 6
-IRQCHIP_SUPPORTS_LEVEL_MSI = 1 << 7
-IRQCHIP_SUPPORTS_NMI = 1 << 8
-IRQCHIP_ENABLE_WAKEUP_ON_SUSPEND = 1 << 9
-IRQCHIP_AFFINITY_PRE_STARTUP = 1 << 10
-IRQCHIP_IMMUTABLE = 1 << 11
+IRQCHIP_SET_TYPE_MASKED: Final = 1 << 0
+IRQCHIP_EOI_IF_HANDLED: Final = 1 << 1
+IRQCHIP_MASK_ON_SUSPEND: Final = 1 << 2
+IRQCHIP_ONOFFLINE_ENABLED: Final = 1 << 3
+IRQCHIP_SKIP_SET_WAKE: Final = 1 << 4
+IRQCHIP_ONESHOT_SAFE: Final = 1 << 5
+IRQCHIP_EOI_THREADED: Final = 1 << 6
+IRQCHIP_SUPPORTS_LEVEL_MSI: Final = 1 << 7
+IRQCHIP_SUPPORTS_NMI: Final = 1 << 8
+IRQCHIP_ENABLE_WAKEUP_ON_SUSPEND: Final = 1 << 9
+IRQCHIP_AFFINITY_PRE_STARTUP: Final = 1 << 10
+IRQCHIP_IMMUTABLE: Final = 1 << 11
 
 # enum irqchip_irq_state (include/linux/interrupt.h)
-IRQCHIP_STATE_PENDING = 0
-IRQCHIP_STATE_ACTIVE = 1
-IRQCHIP_STATE_MASKED = 2
-IRQCHIP_STATE_LINE_LEVEL = 3
+IRQCHIP_STATE_PENDING: Final = 0
+IRQCHIP_STATE_ACTIVE: Final = 1
+IRQCHIP_STATE_MASKED: Final = 2
+IRQCHIP_STATE_LINE_LEVEL: Final = 3
 
-IRQCHIP_STATE_NAMES = {IRQCHIP_STATE_PENDING: "PENDING", IRQCHIP_STATE_ACTIVE: "ACTIVE",
+IRQCHIP_STATE_NAMES: Final = {IRQCHIP_STATE_PENDING: "PENDING", IRQCHIP_STATE_ACTIVE: "ACTIVE",
                        IRQCHIP_STATE_MASKED: "MASKED", IRQCHIP_STATE_LINE_LEVEL: "LINE_LEVEL"}
 
 DataCb = Callable[["IrqData"], None]

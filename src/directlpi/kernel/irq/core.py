@@ -11,7 +11,7 @@ import errno
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from directlpi.kernel.context import ExecContext
 from directlpi.kernel.errors import KernelError
@@ -40,7 +40,7 @@ class IrqTracer(Protocol):
     def handler_exit(self, irq: int, ret: int) -> None: ...
 
 
-NR_IRQS = 1 << 16
+NR_IRQS: Final = 1 << 16
 """Linux interrupt numbers available (virq 0 is never used)."""
 
 

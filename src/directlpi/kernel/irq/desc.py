@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from directlpi.kernel.context import RANK_DESC, SpinLock
 
@@ -23,62 +23,62 @@ if TYPE_CHECKING:
 Cpumask = frozenset[int]
 
 # Trigger types (include/linux/irq.h)
-IRQ_TYPE_NONE = 0x0
-IRQ_TYPE_EDGE_RISING = 0x1
-IRQ_TYPE_EDGE_FALLING = 0x2
-IRQ_TYPE_EDGE_BOTH = 0x3
-IRQ_TYPE_LEVEL_HIGH = 0x4
-IRQ_TYPE_LEVEL_LOW = 0x8
-IRQ_TYPE_LEVEL_MASK = IRQ_TYPE_LEVEL_HIGH | IRQ_TYPE_LEVEL_LOW
-IRQ_TYPE_SENSE_MASK = 0xF
+IRQ_TYPE_NONE: Final = 0x0
+IRQ_TYPE_EDGE_RISING: Final = 0x1
+IRQ_TYPE_EDGE_FALLING: Final = 0x2
+IRQ_TYPE_EDGE_BOTH: Final = 0x3
+IRQ_TYPE_LEVEL_HIGH: Final = 0x4
+IRQ_TYPE_LEVEL_LOW: Final = 0x8
+IRQ_TYPE_LEVEL_MASK: Final = IRQ_TYPE_LEVEL_HIGH | IRQ_TYPE_LEVEL_LOW
+IRQ_TYPE_SENSE_MASK: Final = 0xF
 
 # irq_data state (IRQD_*), kept in IrqCommonData.state
-IRQD_TRIGGER_MASK = 0xF
-IRQD_SETAFFINITY_PENDING = 1 << 8
-IRQD_ACTIVATED = 1 << 9
-IRQD_NO_BALANCING = 1 << 10
-IRQD_PER_CPU = 1 << 11
-IRQD_AFFINITY_SET = 1 << 12
-IRQD_LEVEL = 1 << 13
-IRQD_WAKEUP_STATE = 1 << 14
-IRQD_MOVE_PCNTXT = 1 << 15
-IRQD_IRQ_DISABLED = 1 << 16
-IRQD_IRQ_MASKED = 1 << 17
-IRQD_IRQ_INPROGRESS = 1 << 18
-IRQD_WAKEUP_ARMED = 1 << 19
-IRQD_FORWARDED_TO_VCPU = 1 << 20
-IRQD_AFFINITY_MANAGED = 1 << 21
-IRQD_IRQ_STARTED = 1 << 22
-IRQD_MANAGED_SHUTDOWN = 1 << 23
-IRQD_SINGLE_TARGET = 1 << 24
-IRQD_DEFAULT_TRIGGER_SET = 1 << 25
-IRQD_CAN_RESERVE = 1 << 26
-IRQD_HANDLE_ENFORCE_IRQCTX = 1 << 27
-IRQD_AFFINITY_ON_ACTIVATE = 1 << 28
-IRQD_RESEND_WHEN_IN_PROGRESS = 1 << 30
+IRQD_TRIGGER_MASK: Final = 0xF
+IRQD_SETAFFINITY_PENDING: Final = 1 << 8
+IRQD_ACTIVATED: Final = 1 << 9
+IRQD_NO_BALANCING: Final = 1 << 10
+IRQD_PER_CPU: Final = 1 << 11
+IRQD_AFFINITY_SET: Final = 1 << 12
+IRQD_LEVEL: Final = 1 << 13
+IRQD_WAKEUP_STATE: Final = 1 << 14
+IRQD_MOVE_PCNTXT: Final = 1 << 15
+IRQD_IRQ_DISABLED: Final = 1 << 16
+IRQD_IRQ_MASKED: Final = 1 << 17
+IRQD_IRQ_INPROGRESS: Final = 1 << 18
+IRQD_WAKEUP_ARMED: Final = 1 << 19
+IRQD_FORWARDED_TO_VCPU: Final = 1 << 20
+IRQD_AFFINITY_MANAGED: Final = 1 << 21
+IRQD_IRQ_STARTED: Final = 1 << 22
+IRQD_MANAGED_SHUTDOWN: Final = 1 << 23
+IRQD_SINGLE_TARGET: Final = 1 << 24
+IRQD_DEFAULT_TRIGGER_SET: Final = 1 << 25
+IRQD_CAN_RESERVE: Final = 1 << 26
+IRQD_HANDLE_ENFORCE_IRQCTX: Final = 1 << 27
+IRQD_AFFINITY_ON_ACTIVATE: Final = 1 << 28
+IRQD_RESEND_WHEN_IN_PROGRESS: Final = 1 << 30
 """It fired on one CPU while its handler still ran on another (an affinity change
 raced with its handling): mark it pending and resend it when that handler is done,
 instead of dropping it (Linux 6.5+, set by the GICv3 ITS for LPIs)."""
 
 # desc.istate (IRQS_*, kernel/irq/internals.h)
-IRQS_AUTODETECT = 0x001
-IRQS_SPURIOUS_DISABLED = 0x002
-IRQS_POLL_INPROGRESS = 0x008
-IRQS_ONESHOT = 0x020
-IRQS_REPLAY = 0x040
-IRQS_WAITING = 0x080
-IRQS_PENDING = 0x200
-IRQS_SUSPENDED = 0x800
+IRQS_AUTODETECT: Final = 0x001
+IRQS_SPURIOUS_DISABLED: Final = 0x002
+IRQS_POLL_INPROGRESS: Final = 0x008
+IRQS_ONESHOT: Final = 0x020
+IRQS_REPLAY: Final = 0x040
+IRQS_WAITING: Final = 0x080
+IRQS_PENDING: Final = 0x200
+IRQS_SUSPENDED: Final = 0x800
 
 # Handler return values (include/linux/irqreturn.h)
-IRQ_NONE = 0
-IRQ_HANDLED = 1
-IRQ_WAKE_THREAD = 2
+IRQ_NONE: Final = 0
+IRQ_HANDLED: Final = 1
+IRQ_WAKE_THREAD: Final = 2
 
 # request_irq flags (include/linux/interrupt.h)
-IRQF_SHARED = 0x80
-IRQF_NO_BALANCING = 0x800
-IRQF_ONESHOT = 0x2000
+IRQF_SHARED: Final = 0x80
+IRQF_NO_BALANCING: Final = 0x800
+IRQF_ONESHOT: Final = 0x2000
 
 Handler = Callable[[int, Any], int]
 """``handler(irq, dev_id) -> IRQ_HANDLED | IRQ_NONE``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from directlpi.hw.regs import GICD, GICR, GICR_SGI, ICC, LPI_BASE, SGI_BASE_OFFSET
 from directlpi.kernel.context import RANK_RD, SpinLock
@@ -53,11 +53,11 @@ from directlpi.kernel.irq.flow import handle_fasteoi_irq, handle_percpu_devid_ir
 if TYPE_CHECKING:
     from directlpi.kernel.kernel import Kernel
 
-GICD_INT_DEF_PRI = 0xA0
-DEFAULT_PMR_VALUE = 0xF0
-GIC_IRQ_TYPE_LPI = 0xA110C8ED
+GICD_INT_DEF_PRI: Final = 0xA0
+DEFAULT_PMR_VALUE: Final = 0xF0
+GIC_IRQ_TYPE_LPI: Final = 0xA110C8ED
 """DT specifier type for a raw LPI INTID (Linux ``GIC_IRQ_TYPE_LPI``)."""
-RWP_TIMEOUT_READS = 1000
+RWP_TIMEOUT_READS: Final = 1000
 
 
 @dataclass(eq=False)
