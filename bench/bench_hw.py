@@ -3,7 +3,8 @@
 Figures (medians of repeated runs):
 
 * ``raw_hw_cycles_per_s`` -- device DMA write of an INTID to GICR_SETLPIR, then
-  ICC_IAR1_EL1, then ICC_EOIR1_EL1, on one PE.
+  ICC_IAR1_EL1, then ICC_EOIR1_EL1, on one PE (the registers named on each access, with
+  ``read_sysreg``: the slower way; the GICv3 driver resolves them once).
 * ``ack_cycle_ns_1_pending`` / ``ack_cycle_ns_65536_pending`` -- the same cycle
   while nothing else / 65,535 other LPIs (lower priority) are pending on that RD,
   so the acknowledge happens with 1 resp. 65,536 LPIs pending;

@@ -9,9 +9,11 @@ compiled build is what everything gets, unless :func:`select` hides it:
 
 * ``DIRECTLPI_PURE=1`` in the environment: the pure-Python modules (the test suite runs
   the hardware tests this way too; a debugger or a coverage tool wants it).
-* **A stale build** -- a compiled module's source changed since the build, or Python or
-  mypyc did (the build records their digests in ``_native.json``): pure Python, so that
-  an edit is never silently ignored.  ``./bootstrap`` rebuilds only then.
+* **A stale build** -- the source of a compiled module or of any package module it
+  imports changed since the build, or the set of compiled modules did, or Python or mypyc
+  did (the build records them in ``_native.json``), or an extension module is there that
+  the build did not make: pure Python, so that an edit is never silently ignored.
+  ``./bootstrap`` rebuilds only then.
 * **No build** (an installed wheel, or a machine without a C compiler): pure Python.
 
 :data:`BUILD` says which one is running, and why; ``directlpi bench`` prints it.
@@ -63,18 +65,33 @@ MODULES: tuple[str, ...] = (
     "directlpi.platform_hot",
 )
 """What is compiled.  ``hw/regs.py`` is not: its register namespaces are plain classes
-whose attributes the frames look up by name once, when their dispatch tables are built."""
+whose attributes the frames look up by name once, when their dispatch tables are built
+(its literal ``Final`` constants are copied into the compiled code, which is why a build
+records every module the compiled ones import: :func:`dependencies`)."""
 
 
 def source(module: str, root: Path = PACKAGE_DIR) -> Path:
-    """The source file of ``module`` (a name in :data:`MODULES`) under package dir ``root``."""
-    return root.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    """The source file of ``module`` (``directlpi.X.Y``) under package dir ``root``: its
+    ``.py``, or a package's ``__init__.py``."""
+    path = root.joinpath(*module.split(".")[1:])
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
 def extension(module: str, root: Path = PACKAGE_DIR) -> Path:
     """The extension module the compiled build puts beside ``module``'s source."""
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    return source(module, root).with_suffix(suffix)
+    return root.joinpath(*module.split(".")[1:]).with_suffix(suffix)
+
+
+def shared_library(root: Path = PACKAGE_DIR) -> Path:
+    """mypyc's shared library of the group, which every compiled module loads."""
+    return root / (GROUP.rpartition(".")[2] + "__mypyc" + importlib.machinery.EXTENSION_SUFFIXES[0])
+
+
+def extensions_present(root: Path = PACKAGE_DIR) -> list[Path]:
+    """Every extension module under ``root`` (a build's, or one left by an older one)."""
+    return sorted({p for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                   for p in root.rglob("*" + suffix)})
 
 
 def _toolchain() -> str:
@@ -85,47 +102,101 @@ def _toolchain() -> str:
     return f"python {sys.version.split()[0]} {sys.implementation.cache_tag}, mypyc {mypy_version}"
 
 
-def digests(modules: Sequence[str] = MODULES, root: Path = PACKAGE_DIR) -> dict[str, str]:
-    """SHA-256 of each module's source: what a build is valid for."""
+def dependencies(modules: Sequence[str] = MODULES, root: Path = PACKAGE_DIR) -> list[str]:
+    """``modules`` and every package module they import, directly or not (also under
+    TYPE_CHECKING): mypyc compiles against their types and copies their literal ``Final``
+    values, so an edit to any of them changes what the compiled code must be."""
+    import ast
+
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = source(name, root)
+        if not path.is_file():
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    pkg = parts[:-node.level] if path.name != "__init__.py" or node.level > 1 \
+                        else parts
+                    base = ".".join([*pkg, *([base] if base else [])])
+                if base.split(".")[0] == "directlpi":
+                    todo.append(base)
+                    todo.extend(f"{base}.{a.name}" for a in node.names)
+                    dots = base.split(".")
+                    todo.extend(".".join(dots[:i]) for i in range(2, len(dots)))
+            elif isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.split(".")[0] == "directlpi")
+    return sorted(m for m in seen if m != "directlpi")
+
+
+def digests(modules: Sequence[str], root: Path = PACKAGE_DIR) -> dict[str, str]:
+    """SHA-256 of each module's source."""
     return {m: hashlib.sha256(source(m, root).read_bytes()).hexdigest() for m in modules}
 
 
 def staleness(modules: Sequence[str] = MODULES, root: Path = PACKAGE_DIR,
               stamp: Path = STAMP) -> str | None:
     """Why the compiled build under ``root`` cannot be used, or None if it can."""
-    if not stamp.is_file() or not all(extension(m, root).is_file() for m in modules):
+    if not stamp.is_file() or not shared_library(root).is_file() \
+            or not all(extension(m, root).is_file() for m in modules):
         return "not built"
     try:
         recorded = json.loads(stamp.read_text())
-        sources, toolchain = recorded["sources"], recorded["toolchain"]
-        if not isinstance(sources, dict):
+        built, sources, toolchain = recorded["modules"], recorded["sources"], \
+            recorded["toolchain"]
+        if not isinstance(sources, dict) or not isinstance(built, list):
             raise TypeError(sources)
     except (OSError, ValueError, KeyError, TypeError):
         return f"unreadable build record {stamp.name}"
-    if sorted(sources) != sorted(modules):
+    if sorted(built) != sorted(modules):
         return "stale: the set of compiled modules changed since the build"
+    expected = {extension(m, root) for m in modules} | {shared_library(root)}
+    leftover = [p for p in extensions_present(root) if p not in expected]
+    if leftover:
+        return f"stale: {leftover[0].relative_to(root.parent).as_posix()} is not this build's"
     if toolchain != _toolchain():
         return f"built with {toolchain}, running {_toolchain()}"
-    now = digests(modules, root)
-    changed = [m for m in modules if sources.get(m) != now[m]]
+    changed = []
+    for name, digest in sorted(sources.items()):
+        try:
+            now = hashlib.sha256(source(name, root).read_bytes()).hexdigest()
+        except OSError:
+            now = None
+        if now != digest:
+            changed.append(source(name, root).relative_to(root.parent).as_posix())
     if changed:
-        names = ", ".join(source(m, root).relative_to(root.parent).as_posix() for m in changed)
-        return f"stale: {names} changed since the build"
+        return f"stale: {', '.join(changed)} changed since the build"
     return None
 
 
 class _PureFinder(importlib.abc.MetaPathFinder):
-    """Finds the compiled modules' sources, ahead of the extension modules beside them."""
+    """Finds every ``directlpi`` module from its source, ahead of any extension module
+    beside it (this build's, or one an older build left)."""
+
+    def __init__(self) -> None:
+        self._finders: dict[str, importlib.machinery.FileFinder] = {}
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in MODULES:
+        if not fullname.startswith("directlpi."):
             return None
-        leaf = fullname.rpartition(".")[2] + ".py"
         for entry in path or ():
-            candidate = Path(entry) / leaf
-            if candidate.is_file():
-                return importlib.util.spec_from_file_location(fullname, candidate)
+            finder = self._finders.get(entry)
+            if finder is None:
+                finder = importlib.machinery.FileFinder(
+                    entry, (importlib.machinery.SourceFileLoader,
+                            importlib.machinery.SOURCE_SUFFIXES))
+                self._finders[entry] = finder
+            spec = finder.find_spec(fullname, target)
+            if spec is not None:
+                return spec
         return None
 
 
@@ -168,8 +239,12 @@ def build(force: bool = False) -> str:
 
     src = PACKAGE_DIR.parent
     STAMP.unlink(missing_ok=True)
+    # Unlinked, not overwritten: a running process keeps the file it mapped, and nothing an
+    # older build left (a module no longer compiled) survives to be imported.
+    for old in extensions_present():
+        old.unlink(missing_ok=True)
     # What is compiled is what the sources say now: an edit during the build makes it stale.
-    built_from = digests()
+    built_from = digests(dependencies())
     with tempfile.TemporaryDirectory(prefix="directlpi-mypyc-") as tmp:
         cwd = Path.cwd()
         os.chdir(src)
@@ -183,8 +258,8 @@ def build(force: bool = False) -> str:
         finally:
             os.chdir(cwd)
         shutil.rmtree(src / ".mypy_cache", ignore_errors=True)
-    STAMP.write_text(json.dumps({"toolchain": _toolchain(), "sources": built_from}, indent=1)
-                     + "\n")
+    STAMP.write_text(json.dumps({"toolchain": _toolchain(), "modules": list(MODULES),
+                                 "sources": built_from}, indent=1) + "\n")
     return f"directlpi: compiled {len(MODULES)} modules with mypyc"
 
 

@@ -646,7 +646,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({f.key: f.value for f in figures}, indent=2))
     else:
-        # Which build was timed: a stale or missing compiled build runs about 2x slower.
+        # Which build was timed: a stale or missing compiled build runs 2.5-3x slower.
         print(f"# build: {_native.BUILD}")
         _print_figures(figures)
     return EXIT_OK

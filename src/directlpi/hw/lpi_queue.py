@@ -2,9 +2,10 @@
 
 One min-heap of ``priority << 24 | INTID`` keys per priority, and a heap of the priorities
 that have one: pushing or taking the highest priority LPI costs the same whether 1 or
-65,536 LPIs of other priorities are pending (one heap of every key would sift through all
-of them).  Keys are not checked here: the redistributor drops the stale ones it finds on
-top (an LPI no longer pending, disabled or reprioritised since it was pushed).
+65,536 LPIs of other priorities are pending (one heap of every key sifts through log2(n)
+levels of them on every push and pop: 16 at 65,536).  Keys are not checked here: the
+redistributor drops the stale ones it finds on top (an LPI no longer pending, disabled or
+reprioritised since it was pushed).
 """
 
 from __future__ import annotations
