@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import itertools
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -522,11 +522,6 @@ class Platform:
                 raise DirectLPIError(f"model error: PEs {stuck} have an interrupt pending that "
                                      "the run loop was never told about", errno.EIO)
         return taken
-
-    def _run(self, max_rounds: int = 1_000_000, done: Callable[[], bool] | None = None,
-             kernel: Kernel | None = None) -> int:
-        """The run loop (:meth:`~directlpi.platform_hot.HotPaths.run`)."""
-        return self.hot.run(kernel or self._running(), max_rounds, done)
 
     # -- devices --------------------------------------------------------------------------------
 

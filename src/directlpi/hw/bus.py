@@ -248,7 +248,7 @@ class Bus:
         try:
             bell = self._doorbells.get((addr << 4) | size)
             if bell is not None:
-                value &= 0xFFFFFFFF if size == 4 else 0xFFFFFFFFFFFFFFFF
+                value &= _MASKS[size]
                 if on[_EV_MMIO_W]:
                     hub.emit(Event(_EV_MMIO_W, bell[0].frame_name, addr=addr, value=value,
                                    master=master))

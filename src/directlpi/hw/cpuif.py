@@ -257,7 +257,7 @@ class CPUInterface:
         ex = gic.executing
         if ex is not None and ex != self.cpu:
             raise self._other_pe(ICC.IAR1.name, "read", ex)
-        return self._acknowledge(G1S if gic.secure else G1NS)
+        return self._read_iar1()
 
     def write_eoir1(self, value: int) -> None:
         """``MSR ICC_EOIR1_EL1``: what ``write_sysreg("ICC_EOIR1_EL1", value)`` does,
@@ -266,7 +266,7 @@ class CPUInterface:
         ex = gic.executing
         if ex is not None and ex != self.cpu:
             raise self._other_pe(ICC.EOIR1.name, "write", ex)
-        self._write_eoir(value & 0xFFFFFFFFFFFFFFFF, G1S if gic.secure else G1NS)
+        self._write_eoir(value & 0xFFFFFFFFFFFFFFFF, self._g1())
 
     def _check_ns(self, name: str, op: str) -> None:
         """Non-secure EL1 with two Security states: EL3's registers are UNDEFINED, and with

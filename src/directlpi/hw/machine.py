@@ -395,7 +395,7 @@ class Machine:
             self.bus.map_frame(base + SGI_BASE_OFFSET, rd.sgi)
             if rd.implements_write(GICR.SETLPIR.offset, 4):       # DirectLPI
                 for size in (4, 8):
-                    self.bus.add_doorbell(base + GICR.SETLPIR.offset, size, rd.setlpir)
+                    self.bus.add_doorbell(base + GICR.SETLPIR.offset, size, rd._w_SETLPIR)
         #: The ITSes, in configuration order.
         self.its = [Its(self.gic, self.hub, self.memory, index=k, base=base,
                         pta=config.its_pta, coherent=config.rd_coherent, rd_bases=bases,

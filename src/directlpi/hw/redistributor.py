@@ -589,10 +589,7 @@ class Redistributor(MmioFrame):
             self._kicked.add(self.cpu)
 
     def _w_SETLPIR(self, value: int) -> None:
-        self.set_lpi_pending(value & 0xFFFFFFFF)
-
-    def setlpir(self, value: int) -> None:
-        """A GICR_SETLPIR write (the bus's fused doorbell: what ``_w_SETLPIR`` does)."""
+        """Also the bus's fused doorbell for GICR_SETLPIR (``Bus.add_doorbell``)."""
         self.set_lpi_pending(value & 0xFFFFFFFF)
 
     def _w_CLRLPIR(self, value: int) -> None:
